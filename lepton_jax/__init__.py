@@ -1,0 +1,11 @@
+"""lepton_jax: a JAX research toolkit and experiment runner."""
+
+from lepton_jax.config import Config, DataConfig, LoggerConfig, ModelConfig, OptimConfig, TrainerConfig
+from lepton_jax.errors import DivergedError, UserError
+from lepton_jax.loop import fit
+
+__all__ = [
+    "Config", "DataConfig", "LoggerConfig", "ModelConfig", "OptimConfig", "TrainerConfig",
+    "DivergedError", "UserError", "fit",
+]
+__version__ = "0.1.0"

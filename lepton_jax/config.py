@@ -1,0 +1,200 @@
+"""Typed configuration schemas: the only shape a config takes inside the library."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from lepton_jax.errors import UserError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    # Hidden layer widths for `mlp`.
+    hidden: List[int] = field(default_factory=lambda: [256, 128])
+    activation: str = "relu"
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"
+    # Folder of the IDX files for `mnist`; the CSV file for `csv`.
+    root: Optional[str] = None
+    download: bool = False
+    # `csv` only: the target column (default: the last column) and the task.
+    target: Optional[str] = None
+    task: str = "auto"
+    val_fraction: float = 0.1
+    # Only for datasets without an official test split (digits, csv).
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    # Use only the first N training examples (quick experiments, tests).
+    limit: Optional[int] = None
+    normalize: bool = True
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"
+    # Peak learning rate; the schedule scales it over training.
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    clip_norm: Optional[float] = None
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 2048
+    eval_every_epochs: int = 1
+    # 0 = off; otherwise evaluate every N steps as well.
+    eval_every_steps: int = 0
+    checkpoint_every_epochs: int = 1
+    checkpoint_every_steps: int = 0
+    keep_checkpoints: int = 3
+    resume: bool = True
+    # auto (rich bar on a terminal, plain lines otherwise), rich, plain, off.
+    progress: str = "auto"
+    # auto, single, jit, pmap.
+    parallel: str = "auto"
+    # How many local devices to train on (null: all).
+    num_devices: Optional[int] = None
+    # Steps fused into one device call (lax.scan): a positive integer, "epoch" or "auto".
+    steps_per_call: str = "auto"
+    # Metric returned to Hydra sweepers; "auto": val accuracy or val mse.
+    monitor: str = "auto"
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "console"
+    wandb_project: str = "lepton-jax"
+    wandb_entity: Optional[str] = None
+    # offline writes ./wandb/offline-run-*; "online" needs an account and network.
+    wandb_mode: str = "offline"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    seed: int = 0
+
+
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "one_cycle")
+PROGRESS = ("auto", "rich", "plain", "off")
+PARALLEL = ("auto", "single", "jit", "pmap")
+TASKS = ("auto", "classification", "regression")
+
+
+def _choice(field_name: str, value: str, valid) -> None:
+    if value not in valid:
+        raise UserError(
+            f"{field_name}={value!r} is not known; valid values: {', '.join(valid)}"
+        )
+
+
+def _positive(field_name: str, value, allow_zero: bool = False) -> None:
+    bad = value < 0 if allow_zero else value <= 0
+    if bad:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise UserError(f"{field_name} ({value}) must be {bound}; pass a value {bound}")
+
+
+def validate(config: Config) -> Config:
+    """Checks every value a run depends on before any work starts.
+
+    Raises:
+        UserError: naming the first bad field, its constraint and the fix.
+    """
+    from lepton_jax.data import DATASETS
+    from lepton_jax.models import MODELS, ACTIVATIONS
+    from lepton_jax.optim import OPTIMIZERS
+
+    _choice("model.name", config.model.name, sorted(MODELS))
+    _choice("model.activation", config.model.activation, sorted(ACTIVATIONS))
+    for width in config.model.hidden:
+        _positive("model.hidden", width)
+    _choice("data.name", config.data.name, sorted(DATASETS))
+    _choice("data.task", config.data.task, TASKS)
+    for name in ("val_fraction", "test_fraction"):
+        value = getattr(config.data, name)
+        if not 0.0 <= value < 1.0:
+            raise UserError(f"data.{name} ({value}) must be in [0, 1)")
+    if config.data.limit is not None:
+        _positive("data.limit", config.data.limit)
+    _choice("optim.name", config.optim.name, sorted(OPTIMIZERS))
+    _positive("optim.lr", config.optim.lr)
+    if not 0.0 <= config.optim.momentum < 1.0:
+        raise UserError(f"optim.momentum ({config.optim.momentum}) must be in [0, 1)")
+    _positive("optim.weight_decay", config.optim.weight_decay, allow_zero=True)
+    if config.optim.clip_norm is not None:
+        _positive("optim.clip_norm", config.optim.clip_norm)
+    _choice("optim.schedule", config.optim.schedule, SCHEDULES)
+    _positive("optim.warmup_epochs", config.optim.warmup_epochs, allow_zero=True)
+    t = config.trainer
+    _positive("trainer.epochs", t.epochs)
+    _positive("trainer.batch_size", t.batch_size)
+    _positive("trainer.eval_batch_size", t.eval_batch_size)
+    for name in ("eval_every_epochs", "eval_every_steps", "checkpoint_every_epochs",
+                 "checkpoint_every_steps"):
+        _positive(f"trainer.{name}", getattr(t, name), allow_zero=True)
+    _positive("trainer.keep_checkpoints", t.keep_checkpoints)
+    _choice("trainer.progress", t.progress, PROGRESS)
+    _choice("trainer.parallel", t.parallel, PARALLEL)
+    if t.num_devices is not None:
+        _positive("trainer.num_devices", t.num_devices)
+    steps_per_call(t)  # raises on a bad value
+    _choice("logger.name", config.logger.name, ("console", "wandb"))
+    return config
+
+
+def steps_per_call(trainer: TrainerConfig) -> "int | str":
+    """Parses trainer.steps_per_call: a positive int, or "epoch"/"auto" (resolved by the loop)."""
+    value = str(trainer.steps_per_call).strip()
+    if value in ("auto", "epoch"):
+        return value
+    try:
+        k = int(value)
+    except ValueError:
+        raise UserError(
+            f"trainer.steps_per_call={value!r} must be a positive integer, 'epoch' or 'auto'"
+        ) from None
+    if k < 1:
+        raise UserError(f"trainer.steps_per_call ({k}) must be >= 1, 'epoch' or 'auto'")
+    return k
+
+
+def to_dict(config: Any) -> dict:
+    """A plain-dict copy of a config dataclass (for logging and run files)."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(values: dict) -> Config:
+    """Rebuilds a Config from `to_dict` output, rejecting unknown keys."""
+    sections = {f.name: f.type for f in dataclasses.fields(Config)}
+    kwargs = {}
+    types = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig,
+             "trainer": TrainerConfig, "logger": LoggerConfig}
+    for key, value in values.items():
+        if key not in sections:
+            raise UserError(f"unknown config key {key!r}; valid keys: {', '.join(sections)}")
+        if key in types:
+            known = {f.name for f in dataclasses.fields(types[key])}
+            unknown = set(value) - known
+            if unknown:
+                raise UserError(f"unknown key(s) {sorted(unknown)} in {key!r}")
+            kwargs[key] = types[key](**value)
+        else:
+            kwargs[key] = value
+    return Config(**kwargs)

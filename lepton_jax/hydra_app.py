@@ -1,0 +1,26 @@
+"""Hydra glue: the ConfigStore schemas and DictConfig -> Config conversion."""
+
+from __future__ import annotations
+
+import sys
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from lepton_jax.config import Config
+
+
+def register_configs() -> None:
+    """Stores the typed schema; config.yaml lists it first, so YAML values are type-checked
+    and unknown keys rejected before any work."""
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def to_config(cfg: DictConfig) -> Config:
+    """The one place a DictConfig becomes the library's dataclass."""
+    return OmegaConf.to_object(cfg)
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)

@@ -1,0 +1,248 @@
+"""`fit(config, workdir)`: the training loop around the pure step (eval, checkpoints, logs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lepton_jax import config as config_lib
+from lepton_jax.checkpoint import Checkpointer
+from lepton_jax.config import Config
+from lepton_jax.data import DataSplits, load_dataset
+from lepton_jax.errors import DivergedError, UserError
+from lepton_jax.metrics import compute_metrics
+from lepton_jax.models import build_model
+from lepton_jax.optim import make_optimizer
+from lepton_jax.parallel import DataParallel, default_steps_per_call, local_devices, resolve_strategy
+from lepton_jax.progress import StepProgress
+from lepton_jax.state import create_state
+from lepton_jax.step import epoch_permutation, make_predict, make_train_step
+from lepton_jax.writers import ConsoleWriter, JsonlWriter, MultiWriter, WandbWriter
+
+
+def host_loss(task: str, y: np.ndarray, outputs: np.ndarray) -> float:
+    """Mean cross-entropy or MSE computed in float64 on the host."""
+    outputs = outputs.astype(np.float64)
+    if task == "classification":
+        shifted = outputs - outputs.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return float(-log_probs[np.arange(len(y)), y].mean())
+    return float(((outputs - y) ** 2).mean())
+
+
+class Evaluator:
+    """Predicts a whole split in fixed-size chunks on the device (one compile per split)."""
+
+    def __init__(self, model, data: DataSplits, chunk: int, place):
+        self.data = data
+        self._predict = make_predict(model)
+        self._splits = {}
+        for name in ("val", "test"):
+            x, y = getattr(data, f"x_{name}"), getattr(data, f"y_{name}")
+            if len(x) == 0:
+                continue
+            size = min(chunk, len(x))
+            pad = (-len(x)) % size
+            padded = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+            self._splits[name] = (place(padded), y, size)
+        self._jitted = jax.jit(self._predict_all, static_argnums=2)
+
+    def _predict_all(self, params, x, size):
+        chunks = x.reshape(-1, size, *x.shape[1:])
+        out = jax.lax.map(lambda c: self._predict(params, c), chunks)
+        return out.reshape(-1, out.shape[-1])
+
+    def splits(self) -> list[str]:
+        return list(self._splits)
+
+    def __call__(self, params, split: str, with_confusion: bool = False) -> dict:
+        x, y, size = self._splits[split]
+        outputs = np.asarray(self._jitted(params, x, size))[: len(y)]
+        metrics = compute_metrics(self.data.task, y, outputs, self.data.num_classes)
+        metrics["loss"] = host_loss(self.data.task, y, outputs)
+        if not with_confusion:
+            metrics.pop("confusion", None)
+        return metrics
+
+
+def monitor_value(result: dict, monitor: str, task: str) -> float:
+    """The metric a sweeper optimizes: `val/accuracy` (classification) or `val/mse`."""
+    if monitor == "auto":
+        monitor = "val/accuracy" if task == "classification" else "val/mse"
+    split, _, name = monitor.partition("/")
+    try:
+        return float(result[split][name])
+    except KeyError:
+        raise UserError(f"trainer.monitor={monitor!r} is not a reported metric; use e.g. "
+                        "val/accuracy, val/loss, test/accuracy, val/mse") from None
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _jsonable(value):
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(type(value))
+
+
+def data_info(data: DataSplits) -> dict:
+    """What prediction needs to transform raw inputs the way training saw them."""
+    return {"task": data.task, "num_classes": data.num_classes,
+            "input_shape": list(data.input_shape), "mean": data.mean, "std": data.std,
+            "feature_names": list(data.feature_names), "class_values": list(data.class_values),
+            "sizes": {"train": len(data.x_train), "val": len(data.x_val),
+                      "test": len(data.x_test)}}
+
+
+def _make_writer(config: Config, run_dir: Path, keep_until_step: int):
+    writers = [JsonlWriter(run_dir / "metrics.jsonl", keep_until_step=keep_until_step)]
+    if config.logger.name in ("console", "wandb"):
+        writers.append(ConsoleWriter())
+    if config.logger.name == "wandb":
+        writers.append(WandbWriter(run_dir, config.logger.wandb_project,
+                                   config.logger.wandb_entity, config.logger.wandb_mode,
+                                   config_lib.to_dict(config), name=run_dir.name))
+    return MultiWriter(writers)
+
+
+def fit(config: Config, workdir: str | os.PathLike, data: DataSplits | None = None) -> dict:
+    """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
+
+    Args:
+        config: the run's typed configuration.
+        workdir: the run directory (checkpoints, metrics.jsonl, run.json, result.json).
+        data: already loaded data (the notebook API); loaded from `config.data` when None.
+
+    Returns:
+        {"val": {...}, "test": {...}, "monitor": float, "steps": int, ...} final metrics.
+
+    Raises:
+        UserError: for bad configs or inputs (before anything is written), DivergedError
+            when the loss turns non-finite.
+    """
+    config = config_lib.validate(config)
+    t = config.trainer
+    started = time.perf_counter()
+    data = load_dataset(config.data) if data is None else data
+    n = len(data.x_train)
+    steps_per_epoch = n // t.batch_size
+    if steps_per_epoch == 0:
+        raise UserError(f"trainer.batch_size ({t.batch_size}) is larger than the training set "
+                        f"({n} examples); use a batch size <= {n}")
+    total_steps = steps_per_epoch * t.epochs
+    devices = local_devices(t.num_devices)
+    dp = DataParallel(resolve_strategy(t.parallel, len(devices)), devices, t.batch_size)
+    fused = config_lib.steps_per_call(t)
+    if fused == "auto":
+        fused = default_steps_per_call(devices[0].platform)
+    fused = steps_per_epoch if fused == "epoch" else fused
+
+    model = build_model(config.model, data.num_outputs)
+    tx = make_optimizer(config.optim, total_steps, steps_per_epoch)
+    state = dp.replicate(create_state(model, tx, data.input_shape, config.seed))
+
+    run_dir = Path(workdir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = Checkpointer(run_dir / "checkpoints", t.keep_checkpoints)
+    if ckpt.latest_step() is not None:
+        if not t.resume:
+            raise UserError(f"run directory {run_dir} already holds checkpoints and "
+                            "trainer.resume=false would overwrite them; choose a new run "
+                            "directory or set trainer.resume=true")
+        state = ckpt.restore(state)
+    start_step = int(state.step)
+    _write_json(run_dir / "run.json", {"config": config_lib.to_dict(config),
+                                       "data": data_info(data),
+                                       "strategy": dp.strategy, "devices": dp.num_devices})
+
+    writer = _make_writer(config, run_dir, keep_until_step=start_step)
+    progress = StepProgress(total_steps, start_step, t.progress)
+    evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate)
+    x_train, y_train = dp.replicate((data.x_train, data.y_train))
+    permute = jax.jit(epoch_permutation, static_argnums=2, out_shardings=dp.replicated)
+
+    def make_step(axis_name):
+        return make_train_step(model, tx, data.task, axis_name)
+
+    def due(step: int, every_steps: int, every_epochs: int) -> bool:
+        at_epoch_end = step % steps_per_epoch == 0
+        return (step == total_steps or bool(every_steps and step % every_steps == 0)
+                or bool(at_epoch_end and every_epochs
+                        and (step // steps_per_epoch) % every_epochs == 0))
+
+    def next_boundary(step: int) -> int:
+        marks = [(step // steps_per_epoch + 1) * steps_per_epoch]
+        for every in (t.eval_every_steps, t.checkpoint_every_steps):
+            if every:
+                marks.append((step // every + 1) * every)
+        return min(marks)
+
+    step, perm, perm_epoch, pending = start_step, None, -1, []
+    try:
+        if start_step:
+            writer.write_scalars(start_step, {"event": "resumed"})
+        while step < total_steps:
+            epoch = step // steps_per_epoch
+            if epoch != perm_epoch:
+                perm, perm_epoch = permute(state.data_rng, epoch, n), epoch
+            k = min(fused, next_boundary(step) - step)
+            offset = (step % steps_per_epoch) * t.batch_size
+            state, metrics = dp.steps(make_step, k)(state, x_train, y_train, perm,
+                                                    np.int32(offset))
+            pending.append(metrics["loss"])
+            step += k
+            progress.advance(k, info=f"epoch {step / steps_per_epoch:.2f}")
+            want_eval = due(step, t.eval_every_steps, t.eval_every_epochs)
+            want_ckpt = due(step, t.checkpoint_every_steps, t.checkpoint_every_epochs)
+            if not (want_eval or want_ckpt):
+                continue
+            losses = np.asarray(jnp.concatenate(pending))
+            pending = []
+            bad = np.flatnonzero(~np.isfinite(losses))
+            if bad.size:
+                raise DivergedError(step - len(losses) + int(bad[0]) + 1, float(losses[bad[0]]))
+            if want_eval:
+                record = {"epoch": round(step / steps_per_epoch, 4),
+                          "train/loss": float(losses.mean())}
+                if "val" in evaluate.splits():
+                    record.update({f"val/{k_}": v for k_, v in
+                                   evaluate(state.params, "val").items()})
+                writer.write_scalars(step, record)
+            if want_ckpt:
+                ckpt.save(state)
+        result = {"steps": step, "epochs": t.epochs, "strategy": dp.strategy,
+                  "devices": dp.num_devices, "resumed_from": start_step or None}
+        for split in evaluate.splits():
+            result[split] = evaluate(state.params, split, with_confusion=True)
+        result["monitor"] = monitor_value(result, t.monitor, data.task)
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        writer.write_scalars(step, {f"final/{s}/{k_}": v for s in evaluate.splits()
+                                    for k_, v in result[s].items() if k_ != "confusion"})
+    finally:
+        progress.close()
+        writer.close()
+        ckpt.close()
+    _write_json(run_dir / "result.json", result)
+    print(summary_line(result, data.task, run_dir), flush=True)
+    return result
+
+
+def summary_line(result: dict, task: str, run_dir: Path) -> str:
+    name = "accuracy" if task == "classification" else "mse"
+    parts = []
+    for split in ("test", "val"):
+        if split in result:
+            parts.append(f"{split} {name} {result[split][name]:.4f}")
+    return (f"done: {' | '.join(parts)} | {result['steps']} steps in {result['seconds']:.1f} s "
+            f"on {result['devices']} device(s) | run dir {run_dir}")
+

@@ -1,0 +1,31 @@
+"""Hydra entry point: `python -m lepton_jax.train [overrides]`."""
+
+from __future__ import annotations
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from lepton_jax.errors import UserError
+from lepton_jax.hydra_app import fail, register_configs, to_config
+from lepton_jax.loop import fit
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Trains one config in Hydra's output dir; returns the monitored metric for sweepers."""
+    hydra_cfg = HydraConfig.get()
+    try:
+        result = fit(to_config(cfg), hydra_cfg.runtime.output_dir)
+    except UserError as e:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise  # the launcher records the failed job; the sweep goes on
+        fail(str(e))
+    return result["monitor"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Metric sinks sharing one protocol: write_scalars(step, dict), flush(), close()."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Protocol, TextIO
+
+
+class MetricWriter(Protocol):
+    def write_scalars(self, step: int, scalars: dict) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class JsonlWriter:
+    """Appends one JSON object per record to `metrics.jsonl` (no timestamps: reruns compare)."""
+
+    def __init__(self, path: Path, keep_until_step: Optional[int] = None):
+        self.path = Path(path)
+        self._truncate_after(keep_until_step)
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def _truncate_after(self, step: Optional[int]) -> None:
+        """On resume, drops records written after the checkpoint we resume from."""
+        if not self.path.exists():
+            return
+        if step is None:
+            raise FileExistsError(self.path)
+        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and _record_step(line) <= step]
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def write_scalars(self, step: int, scalars: dict) -> None:
+        self._file.write(json.dumps({"step": step, **scalars}, sort_keys=True) + "\n")
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _record_step(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return 1 << 62  # unreadable tail of a killed run: drop it
+
+
+class ConsoleWriter:
+    """Plain lines, one per record, for logs and non-terminal output."""
+
+    def __init__(self, stream: TextIO = sys.stdout):
+        self.stream = stream
+
+    def write_scalars(self, step: int, scalars: dict) -> None:
+        parts = [f"step {step}"]
+        for key, value in scalars.items():
+            parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+        print(" | ".join(parts), file=self.stream, flush=True)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class WandbWriter:
+    """Logs to Weights & Biases; offline by default, so no account or network is needed."""
+
+    def __init__(self, run_dir: Path, project: str, entity: Optional[str], mode: str,
+                 config: dict, name: Optional[str] = None):
+        try:
+            import wandb
+        except ImportError:
+            from lepton_jax.errors import UserError
+
+            raise UserError("logger=wandb needs the wandb package; install lepton-jax[wandb]")
+        self._run = wandb.init(project=project, entity=entity, mode=mode, config=config,
+                               dir=str(run_dir), name=name, reinit="finish_previous")
+
+    def write_scalars(self, step: int, scalars: dict) -> None:
+        self._run.log({k: v for k, v in scalars.items() if isinstance(v, (int, float))},
+                      step=step)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+class MultiWriter:
+    """Fans records out to several writers; closes all of them even if one fails."""
+
+    def __init__(self, writers: list):
+        self.writers = writers
+
+    def write_scalars(self, step: int, scalars: dict) -> None:
+        for w in self.writers:
+            w.write_scalars(step, scalars)
+
+    def flush(self) -> None:
+        for w in self.writers:
+            w.flush()
+
+    def close(self) -> None:
+        errors = []
+        for w in self.writers:
+            try:
+                w.close()
+            except Exception as e:  # keep closing the others; report the first
+                errors.append(e)
+        if errors:
+            raise errors[0]
