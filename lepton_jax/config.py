@@ -39,12 +39,12 @@ class DataConfig:
 class OptimConfig:
     name: str = "sgd"
     # Peak learning rate; the schedule scales it over training.
-    lr: float = 0.1
+    lr: float = 0.05
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
     clip_norm: Optional[float] = None
-    schedule: str = "constant"
+    schedule: str = "cosine"
     warmup_epochs: float = 0.0
 
 

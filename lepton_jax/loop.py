@@ -74,7 +74,8 @@ class Evaluator:
 def monitor_value(result: dict, monitor: str, task: str) -> float:
     """The metric a sweeper optimizes: `val/accuracy` (classification) or `val/mse`."""
     if monitor == "auto":
-        monitor = "val/accuracy" if task == "classification" else "val/mse"
+        split = "val" if "val" in result else "test"
+        monitor = f"{split}/accuracy" if task == "classification" else f"{split}/mse"
     split, _, name = monitor.partition("/")
     try:
         return float(result[split][name])

@@ -1,0 +1,34 @@
+"""Test setup: 4 simulated CPU devices before JAX initializes, shared helpers and fixtures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import pytest
+
+# Multi-device code paths run on every test run, on any machine.
+jax.config.update("jax_num_cpu_devices", 4)
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST = Path(os.environ.get("LEPTON_MNIST_ROOT", REPO.parent / "shared" / "data" / "mnist"))
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Runs `python -m lepton_jax.train ARGS` in a fresh process (one CPU device)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("XLA_FLAGS", None)
+    return subprocess.run([sys.executable, "-m", "lepton_jax.train", "trainer.progress=plain",
+                           *args], cwd=cwd or REPO, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    if not (MNIST / "train-images-idx3-ubyte.gz").exists():
+        pytest.fail(f"real MNIST files expected at {MNIST} (set LEPTON_MNIST_ROOT)")
+    return MNIST

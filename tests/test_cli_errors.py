@@ -1,0 +1,100 @@
+"""Bad input: one clear message, non-zero exit, no traceback, nothing already written touched."""
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+QUICK = ["trainer.epochs=1", "trainer.batch_size=256"]
+
+
+def _check_error(proc, message):
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert message in out, out
+    assert "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["model=resnet"], "Could not find 'model/resnet'"),
+    (["model.name=resnet"], "model.name='resnet' is not known; valid values: lenet5, linear, mlp"),
+    (["data.name=cifar"], "data.name='cifar' is not known; valid values: csv, digits, mnist"),
+    (["optim.name=adamw"], "optim.name='adamw' is not known; valid values: sgd"),
+    (["optim.lrr=0.1"], "Key 'lrr' not in 'OptimConfig'"),
+    (["trainer.epochs=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
+    (["optim.lr=-0.1"], "optim.lr (-0.1) must be > 0"),
+    (["optim.lr=0"], "optim.lr (0.0) must be > 0"),
+    (["trainer.batch_size=0"], "trainer.batch_size (0) must be > 0"),
+    (["trainer.epochs=0"], "trainer.epochs (0) must be > 0"),
+    (["data=mnist", "data.root=/nonexistent/mnist"], "data.root='/nonexistent/mnist' does not exist"),
+])
+def test_bad_config(tmp_path, args, message):
+    _check_error(run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}"), message)
+
+
+def test_corrupted_idx_file(tmp_path, mnist_root):
+    root = tmp_path / "mnist"
+    root.mkdir()
+    for f in mnist_root.iterdir():
+        (root / f.name).write_bytes(f.read_bytes())
+    images = root / "train-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[: 100_000])  # cut mid-stream
+    proc = run_cli("data=mnist", f"data.root={root}", f"hydra.run.dir={tmp_path / 'run'}")
+    _check_error(proc, "train-images-idx3-ubyte.gz is corrupted or truncated")
+
+
+@pytest.mark.parametrize("text,args,message", [
+    ("", [], "is empty"),
+    ("a,b,y\n1,2,3\n4,oops,6\n", [], "non-numeric value 'oops' at row 3, column 'b'"),
+    ("a,b,y\n1,2,3\n4,5,6\n", ["data.target=label"], "no target column 'label'"),
+])
+def test_bad_csv(tmp_path, text, args, message):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    proc = run_cli("data=csv", "model=linear", f"data.root={path}", *args,
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    _check_error(proc, message)
+
+
+def _digest(run_dir: Path) -> dict:
+    """Contents of everything our code wrote (Hydra's own .hydra/ and log excluded)."""
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*"))
+            if p.is_file() and ".hydra" not in p.parts and p.suffix != ".log"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    proc = run_cli(*QUICK, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    return run_dir
+
+
+def test_bad_input_leaves_existing_run_untouched(finished_run):
+    before = _digest(finished_run)
+    _check_error(run_cli(*QUICK, "optim.lr=-1", f"hydra.run.dir={finished_run}"), "optim.lr")
+    _check_error(run_cli(*QUICK, "trainer.resume=false", f"hydra.run.dir={finished_run}"),
+                 "already holds checkpoints")
+    assert _digest(finished_run) == before
+
+
+def test_truncated_checkpoint(finished_run, tmp_path):
+    run_dir = tmp_path / "run"
+    for p in finished_run.rglob("*"):
+        if p.is_file():
+            (run_dir / p.relative_to(finished_run)).parent.mkdir(parents=True, exist_ok=True)
+            (run_dir / p.relative_to(finished_run)).write_bytes(p.read_bytes())
+    ckpt = max((run_dir / "checkpoints").iterdir(), key=lambda p: int(p.name)
+               if p.name.isdigit() else -1)
+    # Truncate every data file of the latest checkpoint to half its size.
+    for f in ckpt.rglob("*"):
+        if f.is_file() and f.stat().st_size > 64:
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    before = _digest(run_dir)
+    proc = run_cli(*QUICK, f"hydra.run.dir={run_dir}")
+    _check_error(proc, f"checkpoint {ckpt} cannot be restored")
+    assert _digest(run_dir) == before

@@ -1,0 +1,97 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from lepton_jax.config import DataConfig
+from lepton_jax.data import digits_arrays, load_dataset
+from lepton_jax.data.mnist import load_mnist
+from lepton_jax.errors import UserError
+
+
+def test_digits_resized_to_28x28_and_split_without_overlap():
+    x, y = digits_arrays()
+    assert x.shape == (1797, 28, 28, 1) and y.shape == (1797,)
+    d = load_dataset(DataConfig(name="digits", val_fraction=0.1, test_fraction=0.1))
+    assert len(d.x_train) + len(d.x_val) + len(d.x_test) == 1797
+    assert len(d.x_test) == 180 and len(d.x_val) == 180
+    # Normalization statistics come from the training split alone.
+    assert abs(float(d.x_train.mean())) < 1e-4 and abs(float(d.x_train.std()) - 1) < 1e-3
+    assert abs(float(d.x_test.mean())) > 1e-4
+
+
+def test_split_depends_on_seed_only():
+    a = load_dataset(DataConfig(name="digits", split_seed=3))
+    b = load_dataset(DataConfig(name="digits", split_seed=3))
+    c = load_dataset(DataConfig(name="digits", split_seed=4))
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    assert not np.array_equal(a.y_test, c.y_test)
+
+
+def test_mnist_real_files(mnist_root):
+    (x, y), (xt, yt) = load_mnist(str(mnist_root))
+    assert x.shape == (60000, 28, 28, 1) and xt.shape == (10000, 28, 28, 1)
+    # The published label counts of the MNIST training set.
+    assert np.bincount(y).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265,
+                                       5851, 5949]
+    assert 0.0 <= x.min() and x.max() <= 1.0
+
+
+def _copy_mnist(src, dst):
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+
+
+def test_mnist_truncated_file_is_named(mnist_root, tmp_path):
+    _copy_mnist(mnist_root, tmp_path)
+    bad = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    bad.write_bytes(gzip.compress(gzip.decompress(bad.read_bytes())[:5000]))
+    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte.gz is truncated"):
+        load_mnist(str(tmp_path))
+
+
+def test_mnist_wrong_magic_is_named(mnist_root, tmp_path):
+    _copy_mnist(mnist_root, tmp_path)
+    # Swap the label file in for the images: magic 2049 instead of 2051.
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(
+        (tmp_path / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    with pytest.raises(UserError, match="t10k-images-idx3-ubyte.gz has magic number 2049"):
+        load_mnist(str(tmp_path))
+
+
+def test_mnist_missing_root():
+    with pytest.raises(UserError, match="does not exist"):
+        load_mnist("/nonexistent/mnist")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "is empty"),
+    ("a,b,y\n1,2,3\n4,x,6\n", "non-numeric value 'x' at row 3, column 'b'"),
+    ("a,b,y\n1,2,3\n4,5,6,7\n", "ragged rows"),
+    ("a,b,y\n", "no data rows"),
+])
+def test_csv_errors(tmp_path, text, message):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        load_dataset(DataConfig(name="csv", root=str(path)))
+
+
+def test_csv_missing_target_lists_columns(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,y\n1,2,3\n")
+    with pytest.raises(UserError, match="no target column 'label'; columns: a, b, y"):
+        load_dataset(DataConfig(name="csv", root=str(path), target="label"))
+
+
+def test_csv_task_inference(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 3))
+    path = tmp_path / "c.csv"
+    rows = "\n".join(f"{a},{b},{c},{int(a > 0) + 5}" for a, b, c in x)
+    path.write_text("f1,f2,f3,label\n" + rows + "\n")
+    d = load_dataset(DataConfig(name="csv", root=str(path)))
+    assert d.task == "classification" and d.num_classes == 2 and d.class_values == (5, 6)
+    assert d.feature_names == ("f1", "f2", "f3")
+    path.write_text("f1,f2,f3,y\n" + "\n".join(f"{a},{b},{c},{a * 0.3}" for a, b, c in x))
+    assert load_dataset(DataConfig(name="csv", root=str(path))).task == "regression"
