@@ -37,6 +37,8 @@ class JsonlWriter:
 
     def write_scalars(self, step: int, scalars: dict) -> None:
         self._file.write(json.dumps({"step": step, **scalars}, sort_keys=True) + "\n")
+        # Records are rare (eval intervals); flushing each keeps them through a SIGKILL.
+        self._file.flush()
 
     def flush(self) -> None:
         self._file.flush()

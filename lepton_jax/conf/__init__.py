@@ -1,0 +1,1 @@
+"""Hydra configs shipped with the package (YAML values; schemas live in lepton_jax.config)."""

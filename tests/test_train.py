@@ -1,0 +1,122 @@
+"""End-to-end training: the default job, the MNIST preset, determinism, regression, Hydra."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from conftest import run_cli
+from lepton_jax import Config, DataConfig, ModelConfig, OptimConfig, TrainerConfig, fit
+from lepton_jax.errors import DivergedError
+
+
+def _accuracy(stdout: str, split: str = "test") -> float:
+    match = re.search(rf"done: .*{split} accuracy ([0-9.]+)", stdout)
+    assert match, stdout
+    return float(match.group(1))
+
+
+@pytest.mark.slow
+def test_default_job_on_digits(tmp_path):
+    proc = run_cli(f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert _accuracy(proc.stdout) >= 0.95
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["test"]["accuracy"] == pytest.approx(_accuracy(proc.stdout), abs=1e-4)
+    assert np.asarray(result["test"]["confusion"]).sum() == 180
+
+
+@pytest.mark.slow
+def test_mnist_lenet5_preset_one_epoch(tmp_path, mnist_root):
+    proc = run_cli("experiment=mnist_lenet5", "trainer.epochs=1", f"data.root={mnist_root}",
+                   f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert _accuracy(proc.stdout) >= 0.98
+
+
+def _small(**trainer) -> Config:
+    return Config(model=ModelConfig(name="mlp", hidden=[64]),
+                  data=DataConfig(name="digits"),
+                  trainer=TrainerConfig(epochs=2, batch_size=64, progress="off", **trainer))
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    fit(_small(), tmp_path / "a")
+    fit(_small(), tmp_path / "b")
+    a = (tmp_path / "a" / "metrics.jsonl").read_text()
+    assert a == (tmp_path / "b" / "metrics.jsonl").read_text()
+    assert a.count("val/accuracy") >= 2
+
+
+def test_different_seed_differs(tmp_path):
+    config = _small()
+    fit(config, tmp_path / "a")
+    config.seed = 1
+    fit(config, tmp_path / "b")
+    assert (tmp_path / "a" / "metrics.jsonl").read_text() != \
+        (tmp_path / "b" / "metrics.jsonl").read_text()
+
+
+def test_linear_regression_recovers_coefficients(tmp_path):
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 3))
+    coef, intercept = np.array([1.5, -2.0, 0.5]), 0.25
+    y = x @ coef + intercept
+    path = tmp_path / "lin.csv"
+    np.savetxt(path, np.column_stack([x, y]), delimiter=",", header="a,b,c,y", comments="")
+    config = Config(model=ModelConfig(name="linear"),
+                    data=DataConfig(name="csv", root=str(path), normalize=False),
+                    optim=OptimConfig(lr=0.05, momentum=0.9, schedule="constant"),
+                    trainer=TrainerConfig(epochs=30, batch_size=32, progress="off"))
+    result = fit(config, tmp_path / "run")
+    assert result["test"]["r2"] > 0.9999
+    from lepton_jax.checkpoint import Checkpointer
+    import orbax.checkpoint as ocp
+
+    ckpt = Checkpointer(tmp_path / "run" / "checkpoints", keep=1)
+    params = ckpt._manager.restore(ckpt.latest_step(), args=ocp.args.StandardRestore())["params"]
+    kernel = np.asarray(params["Dense_0"]["kernel"]).ravel()
+    bias = float(np.asarray(params["Dense_0"]["bias"])[0])
+    reference = LinearRegression().fit(x, y)
+    np.testing.assert_allclose(kernel, coef, atol=1e-3)
+    np.testing.assert_allclose(kernel, reference.coef_, atol=1e-3)
+    assert bias == pytest.approx(intercept, abs=1e-3)
+
+
+def test_divergence_stops_with_step_and_keeps_good_checkpoint(tmp_path):
+    config = _small(checkpoint_every_steps=5, eval_every_steps=5)
+    config.optim = OptimConfig(lr=5e4, momentum=0.9, schedule="constant")
+    with pytest.raises(DivergedError, match=r"diverged at step \d+") as info:
+        fit(config, tmp_path)
+    steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert all(s < info.value.step for s in steps)
+
+
+def test_hydra_job_returns_monitored_metric(tmp_path):
+    import lepton_jax.train as train_app
+
+    with initialize_config_module("lepton_jax.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["trainer.epochs=1", "trainer.progress=off"],
+                      return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    value = train_app.main(cfg)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert value == result["val"]["accuracy"]
+
+
+@pytest.mark.slow
+def test_multirun_with_basic_launcher(tmp_path):
+    proc = run_cli("-m", "optim.lr=0.02,0.05", "trainer.epochs=1", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    results = [json.loads((tmp_path / str(i) / "result.json").read_text()) for i in (0, 1)]
+    assert results[0]["val"] != results[1]["val"]
