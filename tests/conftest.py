@@ -14,7 +14,12 @@ import pytest
 jax.config.update("jax_num_cpu_devices", 4)
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST = Path(os.environ.get("LEPTON_MNIST_ROOT", REPO.parent / "shared" / "data" / "mnist"))
+# The real MNIST files: $LEPTON_MNIST_ROOT, else ../shared/data/mnist beside the checkout.
+_MNIST_CANDIDATES = [os.environ.get("LEPTON_MNIST_ROOT"), REPO.parent / "shared" / "data" / "mnist",
+                     "/work/shared/data/mnist"]
+MNIST = next((Path(p) for p in _MNIST_CANDIDATES
+              if p and (Path(p) / "train-images-idx3-ubyte.gz").exists()),
+             REPO.parent / "shared" / "data" / "mnist")
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
