@@ -34,7 +34,12 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task: st
     def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
         x, y = batch
         rng = jax.random.fold_in(state.rng, state.step)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, x, y, rng)
+        params = state.params
+        if axis_name is not None:
+            # Differentiate per-device copies: the gradient of replicated (invariant) params
+            # would already be summed over devices; pmean below is the explicit all-reduce.
+            params = jax.lax.pcast(params, axis_name, to="varying")
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y, rng)
         if axis_name is not None:
             grads = jax.lax.pmean(grads, axis_name)
             loss = jax.lax.pmean(loss, axis_name)

@@ -1,0 +1,168 @@
+"""Data parallelism on 4 simulated CPU devices: jit and pmap strategies equal one device."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from lepton_jax import Config, DataConfig, ModelConfig, TrainerConfig, fit
+from lepton_jax.config import ModelConfig as MC, OptimConfig
+from lepton_jax.data import DataSplits, load_dataset
+from lepton_jax.errors import UserError
+from lepton_jax.models import build_model
+from lepton_jax.optim import make_optimizer
+from lepton_jax.parallel import DataParallel, local_devices
+from lepton_jax.state import create_state
+from lepton_jax.step import epoch_permutation, make_train_step
+
+BATCH = 64
+
+
+@pytest.fixture(scope="module")
+def digits() -> DataSplits:
+    return load_dataset(DataConfig(name="digits"))
+
+
+def _setup(data, model_name="mlp"):
+    model = build_model(MC(name=model_name, hidden=[32]), data.num_outputs)
+    tx = make_optimizer(OptimConfig(lr=0.05, momentum=0.9, nesterov=True), 100, 10)
+    state = create_state(model, tx, data.input_shape, 0)
+
+    def make_step(axis_name):
+        return make_train_step(model, tx, data.task, axis_name)
+
+    return state, make_step
+
+
+def _run(strategy, devices, data, k, calls, model_name="mlp"):
+    """`calls` fused calls of `k` steps each from step 0; returns (state, losses)."""
+    state, make_step = _setup(data, model_name)
+    dp = DataParallel(strategy, devices, BATCH)
+    state = dp.replicate(state)
+    x, y = dp.replicate((data.x_train, data.y_train))
+    perm = dp.replicate(epoch_permutation(state.data_rng, 0, len(data.x_train)))
+    losses = []
+    for c in range(calls):
+        state, metrics = dp.steps(make_step, k)(state, x, y, perm, np.int32(c * k * BATCH))
+        losses.append(np.asarray(metrics["loss"]))
+    return state, np.concatenate(losses)
+
+
+def _assert_close(a, b, rtol=1e-5, atol=1e-6):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=rtol, atol=atol)
+
+
+def test_four_devices_present():
+    assert len(jax.local_devices()) == 4
+
+
+@pytest.mark.parametrize("strategy", ["jit", "pmap"])
+@pytest.mark.parametrize("model_name", ["mlp", "lenet5"])
+def test_one_step_equals_single_device(digits, strategy, model_name):
+    one, loss1 = _run("single", jax.local_devices()[:1], digits, 1, 1, model_name)
+    many, loss4 = _run(strategy, jax.local_devices(), digits, 1, 1, model_name)
+    _assert_close(one.params, many.params)
+    np.testing.assert_allclose(loss1, loss4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["jit", "pmap"])
+def test_one_epoch_equals_single_device(digits, strategy):
+    epoch = len(digits.x_train) // BATCH
+    one, loss1 = _run("single", jax.local_devices()[:1], digits, 1, epoch)
+    many, loss4 = _run(strategy, jax.local_devices(), digits, 1, epoch)
+    _assert_close(one.params, many.params, rtol=1e-4, atol=1e-5)
+    _assert_close(one.opt_state, many.opt_state, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(loss1, loss4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("strategy", ["single", "pmap"])
+def test_fused_steps_equal_single_steps(digits, strategy):
+    devices = jax.local_devices()[:1] if strategy == "single" else jax.local_devices()
+    stepwise, loss1 = _run(strategy, devices, digits, 1, 6)
+    fused, loss6 = _run(strategy, devices, digits, 6, 1)
+    fused2, loss3 = _run(strategy, devices, digits, 3, 2)
+    _assert_close(stepwise.params, fused.params)
+    _assert_close(stepwise.params, fused2.params)
+    np.testing.assert_allclose(loss1, loss6, rtol=1e-5)
+    np.testing.assert_allclose(loss1, loss3, rtol=1e-5)
+
+
+def test_state_replicated_and_batch_sharded(digits):
+    state, make_step = _setup(digits)
+    seen = {}
+
+    def recording_step(axis_name):
+        step = make_step(axis_name)
+
+        def wrapped(state, batch):
+            jax.debug.inspect_array_sharding(batch[0], callback=lambda s: seen.setdefault("x", s))
+            return step(state, batch)
+
+        return wrapped
+
+    dp = DataParallel("jit", jax.local_devices(), BATCH)
+    state = dp.replicate(state)
+    x, y = dp.replicate((digits.x_train, digits.y_train))
+    perm = dp.replicate(jnp.arange(len(digits.x_train)))
+    state, _ = dp.steps(recording_step, 1)(state, x, y, perm, np.int32(0))
+    for leaf in jax.tree.leaves(state.params):
+        assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 4
+    assert seen["x"].spec == P("data")
+    assert len(seen["x"].device_set) == 4
+    shard_rows = {s.data.shape[0] for s in dp.replicate(jnp.zeros((BATCH, 2))).addressable_shards}
+    assert shard_rows == {BATCH}  # replicated inputs: every device holds all rows
+
+
+def test_pmap_steps_on_per_device_shards(digits):
+    state, make_step = _setup(digits)
+    shapes = []
+
+    def recording_step(axis_name):
+        step = make_step(axis_name)
+
+        def wrapped(state, batch):
+            shapes.append(batch[0].shape)  # traced shape inside shard_map: per device
+            return step(state, batch)
+
+        return wrapped
+
+    dp = DataParallel("pmap", jax.local_devices(), BATCH)
+    state = dp.replicate(state)
+    x, y = dp.replicate((digits.x_train, digits.y_train))
+    perm = dp.replicate(jnp.arange(len(digits.x_train)))
+    dp.steps(recording_step, 1)(state, x, y, perm, np.int32(0))
+    assert shapes[0][0] == BATCH // 4
+
+
+@pytest.mark.parametrize("strategy", ["jit", "pmap"])
+def test_fit_matches_single_device(tmp_path, strategy):
+    def config(parallel, num_devices):
+        return Config(model=ModelConfig(hidden=[32]), data=DataConfig(name="digits"),
+                      trainer=TrainerConfig(epochs=2, batch_size=BATCH, progress="off",
+                                            parallel=parallel, num_devices=num_devices))
+
+    one = fit(config("single", 1), tmp_path / "one")
+    many = fit(config(strategy, 4), tmp_path / "many")
+    assert many["devices"] == 4 and many["strategy"] == strategy
+    assert one["val"]["loss"] == pytest.approx(many["val"]["loss"], rel=1e-4)
+    assert one["test"]["accuracy"] == pytest.approx(many["test"]["accuracy"], abs=1 / 180)
+
+
+def test_batch_not_divisible_by_devices():
+    with pytest.raises(UserError, match=r"batch_size \(30\) must be divisible by the device "
+                                        r"count \(4\); use a multiple of 4, e.g. 28 or 32"):
+        DataParallel("jit", jax.local_devices(), 30)
+
+
+def test_more_devices_than_exist():
+    with pytest.raises(UserError, match=r"num_devices \(8\) exceeds the 4 local cpu device"):
+        local_devices(8)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_bad_steps_per_call(tmp_path, value):
+    config = Config(trainer=TrainerConfig(steps_per_call=value))
+    with pytest.raises(UserError, match="trainer.steps_per_call"):
+        fit(config, tmp_path)
