@@ -68,6 +68,8 @@ class TrainerConfig:
     num_devices: Optional[int] = None
     # Steps fused into one device call (lax.scan): a positive integer, "epoch" or "auto".
     steps_per_call: str = "auto"
+    # Persistent XLA compilation cache: "auto" (~/.cache/lepton_jax/xla), a folder, or "off".
+    compilation_cache: str = "auto"
     # Metric returned to Hydra sweepers; "auto": val accuracy or val mse.
     monitor: str = "auto"
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from lepton_jax import config as config_lib
 from lepton_jax.checkpoint import Checkpointer
+from lepton_jax.compile_cache import enable_compilation_cache
 from lepton_jax.config import Config
 from lepton_jax.data import DataSplits, load_dataset
 from lepton_jax.errors import DivergedError, UserError
@@ -134,6 +135,7 @@ def fit(config: Config, workdir: str | os.PathLike, data: DataSplits | None = No
     config = config_lib.validate(config)
     t = config.trainer
     started = time.perf_counter()
+    enable_compilation_cache(t.compilation_cache)
     data = load_dataset(config.data) if data is None else data
     n = len(data.x_train)
     steps_per_epoch = n // t.batch_size

@@ -1,0 +1,31 @@
+"""JAX's persistent compilation cache, on by default, so repeat runs and sweep jobs skip compiling."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import jax
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(os.environ.get("LEPTON_JAX_CACHE_DIR", Path(base) / "lepton_jax" / "xla"))
+
+
+def enable_compilation_cache(setting: str = "auto") -> Optional[Path]:
+    """Turns the cache on in `setting` ("auto": the user cache folder; "off": disabled).
+
+    The minimum compile time and entry size are 0, so even the small programs of a small
+    model are cached: for them compiling, not running, dominates a cold start.
+    """
+    if setting == "off":
+        return None
+    folder = default_cache_dir() if setting == "auto" else Path(setting).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    if jax.config.jax_compilation_cache_dir != str(folder):
+        jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder
