@@ -1,0 +1,275 @@
+"""Training throughput: lepton_jax vs PyTorch eager vs the Flax-examples loop, same process.
+
+Each round runs one epoch of every competitor in turn (alternating, so machine noise hits all
+alike); the table reports the median samples/s over the rounds after the first (compile and
+warm-up) and the ratios. Writes JSON with machine, device, jax version and commit.
+
+    python scripts/bench.py                       # CPU defaults
+    python scripts/bench.py --cases lenet5:128,lenet5:1024,lenet5:8192 --limit 0   # GPU
+    python scripts/bench.py --time-to-accuracy 0.99   # + LeNet-5 recipe to 99 % (warm/cold)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from lepton_jax.config import ModelConfig, OptimConfig  # noqa: E402
+from lepton_jax.data.mnist import load_mnist  # noqa: E402
+from lepton_jax.models import build_model  # noqa: E402
+from lepton_jax.optim import make_optimizer  # noqa: E402
+from lepton_jax.parallel import DataParallel, default_steps_per_call  # noqa: E402
+from lepton_jax.state import create_state  # noqa: E402
+from lepton_jax.step import epoch_permutation, make_train_step  # noqa: E402
+
+MODELS = {"lenet5": ModelConfig(name="lenet5"), "mlp": ModelConfig(name="mlp", hidden=[512, 512])}
+
+
+class Ours:
+    """lepton_jax's core: data resident on device, fused steps, donated state."""
+
+    name = "lepton_jax"
+
+    def __init__(self, model_name, batch, x, y, steps_per_call):
+        model = build_model(MODELS[model_name], 10)
+        self.steps = len(x) // batch
+        tx = make_optimizer(OptimConfig(lr=0.05, momentum=0.9, schedule="constant"),
+                            self.steps * 100, self.steps)
+        self.dp = DataParallel("single" if jax.device_count() == 1 else "jit", jax.devices(), batch)
+        self.state = self.dp.replicate(create_state(model, tx, x.shape[1:], 0))
+        self.x, self.y = self.dp.replicate((x, y))
+        k = default_steps_per_call(jax.devices()[0].platform) if steps_per_call == "auto" \
+            else steps_per_call
+        self.k = self.steps if k == "epoch" else int(k)
+        self.make_step = lambda axis: make_train_step(model, tx, "classification", axis)
+        self.batch, self.epoch = batch, 0
+        self._perm = jax.jit(epoch_permutation, static_argnums=2)
+
+    def run_epoch(self):
+        perm = self._perm(self.state.data_rng, self.epoch, len(self.x))
+        done, losses = 0, []
+        while done < self.steps:
+            k = min(self.k, self.steps - done)
+            self.state, m = self.dp.steps(self.make_step, k)(
+                self.state, self.x, self.y, perm, np.int32(done * self.batch))
+            losses.append(m["loss"])
+            done += k
+        jax.block_until_ready(self.state.params)
+        self.epoch += 1
+        return float(jnp.concatenate(losses)[-1])
+
+
+class FlaxExamples:
+    """The flax examples/mnist pattern: a jitted step fed one numpy batch at a time."""
+
+    name = "flax_loop"
+
+    def __init__(self, model_name, batch, x, y):
+        from flax.training import train_state
+
+        model = build_model(MODELS[model_name], 10)
+        params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *x.shape[1:])))["params"]
+        self.state = train_state.TrainState.create(apply_fn=model.apply, params=params,
+                                                   tx=optax.sgd(0.05, momentum=0.9))
+        self.x, self.y, self.batch = x, y, batch
+        self.rng = np.random.default_rng(0)
+
+        @jax.jit
+        def step(state, xb, yb):
+            def loss_fn(p):
+                logits = state.apply_fn({"params": p}, xb)
+                return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+            loss, grads = jax.value_and_grad(loss_fn)(state.params)
+            return state.apply_gradients(grads=grads), loss
+
+        self.step = step
+
+    def run_epoch(self):
+        perm = self.rng.permutation(len(self.x))
+        for i in range(len(self.x) // self.batch):
+            idx = perm[i * self.batch:(i + 1) * self.batch]
+            self.state, loss = self.step(self.state, self.x[idx], self.y[idx])
+        return float(loss)
+
+
+class TorchEager:
+    """PyTorch eager with the training tensors preloaded on the device."""
+
+    name = "torch_eager"
+
+    def __init__(self, model_name, batch, x, y):
+        import torch
+        from torch import nn
+
+        self.torch = torch
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if model_name == "lenet5":
+            net = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                                nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                                nn.Linear(84, 10))
+            xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        else:
+            net = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512),
+                                nn.ReLU(), nn.Linear(512, 10))
+            xt = torch.from_numpy(x)
+        self.net = net.to(self.device)
+        self.x, self.y = xt.to(self.device), torch.from_numpy(y.astype(np.int64)).to(self.device)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=0.05, momentum=0.9)
+        self.loss = nn.CrossEntropyLoss()
+        self.batch = batch
+
+    def run_epoch(self):
+        torch = self.torch
+        perm = torch.randperm(len(self.x), device=self.device)
+        for i in range(len(self.x) // self.batch):
+            idx = perm[i * self.batch:(i + 1) * self.batch]
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.loss(self.net(self.x[idx]), self.y[idx])
+            loss.backward()
+            self.opt.step()
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return float(loss)
+
+
+def bench_case(model_name, batch, x, y, rounds, steps_per_call, with_torch):
+    competitors = [Ours(model_name, batch, x, y, steps_per_call), FlaxExamples(model_name, batch, x, y)]
+    if with_torch:
+        competitors.append(TorchEager(model_name, batch, x, y))
+    samples = (len(x) // batch) * batch
+    times = {c.name: [] for c in competitors}
+    for _ in range(rounds):
+        for c in competitors:
+            t0 = time.perf_counter()
+            c.run_epoch()
+            times[c.name].append(time.perf_counter() - t0)
+    rate = {n: samples / statistics.median(t[1:]) for n, t in times.items()}
+    row = {"model": model_name, "batch": batch, "samples_per_epoch": samples,
+           "steps_per_call": competitors[0].k, "samples_per_s": rate,
+           "first_epoch_s": {n: t[0] for n, t in times.items()}}
+    for other in rate:
+        if other != "lepton_jax":
+            row[f"ratio_vs_{other}"] = rate["lepton_jax"] / rate[other]
+    return row
+
+
+def time_to_accuracy(x, y, xt, yt, target, batch, epochs, lr):
+    """Seconds of training (compile excluded: a full first pass warms every program) until the
+    LeNet-5 one-cycle recipe reaches `target` test accuracy, evaluated after every epoch."""
+    from lepton_jax.step import make_predict
+
+    model = build_model(MODELS["lenet5"], 10)
+    steps = len(x) // batch
+    cfg = OptimConfig(lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="one_cycle")
+    tx = make_optimizer(cfg, steps * epochs, steps)
+    dp = DataParallel("single" if jax.device_count() == 1 else "jit", jax.devices(), batch)
+    xd, yd, xtd = dp.replicate((x, y, xt))
+    predict = jax.jit(lambda p, v: jnp.argmax(make_predict(model)(p, v), -1))
+    k = default_steps_per_call(jax.devices()[0].platform)
+    k = steps if k == "epoch" else k
+    make_step = lambda axis: make_train_step(model, tx, "classification", axis)  # noqa: E731
+    perm_fn = jax.jit(epoch_permutation, static_argnums=2)
+
+    def attempt():
+        state = dp.replicate(create_state(model, tx, x.shape[1:], 0))
+        t0 = time.perf_counter()
+        history = []
+        for epoch in range(epochs):
+            perm = perm_fn(state.data_rng, epoch, len(x))
+            done = 0
+            while done < steps:
+                kk = min(k, steps - done)
+                state, _ = dp.steps(make_step, kk)(state, xd, yd, perm, np.int32(done * batch))
+                done += kk
+            acc = float((np.asarray(predict(state.params, xtd)) == yt).mean())
+            history.append((epoch + 1, time.perf_counter() - t0, acc))
+            if acc >= target:
+                break
+        return history
+
+    attempt()  # compiles everything
+    history = attempt()
+    reached = history[-1][2] >= target
+    return {"target": target, "batch": batch, "epochs_max": epochs, "peak_lr": lr,
+            "reached": reached, "seconds": history[-1][1] if reached else None,
+            "history": history}
+
+
+def environment():
+    try:
+        commit = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                         text=True).strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    dev = jax.devices()[0]
+    return {"machine": platform.node(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "jax": jax.__version__, "backend": dev.platform,
+            "device": getattr(dev, "device_kind", str(dev)), "device_count": jax.device_count(),
+            "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mnist", default=os.environ.get("LEPTON_MNIST_ROOT",
+                                                     str(REPO.parent / "shared/data/mnist")))
+    p.add_argument("--cases", default="lenet5:128,lenet5:1024,mlp:128,mlp:1024")
+    p.add_argument("--limit", type=int, default=12800,
+                   help="training images per epoch (0: all 60,000)")
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--steps-per-call", default="auto")
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--time-to-accuracy", type=float, default=0.0)
+    p.add_argument("--tta-batch", type=int, default=128)
+    p.add_argument("--tta-epochs", type=int, default=5)
+    p.add_argument("--tta-lr", type=float, default=0.1)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+
+    (x, y), (xt, yt) = load_mnist(args.mnist)
+    if args.limit:
+        x, y = x[: args.limit], y[: args.limit]
+    env = environment()
+    print(json.dumps(env))
+    rows = []
+    for case in args.cases.split(","):
+        name, batch = case.split(":")
+        spc = args.steps_per_call if args.steps_per_call in ("auto", "epoch") else int(args.steps_per_call)
+        row = bench_case(name, int(batch), x, y, args.rounds, spc, not args.no_torch)
+        rows.append(row)
+        rates = "  ".join(f"{n} {r / 1e3:8.1f} k/s" for n, r in row["samples_per_s"].items())
+        ratios = "  ".join(f"{k[9:]} x{v:.2f}" for k, v in row.items() if k.startswith("ratio_vs_"))
+        print(f"{name:7s} b{batch:<5s} k={row['steps_per_call']:<4} {rates}  | ours vs {ratios}",
+              flush=True)
+    result = {"env": env, "args": vars(args), "throughput": rows}
+    if args.time_to_accuracy:
+        (x, y), _ = load_mnist(args.mnist)
+        tta = time_to_accuracy(x, y, xt, yt, args.time_to_accuracy, args.tta_batch,
+                               args.tta_epochs, args.tta_lr)
+        result["time_to_accuracy"] = tta
+        print(f"time to {args.time_to_accuracy:.2%} test accuracy (warm): "
+              f"{tta['seconds']} s; per epoch: {tta['history']}", flush=True)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
