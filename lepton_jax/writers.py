@@ -83,7 +83,7 @@ class WandbWriter:
         except ImportError:
             from lepton_jax.errors import UserError
 
-            raise UserError("logger=wandb needs the wandb package; install lepton-jax[wandb]")
+            raise UserError("logger=wandb needs the wandb package; install lepton-jax[wandb]") from None
         self._run = wandb.init(project=project, entity=entity, mode=mode, config=config,
                                dir=str(run_dir), name=name, reinit="finish_previous")
 

@@ -1,6 +1,5 @@
 """Bad input: one clear message, non-zero exit, no traceback, nothing already written touched."""
 
-import gzip
 import hashlib
 from pathlib import Path
 

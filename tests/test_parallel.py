@@ -50,7 +50,7 @@ def _run(strategy, devices, data, k, calls, model_name="mlp"):
 
 
 def _assert_close(a, b, rtol=1e-5, atol=1e-6):
-    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=rtol, atol=atol)
 
 

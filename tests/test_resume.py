@@ -61,7 +61,7 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     assert step_a == step_b == total
     leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
     assert len(leaves_a) == len(leaves_b) > 4
-    for x, y in zip(leaves_a, leaves_b):
+    for x, y in zip(leaves_a, leaves_b, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert _records(reference) == _records(resumed)
     assert "resumed" in (resumed / "metrics.jsonl").read_text()

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Every GPU check in one call (about 5 minutes on an H100): device facts, training throughput
+# against PyTorch eager and the Flax-examples loop, time to 99 % MNIST test accuracy (warm, and
+# cold with a warm compile cache), and a full `fit` smoke run.
+#
+#   LEPTON_MNIST_ROOT=/path/to/mnist bash scripts/bench_gpu.sh OUT_DIR
+# Needs jax with CUDA, flax, optax, orbax-checkpoint, torch; run from the repo root.
+set -uo pipefail
+OUT=${1:-experiments/benchmarks}
+MNIST=${LEPTON_MNIST_ROOT:-../shared/data/mnist}
+export PYTHONPATH=.:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+python3 -c "import jax, flax, optax, torch; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__, 'optax', optax.__version__, 'torch', torch.__version__)"
+
+python3 scripts/bench.py --mnist "$MNIST" --limit 0 --rounds 5 \
+  --cases lenet5:128,lenet5:1024,lenet5:8192,mlp:128,mlp:1024 --out "$OUT/gpu_throughput.json"
+
+python3 scripts/bench.py --mnist "$MNIST" --cases "" --time-to-accuracy 0.99 --cold \
+  --tta-recipes 128:5:0.1,512:6:0.2,1024:8:0.3 --out "$OUT/gpu_time_to_99.json"
+
+python3 - "$MNIST" <<'PY'
+import sys, tempfile
+from lepton_jax import Config, DataConfig, ModelConfig, OptimConfig, TrainerConfig, fit
+cfg = Config(model=ModelConfig(name="lenet5"), data=DataConfig(name="mnist", root=sys.argv[1]),
+             optim=OptimConfig(lr=0.1, nesterov=True, weight_decay=5e-4, schedule="one_cycle"),
+             trainer=TrainerConfig(epochs=5, batch_size=128, progress="plain"))
+fit(cfg, tempfile.mkdtemp())
+PY
