@@ -23,6 +23,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+# Grow GPU memory on demand instead of preallocating 75 %: the cold-start children share the GPU.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -235,9 +237,11 @@ def cold_time_to_accuracy(args, batch, epochs, lr):
 
 
 def environment():
+    commit = os.environ.get("LEPTON_COMMIT")  # set where the tree travels without .git
     try:
-        commit = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                         text=True).strip()
+        commit = commit or subprocess.check_output(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
+            stderr=subprocess.DEVNULL).strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     dev = jax.devices()[0]
