@@ -50,13 +50,13 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 10
-    batch_size: int = 128
+    epochs: int = 20
+    batch_size: int = 64
     eval_batch_size: int = 2048
     eval_every_epochs: int = 1
     # 0 = off; otherwise evaluate every N steps as well.
     eval_every_steps: int = 0
-    checkpoint_every_epochs: int = 1
+    checkpoint_every_epochs: int = 5
     checkpoint_every_steps: int = 0
     keep_checkpoints: int = 3
     resume: bool = True
@@ -113,8 +113,10 @@ def _positive(field_name: str, value, allow_zero: bool = False) -> None:
         raise UserError(f"{field_name} ({value}) must be {bound}; pass a value {bound}")
 
 
-def validate(config: Config) -> Config:
+def validate(config: Config, data_given: bool = False) -> Config:
     """Checks every value a run depends on before any work starts.
+
+    With `data_given` (arrays passed from Python), `data.name` need not name a loader.
 
     Raises:
         UserError: naming the first bad field, its constraint and the fix.
@@ -127,7 +129,8 @@ def validate(config: Config) -> Config:
     _choice("model.activation", config.model.activation, sorted(ACTIVATIONS))
     for width in config.model.hidden:
         _positive("model.hidden", width)
-    _choice("data.name", config.data.name, sorted(DATASETS))
+    if not data_given:
+        _choice("data.name", config.data.name, sorted(DATASETS))
     _choice("data.task", config.data.task, TASKS)
     for name in ("val_fraction", "test_fraction"):
         value = getattr(config.data, name)

@@ -120,19 +120,28 @@ def _make_writer(config: Config, run_dir: Path, keep_until_step: int):
 def fit(config: Config, workdir: str | os.PathLike, data: DataSplits | None = None) -> dict:
     """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
+    The same as `fit_with_state(...)[0]`; see there.
+    """
+    return fit_with_state(config, workdir, data)[0]
+
+
+def fit_with_state(config: Config, workdir: str | os.PathLike,
+                   data: DataSplits | None = None) -> tuple[dict, object]:
+    """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
+
     Args:
         config: the run's typed configuration.
         workdir: the run directory (checkpoints, metrics.jsonl, run.json, result.json).
         data: already loaded data (the notebook API); loaded from `config.data` when None.
 
     Returns:
-        {"val": {...}, "test": {...}, "monitor": float, "steps": int, ...} final metrics.
+        ({"val": {...}, "test": {...}, "monitor": float, "steps": int, ...}, final TrainState).
 
     Raises:
         UserError: for bad configs or inputs (before anything is written), DivergedError
             when the loss turns non-finite.
     """
-    config = config_lib.validate(config)
+    config = config_lib.validate(config, data_given=data is not None)
     t = config.trainer
     started = time.perf_counter()
     enable_compilation_cache(t.compilation_cache)
@@ -237,7 +246,7 @@ def fit(config: Config, workdir: str | os.PathLike, data: DataSplits | None = No
         ckpt.close()
     _write_json(run_dir / "result.json", result)
     print(summary_line(result, data.task, run_dir), flush=True)
-    return result
+    return result, state
 
 
 def summary_line(result: dict, task: str, run_dir: Path) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 
 from lepton_jax.config import DataConfig
@@ -10,7 +13,24 @@ from lepton_jax.errors import UserError
 
 DATASETS = ("digits", "mnist", "csv")
 
-__all__ = ["DATASETS", "DataSplits", "load_dataset", "digits_arrays"]
+__all__ = ["DATASETS", "DataSplits", "RawData", "from_table", "load_dataset", "load_raw", "make_splits",
+           "digits_arrays"]
+
+
+@dataclass(frozen=True)
+class RawData:
+    """Examples before splitting and normalization; `test` is an official test split if any."""
+
+    x: np.ndarray
+    y: np.ndarray
+    task: str
+    num_classes: int = 0
+    feature_names: tuple = ()
+    class_values: tuple = ()
+    test: Optional[tuple] = None
+    # Images share one mean/std over all pixels; tabular features get one each.
+    per_feature: bool = False
+    name: str = "arrays"
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -25,46 +45,69 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return resized[..., None].astype(np.float32), bunch.target.astype(np.int32)
 
 
-def load_dataset(config: DataConfig) -> DataSplits:
-    """Loads, splits and normalizes the dataset named by `config.name`.
+def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: tuple = (),
+            source: str = "arrays") -> RawData:
+    """Feature rows and targets: the task inferred from `y` unless given; labels encoded."""
+    from lepton_jax.data.tabular import encode_labels, infer_task
+
+    x = np.asarray(x, np.float32)
+    if x.ndim == 1:
+        x = x[:, None]
+    y = np.asarray(y, np.float64)
+    if len(x) != len(y):
+        raise UserError(f"{source}: {len(x)} feature rows but {len(y)} targets; they must match")
+    task = infer_task(y, task)
+    if task == "classification":
+        codes, classes = encode_labels(y.ravel(), source)
+        return RawData(x, codes, task, len(classes), tuple(feature_names), classes,
+                       per_feature=True, name=source)
+    y = y.astype(np.float32).reshape(len(y), -1)
+    return RawData(x, y, task, 0, tuple(feature_names), per_feature=True, name=source)
+
+
+def load_raw(config: DataConfig) -> RawData:
+    """Reads the dataset named by `config.name`, unsplit.
 
     Raises:
         UserError: for an unknown name or unreadable files.
     """
     if config.name == "digits":
         x, y = digits_arrays()
-        train, val, test = split_arrays(x, y, config.val_fraction, config.test_fraction,
-                                        config.split_seed)
-        task, num_classes, names, classes = "classification", 10, (), tuple(range(10))
-    elif config.name == "mnist":
+        return RawData(x, y, "classification", 10, class_values=tuple(range(10)), name="digits")
+    if config.name == "mnist":
         from lepton_jax.data.mnist import load_mnist
 
         (x, y), test = load_mnist(config.root, fetch=config.download)
-        train, val, _ = split_arrays(x, y, config.val_fraction, 0.0, config.split_seed)
-        task, num_classes, names, classes = "classification", 10, (), tuple(range(10))
-    elif config.name == "csv":
-        from lepton_jax.data.tabular import encode_labels, infer_task, read_csv
+        return RawData(x, y, "classification", 10, class_values=tuple(range(10)), test=test,
+                       name="mnist")
+    if config.name == "csv":
+        from lepton_jax.data.tabular import read_csv
 
         x, y, names, _ = read_csv(config.root, config.target)
-        task = infer_task(y, config.task)
-        if task == "classification":
-            y, classes = encode_labels(y, config.root)
-            num_classes = len(classes)
-        else:
-            y, classes, num_classes = y.astype(np.float32)[:, None], (), 0
-        train, val, test = split_arrays(x, y, config.val_fraction, config.test_fraction,
-                                        config.split_seed)
+        return from_table(x, y, config.task, names, source=str(config.root))
+    raise UserError(f"data.name={config.name!r} is not known; valid datasets: "
+                    f"{', '.join(DATASETS)}")
+
+
+def make_splits(raw: RawData, config: DataConfig) -> DataSplits:
+    """Seeded train/val/test split (the official test split when there is one), an optional
+    limit on training examples, and normalization with training statistics."""
+    if raw.test is not None:
+        train, val, _ = split_arrays(raw.x, raw.y, config.val_fraction, 0.0, config.split_seed)
+        test = raw.test
     else:
-        raise UserError(f"data.name={config.name!r} is not known; valid datasets: "
-                        f"{', '.join(DATASETS)}")
+        train, val, test = split_arrays(raw.x, raw.y, config.val_fraction, config.test_fraction,
+                                        config.split_seed)
     if config.limit is not None:
         train = (train[0][: config.limit], train[1][: config.limit])
     if len(train[0]) == 0:
-        raise UserError(f"dataset {config.name!r} has no training examples after splitting; "
+        raise UserError(f"dataset {raw.name!r} has no training examples after splitting; "
                         "lower data.val_fraction/test_fraction or add rows")
-    splits = DataSplits(*train, *val, *test, task=task, num_classes=num_classes,
-                        feature_names=names, class_values=classes)
-    if config.normalize:
-        # Images share one mean/std over all pixels; tabular features get one each.
-        splits = normalize(splits, per_feature=(config.name == "csv"))
-    return splits
+    splits = DataSplits(*train, *val, *test, task=raw.task, num_classes=raw.num_classes,
+                        feature_names=raw.feature_names, class_values=raw.class_values)
+    return normalize(splits, per_feature=raw.per_feature) if config.normalize else splits
+
+
+def load_dataset(config: DataConfig) -> DataSplits:
+    """Loads, splits and normalizes the dataset named by `config.name`."""
+    return make_splits(load_raw(config), config)

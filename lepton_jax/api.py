@@ -1,0 +1,342 @@
+"""The notebook API: Dataset, Model, Trainer on the same core as the Hydra app."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from lepton_jax.config import Config, DataConfig, ModelConfig, OptimConfig, TrainerConfig
+from lepton_jax.data import DataSplits, RawData, from_table, load_raw, make_splits
+from lepton_jax.errors import UserError
+
+
+class Dataset:
+    """Examples plus how to split and preprocess them (recorded, so prediction repeats it)."""
+
+    def __init__(self, raw: RawData, config: DataConfig):
+        self.raw = raw
+        self.config = config
+        self._splits: dict[bool, DataSplits] = {}
+
+    @classmethod
+    def load_csv(cls, path: str | os.PathLike, target: Optional[str] = None, task: str = "auto",
+                 **split) -> "Dataset":
+        """A CSV of numeric columns; `target` names the label column (default: the last)."""
+        config = DataConfig(name="csv", root=str(path), target=target, task=task, **split)
+        return cls(load_raw(config), config)
+
+    @classmethod
+    def mnist(cls, root: str | os.PathLike, download: bool = False, **split) -> "Dataset":
+        config = DataConfig(name="mnist", root=str(root), download=download,
+                            **{"val_fraction": 0.05, **split})
+        return cls(load_raw(config), config)
+
+    @classmethod
+    def digits(cls, **split) -> "Dataset":
+        """scikit-learn's bundled 8x8 digits, resized to 28x28."""
+        config = DataConfig(name="digits", **split)
+        return cls(load_raw(config), config)
+
+    @classmethod
+    def from_arrays(cls, x, y, task: str = "auto", feature_names: Sequence[str] = (),
+                    **split) -> "Dataset":
+        """Feature rows `x` and targets `y`; integer targets with few values are classes."""
+        raw = from_table(np.asarray(x), np.asarray(y), task, tuple(feature_names))
+        return cls(raw, DataConfig(name="arrays", task=raw.task, **split))
+
+    def split(self, val_fraction: float = 0.1, test_fraction: float = 0.1,
+              seed: int = 0, standardize: bool = True) -> "Dataset":
+        """A copy split with other fractions/seed (standardization from the train split)."""
+        config = dataclasses.replace(self.config, val_fraction=val_fraction,
+                                     test_fraction=test_fraction, split_seed=seed,
+                                     normalize=standardize)
+        return Dataset(self.raw, config)
+
+    def splits(self, normalized: bool = True) -> DataSplits:
+        if normalized not in self._splits:
+            config = dataclasses.replace(self.config, normalize=normalized and self.config.normalize)
+            self._splits[normalized] = make_splits(self.raw, config)
+        return self._splits[normalized]
+
+    @property
+    def task(self) -> str:
+        return self.raw.task
+
+    def describe(self):
+        """One row per split: examples, features, task, classes (a pandas DataFrame)."""
+        import pandas as pd
+
+        s = self.splits()
+        rows = []
+        for name in ("train", "val", "test"):
+            x, y = getattr(s, f"x_{name}"), getattr(s, f"y_{name}")
+            row = {"split": name, "examples": len(x), "input_shape": tuple(x.shape[1:]),
+                   "task": s.task}
+            if s.task == "classification":
+                row["classes"] = s.num_classes
+                row["class_counts"] = np.bincount(y, minlength=s.num_classes).tolist()
+            else:
+                row["target_mean"] = float(y.mean()) if len(y) else float("nan")
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("split")
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.raw.name}, {len(self.raw.x)} examples, task={self.task}, "
+                f"input_shape={tuple(self.raw.x.shape[1:])})")
+
+
+class Model:
+    """A model by short name; after training (or `Model.load`) it predicts and evaluates."""
+
+    def __init__(self, config: ModelConfig, task: Optional[str] = None):
+        self.config = config
+        self.task = task
+        self.params = None
+        self.data_info: Optional[dict] = None
+
+    @classmethod
+    def linear_regression(cls) -> "Model":
+        return cls(ModelConfig(name="linear"), task="regression")
+
+    @classmethod
+    def logistic_regression(cls) -> "Model":
+        return cls(ModelConfig(name="linear"), task="classification")
+
+    @classmethod
+    def mlp(cls, hidden: Sequence[int] = (256, 128), activation: str = "relu") -> "Model":
+        return cls(ModelConfig(name="mlp", hidden=list(hidden), activation=activation))
+
+    @classmethod
+    def lenet5(cls) -> "Model":
+        return cls(ModelConfig(name="lenet5"))
+
+    def _module(self):
+        from lepton_jax.models import build_model
+
+        info = self._trained()
+        outputs = info["num_classes"] if info["task"] == "classification" else 1
+        return build_model(self.config, outputs)
+
+    def _trained(self) -> dict:
+        if self.params is None or self.data_info is None:
+            raise UserError("this model has no trained parameters yet; train it with "
+                            "Trainer(model, dataset).train() or load one with Model.load(path)")
+        return self.data_info
+
+    def _prepare(self, x) -> np.ndarray:
+        info = self._trained()
+        x = np.asarray(x.to_numpy() if hasattr(x, "to_numpy") else x, np.float32)
+        shape = tuple(info["input_shape"])
+        if x.ndim == 1:
+            x = x[None]
+        if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
+            raise UserError(f"predict got {int(np.prod(x.shape[1:]))} features per row; this "
+                            f"model was trained on {int(np.prod(shape))} (input shape {shape})")
+        x = x.reshape((len(x), *shape))
+        if info.get("mean") is not None:
+            x = (x - np.asarray(info["mean"], np.float32)) / np.asarray(info["std"], np.float32)
+        return x.astype(np.float32)
+
+    def outputs(self, x) -> np.ndarray:
+        """Raw model outputs (logits, or regression values) for raw input rows."""
+        import jax
+
+        module = self._module()
+        apply = jax.jit(lambda p, v: module.apply({"params": p}, v))
+        return np.asarray(apply(self.params, self._prepare(x)))
+
+    def predict(self, x) -> np.ndarray:
+        """Class labels (original values) or regression values for raw input rows."""
+        out = self.outputs(x)
+        info = self._trained()
+        if info["task"] == "classification":
+            classes = np.asarray(info["class_values"] or range(info["num_classes"]))
+            return classes[out.argmax(axis=-1)]
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def evaluate(self, dataset: Dataset, split: str = "test") -> dict:
+        """The foundation's metrics on a split of `dataset` (raw inputs, our preprocessing)."""
+        from lepton_jax.metrics import compute_metrics
+
+        raw = dataset.splits(normalized=False)
+        x, y = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")
+        info = self._trained()
+        return compute_metrics(info["task"], y, self.outputs(x), info["num_classes"])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Writes params and metadata in lepton_jax's non-executable format (any extension)."""
+        from lepton_jax.modelfile import save_model
+
+        info = self._trained()
+        return save_model(path, self.params, dataclasses.asdict(self.config), info)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Model":
+        """Reads a file written by `save`, or a run directory (its latest checkpoint).
+
+        Pickles are refused without being opened as pickles: nothing in the file runs.
+        """
+        path = Path(path)
+        if path.is_dir():
+            return cls._from_run(path)
+        from lepton_jax.modelfile import load_model
+
+        params, config, info = load_model(path)
+        model = cls(ModelConfig(**config), task=info["task"])
+        model.params, model.data_info = params, info
+        return model
+
+    @classmethod
+    def _from_run(cls, run_dir: Path) -> "Model":
+        import orbax.checkpoint as ocp
+
+        run_file = run_dir / "run.json"
+        if not run_file.exists():
+            raise UserError(f"{run_dir} is not a lepton_jax run directory (no run.json)")
+        run = json.loads(run_file.read_text())
+        from lepton_jax.checkpoint import Checkpointer
+
+        ckpt = Checkpointer(run_dir / "checkpoints", keep=1)
+        step = ckpt.latest_step()
+        if step is None:
+            raise UserError(f"run directory {run_dir} has no checkpoint yet")
+        state = ckpt._manager.restore(step, args=ocp.args.StandardRestore())
+        model = cls(ModelConfig(**run["config"]["model"]), task=run["data"]["task"])
+        model.params, model.data_info = state["params"], run["data"]
+        return model
+
+    def __repr__(self) -> str:
+        trained = "trained" if self.params is not None else "untrained"
+        return f"Model({self.config.name}, {trained})"
+
+
+class Trainer:
+    """Trains a Model on a Dataset with `fit`, the loop the Hydra app runs.
+
+    Args:
+        model, dataset: what to train on what.
+        optimizer: an optimizer name from the config registry ("sgd").
+        lr, momentum, nesterov, weight_decay, schedule, batch_size, seed: the usual knobs.
+        workdir: the run directory (default: ./lepton_runs/<time>); rerunning `train` into a
+            directory with checkpoints resumes from them.
+        overrides: Hydra-style dotted overrides, e.g. ["optim.clip_norm=1.0",
+            "trainer.eval_every_steps=50"].
+    """
+
+    def __init__(self, model: Model, dataset: Dataset, optimizer: str = "sgd", lr: float = 0.05,
+                 batch_size: Optional[int] = None, momentum: float = 0.9, nesterov: bool = False,
+                 weight_decay: float = 0.0, schedule: str = "cosine", seed: int = 0,
+                 workdir: Optional[str | os.PathLike] = None, progress: str = "auto",
+                 overrides: Sequence[str] = ()):
+        if model.task and model.task != dataset.task:
+            hint = ("Model.logistic_regression()" if dataset.task == "classification"
+                    else "Model.linear_regression()")
+            raise UserError(f"{model!r} is for {model.task} but the dataset's task is "
+                            f"{dataset.task}; use {hint}")
+        self.model, self.dataset = model, dataset
+        n_train = len(dataset.splits().x_train)
+        self.config = Config(
+            model=model.config, data=dataset.config,
+            optim=OptimConfig(name=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
+                              weight_decay=weight_decay, schedule=schedule),
+            trainer=TrainerConfig(batch_size=batch_size or _default_batch(n_train),
+                                  progress=progress),
+            seed=seed)
+        self.config = _apply_overrides(self.config, overrides)
+        self.workdir = Path(workdir) if workdir else \
+            Path("lepton_runs") / time.strftime("%Y%m%d-%H%M%S")
+        self.result: Optional[dict] = None
+
+    def train(self, epochs: Optional[int] = None):
+        """Trains (resuming from `workdir`'s checkpoints); returns the history DataFrame."""
+        from lepton_jax.loop import data_info, fit_with_state
+
+        if epochs is not None:
+            self.config.trainer.epochs = epochs
+        splits = self.dataset.splits()
+        self.result, state = fit_with_state(self.config, self.workdir, data=splits)
+        self.model.params = state.params
+        self.model.data_info = json.loads(json.dumps(data_info(splits), default=_tolist))
+        return self.history()
+
+    def history(self):
+        """Evaluation records of metrics.jsonl as a DataFrame indexed by step."""
+        import pandas as pd
+
+        path = self.workdir / "metrics.jsonl"
+        records = [json.loads(line) for line in path.read_text().splitlines()] \
+            if path.exists() else []
+        rows = [r for r in records if "train/loss" in r]
+        return pd.DataFrame(rows).set_index("step") if rows else pd.DataFrame()
+
+    def plot(self, path: Optional[str | os.PathLike] = None):
+        """Loss curves and the validation metric per epoch (matplotlib); saved if `path`."""
+        import matplotlib
+
+        if path is not None and not _in_notebook():
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        h = self.history()
+        if h.empty:
+            raise UserError("nothing to plot yet: call train() first")
+        fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.8))
+        ax_loss.plot(h["epoch"], h["train/loss"], label="train loss")
+        if "val/loss" in h:
+            ax_loss.plot(h["epoch"], h["val/loss"], label="val loss")
+        ax_loss.set_xlabel("epoch")
+        ax_loss.set_ylabel("loss")
+        ax_loss.set_yscale("log")
+        ax_loss.legend()
+        metric = next((m for m in ("val/accuracy", "val/r2", "val/mse") if m in h), None)
+        if metric:
+            ax_metric.plot(h["epoch"], h[metric], marker="o", color="tab:green")
+            ax_metric.set_ylabel(metric)
+        ax_metric.set_xlabel("epoch")
+        fig.suptitle(f"{self.model.config.name} on {self.dataset.raw.name}")
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=120)
+        return fig
+
+
+def _default_batch(n_train: int) -> int:
+    import jax
+
+    devices = jax.local_device_count()
+    batch = min(64, n_train)
+    return max(devices, batch - batch % devices)
+
+
+def _apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
+    """Hydra-style `key=value` overrides, type-checked against the schema by OmegaConf."""
+    if not overrides:
+        return config
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(config), OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise UserError(f"bad override in {list(overrides)}: {str(e).splitlines()[0]}") from None
+
+
+def _tolist(value):
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(type(value))
+
+
+def _in_notebook() -> bool:
+    from lepton_jax.progress import _interactive
+
+    import sys
+
+    return _interactive() and not sys.stdout.isatty()
