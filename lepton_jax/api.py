@@ -99,6 +99,7 @@ class Model:
         self.task = task
         self.params = None
         self.data_info: Optional[dict] = None
+        self._apply = None
 
     @classmethod
     def linear_regression(cls) -> "Model":
@@ -147,9 +148,16 @@ class Model:
         """Raw model outputs (logits, or regression values) for raw input rows."""
         import jax
 
-        module = self._module()
-        apply = jax.jit(lambda p, v: module.apply({"params": p}, v))
-        return np.asarray(apply(self.params, self._prepare(x)))
+        if getattr(self, "_apply", None) is None:
+            module = self._module()
+            self._apply = jax.jit(lambda p, v: module.apply({"params": p}, v))
+        x = self._prepare(x)
+        # Pad the row count to a power of two: a server sees many batch sizes, and each
+        # distinct shape would otherwise compile anew.
+        rows = len(x)
+        padded = 1 << max(rows - 1, 0).bit_length()
+        x = np.concatenate([x, np.zeros((padded - rows, *x.shape[1:]), x.dtype)])
+        return np.asarray(self._apply(self.params, x))[:rows]
 
     def predict(self, x) -> np.ndarray:
         """Class labels (original values) or regression values for raw input rows."""
@@ -194,8 +202,6 @@ class Model:
 
     @classmethod
     def _from_run(cls, run_dir: Path) -> "Model":
-        import orbax.checkpoint as ocp
-
         run_file = run_dir / "run.json"
         if not run_file.exists():
             raise UserError(f"{run_dir} is not a lepton_jax run directory (no run.json)")
@@ -203,10 +209,9 @@ class Model:
         from lepton_jax.checkpoint import Checkpointer
 
         ckpt = Checkpointer(run_dir / "checkpoints", keep=1)
-        step = ckpt.latest_step()
-        if step is None:
+        if ckpt.latest_step() is None:
             raise UserError(f"run directory {run_dir} has no checkpoint yet")
-        state = ckpt._manager.restore(step, args=ocp.args.StandardRestore())
+        state = ckpt.restore_arrays()
         model = cls(ModelConfig(**run["config"]["model"]), task=run["data"]["task"])
         model.params, model.data_info = state["params"], run["data"]
         return model
@@ -262,6 +267,7 @@ class Trainer:
         splits = self.dataset.splits()
         self.result, state = fit_with_state(self.config, self.workdir, data=splits)
         self.model.params = state.params
+        self.model._apply = None  # new params may come with a new output size
         self.model.data_info = json.loads(json.dumps(data_info(splits), default=_tolist))
         return self.history()
 

@@ -61,5 +61,16 @@ class Checkpointer:
                 "checkpoint, or start a new run directory"
             ) from None
 
+    def restore_arrays(self, step: Optional[int] = None) -> dict:
+        """The latest (or `step`) checkpoint as nested dicts on this process's first device,
+        whatever the device topology it was saved from (prediction, reports)."""
+        import jax
+
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise UserError(f"{self.directory} holds no checkpoint")
+        here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        return self._manager.restore(step, args=ocp.args.StandardRestore(fallback_sharding=here))
+
     def close(self) -> None:
         self._manager.close()

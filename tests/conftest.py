@@ -27,9 +27,11 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
     """Runs `python -m lepton_jax.train ARGS` in a fresh process (one CPU device)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.pop("XLA_FLAGS", None)
-    return subprocess.run([sys.executable, "-m", "lepton_jax.train", "trainer.progress=plain",
-                           *args], cwd=cwd or REPO, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    flags = [a for a in args if a.startswith("-")]  # argparse wants -m before overrides
+    overrides = [a for a in args if not a.startswith("-")]
+    return subprocess.run([sys.executable, "-m", "lepton_jax.train", *flags,
+                           "trainer.progress=plain", *overrides], cwd=cwd or REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

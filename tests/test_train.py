@@ -77,10 +77,8 @@ def test_linear_regression_recovers_coefficients(tmp_path):
     result = fit(config, tmp_path / "run")
     assert result["test"]["r2"] > 0.9999
     from lepton_jax.checkpoint import Checkpointer
-    import orbax.checkpoint as ocp
 
-    ckpt = Checkpointer(tmp_path / "run" / "checkpoints", keep=1)
-    params = ckpt._manager.restore(ckpt.latest_step(), args=ocp.args.StandardRestore())["params"]
+    params = Checkpointer(tmp_path / "run" / "checkpoints", keep=1).restore_arrays()["params"]
     kernel = np.asarray(params["Dense_0"]["kernel"]).ravel()
     bias = float(np.asarray(params["Dense_0"]["bias"])[0])
     reference = LinearRegression().fit(x, y)

@@ -75,3 +75,29 @@ def encode_labels(y: np.ndarray, path: str) -> tuple[np.ndarray, tuple]:
                         "target column; use data.task=regression for real-valued targets")
     values, codes = np.unique(y.astype(np.int64), return_inverse=True)
     return codes.astype(np.int32), tuple(int(v) for v in values)
+
+
+def read_features(path: str, feature_names: Optional[list] = None) -> np.ndarray:
+    """Feature rows of a CSV for prediction: the named training features when the header has
+    them (extra columns such as the target are ignored), else every column."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"input CSV {path!r} does not exist")
+    try:
+        frame = pd.read_csv(file, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"input CSV {path!r} is empty") from None
+    except pd.errors.ParserError as e:
+        raise UserError(f"input CSV {path!r} has ragged rows: "
+                        f"{str(e).strip().splitlines()[-1]}") from None
+    columns = [str(c) for c in frame.columns]
+    if feature_names and set(feature_names) <= set(columns):
+        frame = frame[list(feature_names)]
+    for col in frame.columns:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        if values.isna().any():
+            row = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise UserError(f"input CSV {path!r} has a non-numeric value "
+                            f"{frame[col].iloc[row]!r} at row {row + 2}, column {col!r}")
+        frame[col] = values
+    return frame.to_numpy(np.float32)

@@ -1,0 +1,83 @@
+"""`lepton-jax serve`: a FastAPI app answering POST /predict and GET /health for one model.
+
+No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at
+definition time, and the request model is defined inside `create_app`.
+"""
+
+
+import os
+import secrets
+from typing import List, Optional, Union
+
+from lepton_jax.api import Model
+from lepton_jax.errors import UserError
+
+TOKEN_ENV = "LEPTON_JAX_TOKEN"
+
+
+def create_app(model: Model, token: Optional[str] = None):
+    """The app; with `token`, every request needs `Authorization: Bearer <token>` (else 401)."""
+    from fastapi import Depends, FastAPI, HTTPException, Request
+    from pydantic import BaseModel
+
+    info = model._trained()
+    features = 1
+    for d in info["input_shape"]:
+        features *= int(d)
+
+    class PredictRequest(BaseModel):
+        rows: List[List[Union[float, int]]]
+
+    def authorize(request: Request) -> None:
+        if token is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        # Constant-time compare; the token itself is never logged or echoed.
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    app = FastAPI(title="lepton_jax model server", dependencies=[Depends(authorize)])
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "model": model.config.name, "task": info["task"],
+                "features": features}
+
+    @app.post("/predict")
+    def predict(body: PredictRequest) -> dict:
+        if not body.rows:
+            raise HTTPException(status_code=422, detail="rows is empty; send at least one row")
+        bad = next((i for i, r in enumerate(body.rows) if len(r) != features), None)
+        if bad is not None:
+            raise HTTPException(status_code=422, detail=f"row {bad} has {len(body.rows[bad])} "
+                                f"values; the model takes {features} features per row")
+        try:
+            predictions = model.predict(body.rows)
+        except UserError as e:
+            raise HTTPException(status_code=422, detail=str(e)) from None
+        return {"predictions": predictions.tolist()}
+
+    return app
+
+
+def serve(path: str, host: str = "127.0.0.1", port: int = 8000,
+          token: Optional[str] = None) -> None:
+    """Loads a model file or run directory and serves it until interrupted."""
+    import uvicorn
+
+    token = token or os.environ.get(TOKEN_ENV) or None
+    model = Model.load(path)
+    app = create_app(model, token)
+    model.predict(_zeros(model))  # compile before the first request
+    print(f"serving {path} on http://{host}:{port} (POST /predict, GET /health)"
+          f"{' with bearer-token access control' if token else ''}", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _zeros(model: Model):
+    import numpy as np
+
+    shape = model._trained()["input_shape"]
+    return np.zeros((1, int(np.prod(shape))), np.float32)

@@ -1,0 +1,126 @@
+"""Prediction CLI and the model server (127.0.0.1 only), with a bounded load from a client."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from conftest import REPO
+from lepton_jax import Dataset, Model, Trainer
+
+TOKEN = "s3cret-token-for-tests"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("served")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    y = np.where(x.sum(axis=1) > 0, 1, 0)
+    header = "a,b,c,label"
+    np.savetxt(root / "train.csv", np.column_stack([x, y]), delimiter=",", header=header,
+               comments="", fmt="%.5f")
+    model = Model.logistic_regression()
+    trainer = Trainer(model, Dataset.load_csv(root / "train.csv"), workdir=root / "run",
+                      progress="off")
+    trainer.train(epochs=5)
+    model.save(root / "model.bin")
+    return root, model, x
+
+
+def _cli(*args, env=None):
+    full = {**os.environ, **(env or {})}
+    full.pop("XLA_FLAGS", None)
+    return subprocess.run([sys.executable, "-m", "lepton_jax.cli", *args], cwd=REPO, env=full,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_predict_cli_from_model_file_and_run_dir(trained):
+    root, model, x = trained
+    for source in (root / "model.bin", root / "run"):
+        out = root / f"pred_{source.name}.csv"
+        proc = _cli("predict", str(source), str(root / "train.csv"), "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+        predicted = np.loadtxt(out, skiprows=1)
+        np.testing.assert_array_equal(predicted, model.predict(x))
+
+
+@pytest.mark.parametrize("text,message", [
+    ("a,b\n1,2\n", "predict got 2 features per row; this model was trained on 3"),
+    ("a,b,c\n1,zz,3\n", "non-numeric value 'zz' at row 2, column 'b'"),
+    ("", "is empty"),
+])
+def test_predict_cli_bad_input(trained, text, message):
+    root, _, _ = trained
+    bad = root / "bad.csv"
+    bad.write_text(text)
+    proc = _cli("predict", str(root / "model.bin"), str(bad))
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_server_answers_validates_and_serves_load(trained):
+    root, model, x = trained
+    port = _free_port()
+    log = open(root / "server.log", "w")
+    env = {**os.environ, "LEPTON_JAX_TOKEN": TOKEN}
+    env.pop("XLA_FLAGS", None)
+    server = subprocess.Popen([sys.executable, "-m", "lepton_jax.cli", "serve",
+                               str(root / "model.bin"), "--port", str(port)], cwd=REPO, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", headers=auth, trust_env=False).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.time() < deadline and server.poll() is None, \
+                (root / "server.log").read_text()
+            time.sleep(0.2)
+        with httpx.Client(base_url=url, headers=auth, trust_env=False) as c:
+            r = c.post("/predict", json={"rows": x[:5].tolist()})
+            assert r.status_code == 200
+            assert r.json()["predictions"] == model.predict(x[:5]).tolist()
+            for body in ({"rows": [[1.0, 2.0]]}, {"rows": []}, {"rows": [["a", 1, 2]]},
+                         {"wrong": 1}, [1, 2, 3]):
+                bad = c.post("/predict", json=body)
+                assert 400 <= bad.status_code < 500, body
+                assert "detail" in bad.json()
+            assert c.post("/predict", content=b"{not json",
+                          headers={"content-type": "application/json"}).status_code == 422
+            assert c.get("/health").status_code == 200  # still serving
+        assert httpx.post(f"{url}/predict", json={"rows": x[:1].tolist()}, trust_env=False).status_code == 401
+        assert httpx.get(f"{url}/health", headers={"Authorization": "Bearer nope"}, trust_env=False).status_code \
+            == 401
+        load = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_serve.py"), "--url",
+                               url, "--n", "2000", "--token", TOKEN], capture_output=True,
+                              text=True, timeout=600)
+        assert load.returncode == 0, load.stderr
+        stats = json.loads(load.stdout.strip().splitlines()[-1])
+        assert stats["requests"] == 2000 and stats["errors"] == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    logged = (root / "server.log").read_text()
+    assert TOKEN not in logged
+    for f in root.rglob("*"):
+        if f.is_file():
+            assert TOKEN.encode() not in f.read_bytes(), f
