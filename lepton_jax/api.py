@@ -321,17 +321,18 @@ def _default_batch(n_train: int) -> int:
 
 
 def _apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
-    """Hydra-style `key=value` overrides, type-checked against the schema by OmegaConf."""
+    """Hydra-style `key=value` overrides, type-checked against the schema."""
     if not overrides:
         return config
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from lepton_jax.sweep import with_overrides
 
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(config), OmegaConf.from_dotlist(list(overrides)))
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as e:
-        raise UserError(f"bad override in {list(overrides)}: {str(e).splitlines()[0]}") from None
+    pairs = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"override {item!r} must look like key=value, e.g. optim.lr=0.1")
+        pairs[key.strip()] = value.strip()
+    return with_overrides(config, pairs)
 
 
 def _tolist(value):

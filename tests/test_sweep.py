@@ -1,0 +1,39 @@
+"""`lepton_jax.sweep` from Python: one job dir per point, results equal standalone runs."""
+
+import json
+
+import pytest
+
+from lepton_jax import Config, ModelConfig, TrainerConfig, fit, sweep
+from lepton_jax.errors import UserError
+
+
+def _base():
+    return Config(model=ModelConfig(hidden=[32]),
+                  trainer=TrainerConfig(epochs=1, progress="off", num_devices=1))
+
+
+def test_sweep_rows_match_standalone_runs(tmp_path):
+    df = sweep(_base(), {"optim.lr": [0.02, 0.1], "seed": [0, 1]}, workdir=tmp_path / "s")
+    assert len(df) == 4 and set(df["status"]) == {"done"}
+    assert sorted(zip(df["optim.lr"], df["seed"], strict=True)) == \
+        [(0.02, 0), (0.02, 1), (0.1, 0), (0.1, 1)]
+    config = _base()
+    config.optim.lr, config.seed = 0.1, 1
+    alone = fit(config, tmp_path / "alone")
+    row = df[(df["optim.lr"] == 0.1) & (df["seed"] == 1)].iloc[0]
+    assert row["val/accuracy"] == alone["val"]["accuracy"]
+    job = json.loads((tmp_path / "s" / str(row.name) / "result.json").read_text())
+    assert job["val"]["loss"] == alone["val"]["loss"]
+
+
+def test_sweep_rejects_unknown_key_before_work(tmp_path):
+    with pytest.raises(UserError, match="optim.lrr"):
+        sweep(_base(), {"optim.lrr": [0.1]}, workdir=tmp_path)
+    assert not (tmp_path / "0").exists()
+
+
+def test_sweep_records_failed_points(tmp_path):
+    df = sweep(_base(), {"optim.lr": [-1.0, 0.05]}, workdir=tmp_path)
+    assert list(df["status"]) == ["failed", "done"]
+    assert "optim.lr (-1.0) must be > 0" in df.iloc[0]["error"]
