@@ -106,9 +106,10 @@ def test_server_answers_validates_and_serves_load(trained):
             assert c.post("/predict", content=b"{not json",
                           headers={"content-type": "application/json"}).status_code == 422
             assert c.get("/health").status_code == 200  # still serving
-        assert httpx.post(f"{url}/predict", json={"rows": x[:1].tolist()}, trust_env=False).status_code == 401
-        assert httpx.get(f"{url}/health", headers={"Authorization": "Bearer nope"}, trust_env=False).status_code \
-            == 401
+        with httpx.Client(base_url=url, trust_env=False) as anonymous:
+            assert anonymous.post("/predict", json={"rows": x[:1].tolist()}).status_code == 401
+            assert anonymous.get("/health", headers={"Authorization": "Bearer nope"}).status_code \
+                == 401
         load = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_serve.py"), "--url",
                                url, "--n", "2000", "--token", TOKEN], capture_output=True,
                               text=True, timeout=600)
