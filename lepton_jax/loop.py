@@ -14,7 +14,7 @@ import numpy as np
 from lepton_jax import config as config_lib
 from lepton_jax.checkpoint import Checkpointer
 from lepton_jax.compile_cache import enable_compilation_cache
-from lepton_jax.config import Config
+from lepton_jax.config import Config, TrainerConfig
 from lepton_jax.data import DataSplits, load_dataset
 from lepton_jax.errors import DivergedError, UserError
 from lepton_jax.metrics import compute_metrics
@@ -40,8 +40,9 @@ def host_loss(task: str, y: np.ndarray, outputs: np.ndarray) -> float:
 class Evaluator:
     """Predicts a whole split in fixed-size chunks on the device (one compile per split)."""
 
-    def __init__(self, model, data: DataSplits, chunk: int, place):
+    def __init__(self, model, data: DataSplits, chunk: int, place, population: bool = False):
         self.data = data
+        self.population = population
         self._predict = make_predict(model)
         self._splits = {}
         for name in ("val", "test"):
@@ -52,7 +53,9 @@ class Evaluator:
             pad = (-len(x)) % size
             padded = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
             self._splits[name] = (place(padded), y, size)
-        self._jitted = jax.jit(self._predict_all, static_argnums=2)
+        predict_all = jax.vmap(self._predict_all, in_axes=(0, None, None)) if population \
+            else self._predict_all
+        self._jitted = jax.jit(predict_all, static_argnums=2)
 
     def _predict_all(self, params, x, size):
         chunks = x.reshape(-1, size, *x.shape[1:])
@@ -62,14 +65,54 @@ class Evaluator:
     def splits(self) -> list[str]:
         return list(self._splits)
 
-    def __call__(self, params, split: str, with_confusion: bool = False) -> dict:
+    def __call__(self, params, split: str, with_confusion: bool = False):
+        """Metrics of `split`; a list with one dict per member for a population."""
         x, y, size = self._splits[split]
-        outputs = np.asarray(self._jitted(params, x, size))[: len(y)]
+        outputs = np.asarray(self._jitted(params, x, size))
+        if self.population:
+            return [self._metrics(y, out[: len(y)], with_confusion) for out in outputs]
+        return self._metrics(y, outputs[: len(y)], with_confusion)
+
+    def _metrics(self, y, outputs, with_confusion: bool) -> dict:
         metrics = compute_metrics(self.data.task, y, outputs, self.data.num_classes)
         metrics["loss"] = host_loss(self.data.task, y, outputs)
         if not with_confusion:
             metrics.pop("confusion", None)
         return metrics
+
+
+class Cadence:
+    """When to evaluate and checkpoint, and where a fused call must stop (host-side only)."""
+
+    def __init__(self, trainer: TrainerConfig, steps_per_epoch: int, total_steps: int):
+        self.t, self.steps_per_epoch, self.total_steps = trainer, steps_per_epoch, total_steps
+
+    def _due(self, step: int, every_steps: int, every_epochs: int) -> bool:
+        at_epoch_end = step % self.steps_per_epoch == 0
+        return (step == self.total_steps or bool(every_steps and step % every_steps == 0)
+                or bool(at_epoch_end and every_epochs
+                        and (step // self.steps_per_epoch) % every_epochs == 0))
+
+    def eval_due(self, step: int) -> bool:
+        return self._due(step, self.t.eval_every_steps, self.t.eval_every_epochs)
+
+    def checkpoint_due(self, step: int) -> bool:
+        return self._due(step, self.t.checkpoint_every_steps, self.t.checkpoint_every_epochs)
+
+    def next_boundary(self, step: int) -> int:
+        """The next step at which the host must look: an epoch end, an eval or a checkpoint."""
+        marks = [(step // self.steps_per_epoch + 1) * self.steps_per_epoch]
+        for every in (self.t.eval_every_steps, self.t.checkpoint_every_steps):
+            if every:
+                marks.append((step // every + 1) * every)
+        return min(marks)
+
+
+def resolve_steps_per_call(trainer: TrainerConfig, platform: str, steps_per_epoch: int) -> int:
+    fused = config_lib.steps_per_call(trainer)
+    if fused == "auto":
+        fused = default_steps_per_call(platform)
+    return steps_per_epoch if fused == "epoch" else fused
 
 
 def monitor_value(result: dict, monitor: str, task: str) -> float:
@@ -154,10 +197,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     total_steps = steps_per_epoch * t.epochs
     devices = local_devices(t.num_devices)
     dp = DataParallel(resolve_strategy(t.parallel, len(devices)), devices, t.batch_size)
-    fused = config_lib.steps_per_call(t)
-    if fused == "auto":
-        fused = default_steps_per_call(devices[0].platform)
-    fused = steps_per_epoch if fused == "epoch" else fused
+    fused = resolve_steps_per_call(t, devices[0].platform, steps_per_epoch)
 
     model = build_model(config.model, data.num_outputs)
     tx = make_optimizer(config.optim, total_steps, steps_per_epoch)
@@ -186,18 +226,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     def make_step(axis_name):
         return make_train_step(model, tx, data.task, axis_name)
 
-    def due(step: int, every_steps: int, every_epochs: int) -> bool:
-        at_epoch_end = step % steps_per_epoch == 0
-        return (step == total_steps or bool(every_steps and step % every_steps == 0)
-                or bool(at_epoch_end and every_epochs
-                        and (step // steps_per_epoch) % every_epochs == 0))
-
-    def next_boundary(step: int) -> int:
-        marks = [(step // steps_per_epoch + 1) * steps_per_epoch]
-        for every in (t.eval_every_steps, t.checkpoint_every_steps):
-            if every:
-                marks.append((step // every + 1) * every)
-        return min(marks)
+    cadence = Cadence(t, steps_per_epoch, total_steps)
 
     step, perm, perm_epoch, pending = start_step, None, -1, []
     try:
@@ -207,15 +236,14 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
             epoch = step // steps_per_epoch
             if epoch != perm_epoch:
                 perm, perm_epoch = permute(state.data_rng, epoch, n), epoch
-            k = min(fused, next_boundary(step) - step)
+            k = min(fused, cadence.next_boundary(step) - step)
             offset = (step % steps_per_epoch) * t.batch_size
             state, metrics = dp.steps(make_step, k)(state, x_train, y_train, perm,
                                                     np.int32(offset))
             pending.append(metrics["loss"])
             step += k
             progress.advance(k, info=f"epoch {step / steps_per_epoch:.2f}")
-            want_eval = due(step, t.eval_every_steps, t.eval_every_epochs)
-            want_ckpt = due(step, t.checkpoint_every_steps, t.checkpoint_every_epochs)
+            want_eval, want_ckpt = cadence.eval_due(step), cadence.checkpoint_due(step)
             if not (want_eval or want_ckpt):
                 continue
             losses = np.asarray(jnp.concatenate(pending))

@@ -82,6 +82,40 @@ class DataParallel:
             self._compiled[k] = self._build(make_step, k)
         return self._compiled[k]
 
+    def population_steps(self, make_step: Callable, k: int, mode: str = "vmap") -> Callable:
+        """Like `steps`, for a population: state leaves and `perms` carry a leading member
+        axis, and each member steps on its own batch order.
+
+        `mode="vmap"` batches the members into one computation (the fast path for dense
+        layers and on accelerators); `"map"` loops over them inside the same device program
+        (`lax.map`), keeping each member's operations exactly its standalone shapes: XLA:CPU
+        runs vmapped convolutions (grouped convolutions) slower than one after another.
+        """
+        key = ("population", k, mode)
+        if key not in self._compiled:
+            bs, single = self.batch_size, make_step(None)
+            if mode == "vmap":
+                step = jax.vmap(single)
+            elif mode == "map":
+                def step(states, batch):
+                    return jax.lax.map(lambda args: single(*args), (states, batch))
+            else:
+                raise UserError(f"population mode {mode!r} is not known; valid: vmap, map")
+
+            def run(states, x, y, perms, start):
+                idx = jax.lax.dynamic_slice_in_dim(perms, start, k * bs, axis=1)
+                idx = idx.reshape(perms.shape[0], k, bs).swapaxes(0, 1)  # (k, members, batch)
+
+                def body(states, members_idx):
+                    return step(states, (x[members_idx], y[members_idx]))
+
+                return jax.lax.scan(body, states, idx)
+
+            rep = self.replicated
+            self._compiled[key] = jax.jit(run, in_shardings=(rep,) * 5, out_shardings=(rep, rep),
+                                          donate_argnums=(0,))
+        return self._compiled[key]
+
     def _build(self, make_step: Callable, k: int) -> Callable:
         bs = self.batch_size
 

@@ -35,14 +35,17 @@ def with_overrides(config: Config, point: Mapping[str, Any]) -> Config:
 
 
 def sweep(config: Config, grid: Mapping[str, Sequence[Any]],
-          workdir: Optional[str | os.PathLike] = None, vectorize: bool = False):
+          workdir: Optional[str | os.PathLike] = None, vectorize: bool = False,
+          max_population: int = 0):
     """Trains every grid point, one job directory each (`workdir/<job number>`).
 
     Args:
         config: the base configuration.
         grid: dotted config keys -> lists of values, e.g. {"optim.lr": [0.01, 0.1]}.
         workdir: the sweep directory (default ./lepton_sweeps/<time>).
-        vectorize: reserved for population training; not available yet.
+        vectorize: train points that differ only in vectorizable fields (lr, momentum,
+            weight decay, seed) together as one vmapped population per structural group.
+        max_population: split larger populations (0: no limit).
 
     Returns:
         A pandas DataFrame: one row per job with its overrides, status, monitored metric,
@@ -52,25 +55,45 @@ def sweep(config: Config, grid: Mapping[str, Sequence[Any]],
 
     from lepton_jax.loop import fit
 
-    if vectorize:
-        raise UserError("vectorize=True (population training) is not available yet; "
-                        "use vectorize=False")
     points = grid_points(grid)
     root = Path(workdir) if workdir else Path("lepton_sweeps") / time.strftime("%Y%m%d-%H%M%S")
     configs = [with_overrides(config, p) for p in points]  # every value checked before work
-    rows = []
-    for job, (point, job_config) in enumerate(zip(points, configs, strict=True)):
-        started = time.perf_counter()
-        row = {"job": job, **point}
-        try:
-            result = fit(job_config, root / str(job))
-            row.update(status="done", monitor=result["monitor"])
-            for split in ("val", "test"):
-                for name, value in result.get(split, {}).items():
-                    if name != "confusion":
-                        row[f"{split}/{name}"] = value
-        except UserError as e:
-            row.update(status="failed", error=str(e))
-        row.update(seconds=round(time.perf_counter() - started, 3), run_dir=str(root / str(job)))
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("job")
+    rows: dict[int, dict] = {}
+    if vectorize:
+        from lepton_jax.population import fit_population, group_population
+
+        for group in group_population(configs, max_population):
+            started = time.perf_counter()
+            try:
+                results = fit_population([configs[j] for j in group],
+                                         [root / str(j) for j in group])
+            except UserError as e:
+                results = [{"status": "failed", "error": str(e)}] * len(group)
+            seconds = round(time.perf_counter() - started, 3)
+            for j, result in zip(group, results, strict=True):
+                rows[j] = _row(j, points[j], result, seconds, root, population=len(group))
+    else:
+        for job, job_config in enumerate(configs):
+            started = time.perf_counter()
+            try:
+                result = {"status": "done", **fit(job_config, root / str(job))}
+            except UserError as e:
+                result = {"status": "failed", "error": str(e)}
+            rows[job] = _row(job, points[job], result, round(time.perf_counter() - started, 3),
+                             root)
+    return pd.DataFrame([rows[j] for j in sorted(rows)]).set_index("job")
+
+
+def _row(job: int, point: Mapping[str, Any], result: dict, seconds: float, root: Path,
+         population: int = 1) -> dict:
+    row = {"job": job, **point, "status": result["status"]}
+    if "monitor" in result:
+        row["monitor"] = result["monitor"]
+    for split in ("val", "test"):
+        for name, value in result.get(split, {}).items():
+            if name != "confusion":
+                row[f"{split}/{name}"] = value
+    if "error" in result:
+        row["error"] = result["error"]
+    row.update(seconds=seconds, population=population, run_dir=str(root / str(job)))
+    return row

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -97,7 +98,11 @@ def download(root: Path) -> None:
 
 
 def load_mnist(root: str | None, fetch: bool = False):
-    """Returns ((x_train, y_train), (x_test, y_test)); images as float32 in [0, 1], NHWC."""
+    """Returns ((x_train, y_train), (x_test, y_test)); images as float32 in [0, 1], NHWC.
+
+    Decoded arrays are cached per folder and file state within a process (sweeps and tests
+    load the same files many times); callers must not modify them in place.
+    """
     if not root:
         raise UserError("data.root is not set; point it at the folder holding the MNIST "
                         "IDX .gz files, e.g. data.root=/path/to/mnist")
@@ -107,11 +112,25 @@ def load_mnist(root: str | None, fetch: bool = False):
     if not folder.is_dir():
         raise UserError(f"data.root={root!r} does not exist; point it at the folder of the "
                         "MNIST IDX .gz files or set data.download=true")
-    arrays = {key: read_idx(folder / name, magic, shape)
+    stamps = tuple((folder / name).stat().st_mtime_ns if (folder / name).exists() else None
+                   for name, _, _ in FILES.values())
+    return _decode(str(folder.resolve()), stamps)
+
+
+@functools.lru_cache(maxsize=2)
+def _decode(folder: str, stamps: tuple):
+    arrays = {key: read_idx(Path(folder) / name, magic, shape)
               for key, (name, magic, shape) in FILES.items()}
 
     def images(a):
-        return (a.astype(np.float32) / 255.0)[..., None]
+        out = (a.astype(np.float32) / 255.0)[..., None]
+        out.flags.writeable = False
+        return out
 
-    return ((images(arrays["train_images"]), arrays["train_labels"].astype(np.int32)),
-            (images(arrays["test_images"]), arrays["test_labels"].astype(np.int32)))
+    def labels(a):
+        out = a.astype(np.int32)
+        out.flags.writeable = False
+        return out
+
+    return ((images(arrays["train_images"]), labels(arrays["train_labels"])),
+            (images(arrays["test_images"]), labels(arrays["test_labels"])))

@@ -1,0 +1,219 @@
+"""Population training: sweep points differing only in array-valued hyperparameters and seeds,
+trained together as one vmapped JAX program; each member equals its standalone run."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lepton_jax import config as config_lib
+from lepton_jax.checkpoint import Checkpointer
+from lepton_jax.compile_cache import enable_compilation_cache
+from lepton_jax.config import Config
+from lepton_jax.data import load_dataset
+from lepton_jax.errors import UserError
+from lepton_jax.loop import (Cadence, Evaluator, _write_json, data_info, monitor_value,
+                             resolve_steps_per_call)
+from lepton_jax.models import build_model
+from lepton_jax.optim import make_optimizer
+from lepton_jax.parallel import DataParallel, local_devices
+from lepton_jax.progress import StepProgress
+from lepton_jax.state import create_state
+from lepton_jax.step import epoch_permutation, make_train_step
+from lepton_jax.writers import JsonlWriter
+
+# Fields that enter the step as arrays (optimizer hyperparameters injected into the optimizer
+# state, and the seed behind init, step rng and data order); every other field is structural.
+VECTORIZABLE = ("optim.lr", "optim.momentum", "optim.weight_decay", "seed")
+_HYPERPARAMS = {"optim.lr": "learning_rate", "optim.momentum": "momentum",
+                "optim.weight_decay": "weight_decay"}
+# Fields that change nothing a member computes (where and how it reports).
+_NEUTRAL = ("trainer.progress", "logger.name", "logger.wandb_project", "logger.wandb_entity",
+            "logger.wandb_mode")
+
+
+def _flat(config: Config) -> dict:
+    flat = {}
+    for section, values in config_lib.to_dict(config).items():
+        if isinstance(values, dict):
+            flat.update({f"{section}.{k}": v for k, v in values.items()})
+        else:
+            flat[section] = values
+    return flat
+
+
+def structural_key(config: Config) -> tuple:
+    """Configs with equal keys can train as one population."""
+    flat = _flat(config)
+    return tuple((k, repr(v)) for k, v in sorted(flat.items())
+                 if k not in VECTORIZABLE and k not in _NEUTRAL)
+
+
+def check_population(configs: Sequence[Config]) -> None:
+    """Raises UserError naming the first field that differs and would change shapes/programs."""
+    first = _flat(configs[0])
+    for other in configs[1:]:
+        for key, value in _flat(other).items():
+            if key in VECTORIZABLE or key in _NEUTRAL or first[key] == value:
+                continue
+            raise UserError(f"cannot vectorize over {key} ({first[key]!r} vs {value!r}): it "
+                            "changes the program (shapes, schedule or data), not just array "
+                            f"values; vectorizable fields: {', '.join(VECTORIZABLE)}")
+
+
+def population_mode(config: Config, platform: str) -> str:
+    """vmap everywhere except convolutions on XLA:CPU, which run vmapped (as grouped
+    convolutions) about 2x slower than member by member (measured: LeNet-5, 8 members)."""
+    return "map" if platform == "cpu" and config.model.name == "lenet5" else "vmap"
+
+
+def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLike]) -> list[dict]:
+    """Trains `configs` (one population) as one vmapped program; member i writes `workdirs[i]`
+    exactly as `fit` would (run.json, metrics.jsonl, checkpoints, result.json).
+
+    Returns:
+        One result dict per member; a diverged member has {"status": "diverged", "step": s}.
+    """
+    if not configs:
+        return []
+    configs = [config_lib.validate(c) for c in configs]
+    check_population(configs)
+    base, t = configs[0], configs[0].trainer
+    enable_compilation_cache(t.compilation_cache)
+    started = time.perf_counter()
+    data = load_dataset(base.data)
+    n, members = len(data.x_train), len(configs)
+    steps_per_epoch = n // t.batch_size
+    if steps_per_epoch == 0:
+        raise UserError(f"trainer.batch_size ({t.batch_size}) is larger than the training set "
+                        f"({n} examples)")
+    total_steps = steps_per_epoch * t.epochs
+    # One device: the population axis is the parallelism (sharding it is not done yet).
+    dp = DataParallel("single", local_devices(None)[:1], t.batch_size)
+    platform = dp.mesh.devices.flat[0].platform
+    fused = resolve_steps_per_call(t, platform, steps_per_epoch)
+    mode = population_mode(base, platform)
+    model = build_model(base.model, data.num_outputs)
+    tx = make_optimizer(base.optim, total_steps, steps_per_epoch)
+
+    def member_state(config: Config):
+        state = create_state(model, tx, data.input_shape, config.seed)
+        flat = _flat(config)
+        hyper = {**state.opt_state.hyperparams}
+        for field, name in _HYPERPARAMS.items():
+            hyper[name] = jnp.asarray(flat[field], hyper[name].dtype)
+        return state.replace(opt_state=state.opt_state._replace(hyperparams=hyper))
+
+    singles = [member_state(c) for c in configs]
+    dirs = [Path(d) for d in workdirs]
+    ckpts = []
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+        ckpts.append(Checkpointer(d / "checkpoints", t.keep_checkpoints))
+    latest = {c.latest_step() for c in ckpts}
+    if latest != {None}:
+        if len(latest) != 1:
+            raise UserError(f"population members are at different checkpoints {sorted(latest, key=str)}; "
+                            "resume them separately or move their checkpoints away")
+        singles = [c.restore(dp.replicate(s)) for c, s in zip(ckpts, singles, strict=True)]
+    states = dp.replicate(jax.tree.map(lambda *xs: jnp.stack(xs), *singles))
+    start_step = int(states.step[0])
+    for config, d in zip(configs, dirs, strict=True):
+        _write_json(d / "run.json", {"config": config_lib.to_dict(config), "data": data_info(data),
+                                     "strategy": "population", "devices": 1,
+                                     "population": members})
+    writers = [JsonlWriter(d / "metrics.jsonl", keep_until_step=start_step) for d in dirs]
+    evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate, population=True)
+    x_train, y_train = dp.replicate((data.x_train, data.y_train))
+    permute = jax.jit(jax.vmap(epoch_permutation, in_axes=(0, None, None)), static_argnums=2)
+    cadence = Cadence(t, steps_per_epoch, total_steps)
+    progress = StepProgress(total_steps, start_step, t.progress, f"population of {members}")
+
+    def make_step(axis_name):
+        return make_train_step(model, tx, data.task, axis_name)
+
+    diverged: dict[int, tuple[int, float]] = {}
+    step, perm_epoch, pending = start_step, -1, []
+    try:
+        while step < total_steps:
+            epoch = step // steps_per_epoch
+            if epoch != perm_epoch:
+                perms, perm_epoch = permute(states.data_rng, epoch, n), epoch
+            k = min(fused, cadence.next_boundary(step) - step)
+            offset = (step % steps_per_epoch) * t.batch_size
+            states, metrics = dp.population_steps(make_step, k, mode)(
+                states, x_train, y_train, perms, np.int32(offset))
+            pending.append(metrics["loss"])
+            step += k
+            progress.advance(k, info=f"epoch {step / steps_per_epoch:.2f}")
+            want_eval, want_ckpt = cadence.eval_due(step), cadence.checkpoint_due(step)
+            if not (want_eval or want_ckpt):
+                continue
+            losses = np.asarray(jnp.concatenate(pending))  # (steps, members)
+            pending = []
+            for i in range(members):
+                bad = np.flatnonzero(~np.isfinite(losses[:, i]))
+                if bad.size and i not in diverged:
+                    diverged[i] = (step - len(losses) + int(bad[0]) + 1, float(losses[bad[0], i]))
+            live = [i for i in range(members) if i not in diverged]
+            if want_eval and live:
+                val = evaluate(states.params, "val") if "val" in evaluate.splits() else None
+                for i in live:
+                    record = {"epoch": round(step / steps_per_epoch, 4),
+                              "train/loss": float(losses[:, i].mean())}
+                    if val is not None:
+                        record.update({f"val/{key}": v for key, v in val[i].items()})
+                    writers[i].write_scalars(step, record)
+            if want_ckpt:
+                for i in live:
+                    ckpts[i].save(jax.tree.map(lambda a, i=i: a[i], states))
+        results = []
+        finals = {s: evaluate(states.params, s, with_confusion=True) for s in evaluate.splits()}
+        seconds = round(time.perf_counter() - started, 3)
+        for i in range(members):
+            if i in diverged:
+                at, loss = diverged[i]
+                result = {"status": "diverged", "step": at, "loss": loss,
+                          "error": f"training diverged at step {at} (loss={loss})"}
+            else:
+                result = {"status": "done", "steps": step, "epochs": t.epochs,
+                          "strategy": "population", "devices": 1, "population": members,
+                          "resumed_from": start_step or None, "seconds": seconds}
+                for split, per_member in finals.items():
+                    result[split] = per_member[i]
+                result["monitor"] = monitor_value(result, t.monitor, data.task)
+                writers[i].write_scalars(step, {f"final/{s}/{key}": v for s in finals
+                                                for key, v in finals[s][i].items()
+                                                if key != "confusion"})
+            _write_json(dirs[i] / "result.json", result)
+            results.append(result)
+    finally:
+        progress.close()
+        for w in writers:
+            w.close()
+        for c in ckpts:
+            c.close()
+    done = sum(r["status"] == "done" for r in results)
+    print(f"done: population of {members} ({done} finished, {len(diverged)} diverged), "
+          f"{step} steps in {seconds:.1f} s", flush=True)
+    return results
+
+
+def group_population(configs: Sequence[Config], max_population: int = 0) -> list[list[int]]:
+    """Indices of `configs` grouped by structural fields (order kept), split to
+    `max_population` members at most (0: no limit)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, config in enumerate(configs):
+        groups.setdefault(structural_key(config), []).append(i)
+    out = []
+    for members in groups.values():
+        size = max_population or len(members)
+        out.extend(members[j:j + size] for j in range(0, len(members), size))
+    return out
+
