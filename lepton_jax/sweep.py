@@ -22,14 +22,25 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict]:
 
 
 def with_overrides(config: Config, point: Mapping[str, Any]) -> Config:
-    """A copy of `config` with dotted keys set, type-checked against the schema."""
+    """A copy of `config` with dotted keys set, type-checked against the schema.
+
+    String values are taken as written when the field is a string (so `trainer.progress=off`
+    stays "off", not YAML's boolean), else parsed as YAML (`model.hidden=[512,512]`).
+    """
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    cfg = OmegaConf.structured(config)
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(config),
-                                 OmegaConf.from_dotlist([f"{k}={v}" for k, v in point.items()]))
-        return OmegaConf.to_object(merged)
+        for key, value in point.items():
+            try:
+                OmegaConf.update(cfg, key, value, merge=False)
+            except OmegaConfBaseException:
+                if not isinstance(value, str):
+                    raise
+                OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False)
+        return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
         raise UserError(f"bad sweep value in {dict(point)}: {str(e).splitlines()[0]}") from None
 
