@@ -23,24 +23,30 @@ class Checkpointer:
     killed mid-save leaves the previous checkpoints intact.
     """
 
-    def __init__(self, directory: Path, keep: int):
+    def __init__(self, directory: Path, keep: int, asynchronous: bool = False):
         self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, cleanup_tmp_directories=True,
-            # Synchronous: the loop saves rarely and the state is small; a finished
-            # save() is then really on disk before training continues.
-            enable_async_checkpointing=False,
+            # Synchronous by default: the loop saves rarely and the state is small, and a
+            # finished save() is then on disk before training continues. A population saves
+            # many members at once and overlaps them (then waits for all).
+            enable_async_checkpointing=asynchronous,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> Optional[int]:
         return self._manager.latest_step()
 
-    def save(self, state: TrainState) -> None:
+    def save(self, state: TrainState, wait: bool = True) -> None:
         step = int(state.step)
         if step in self._manager.all_steps():
             return
         self._manager.save(step, args=ocp.args.StandardSave(state))
+        if wait:
+            self._manager.wait_until_finished()
+
+    def wait(self) -> None:
+        """Blocks until every save started with `wait=False` is on disk."""
         self._manager.wait_until_finished()
 
     def restore(self, target: TrainState, step: Optional[int] = None) -> TrainState:

@@ -115,7 +115,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     ckpts = []
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
-        ckpts.append(Checkpointer(d / "checkpoints", t.keep_checkpoints))
+        ckpts.append(Checkpointer(d / "checkpoints", t.keep_checkpoints, asynchronous=True))
     latest = {c.latest_step() for c in ckpts}
     if latest != {None}:
         if len(latest) != 1:
@@ -171,8 +171,11 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                         record.update({f"val/{key}": v for key, v in val[i].items()})
                     writers[i].write_scalars(step, record)
             if want_ckpt:
+                members_now = jax.device_get(states)  # one transfer, then slice on the host
                 for i in live:
-                    ckpts[i].save(jax.tree.map(lambda a, i=i: a[i], states))
+                    ckpts[i].save(jax.tree.map(lambda a, i=i: a[i], members_now), wait=False)
+                for i in live:
+                    ckpts[i].wait()
         results = []
         finals = {s: evaluate(states.params, s, with_confusion=True) for s in evaluate.splits()}
         seconds = round(time.perf_counter() - started, 3)
