@@ -26,9 +26,11 @@ class Dataset:
 
     @classmethod
     def load_csv(cls, path: str | os.PathLike, target: Optional[str] = None, task: str = "auto",
-                 **split) -> "Dataset":
-        """A CSV of numeric columns; `target` names the label column (default: the last)."""
-        config = DataConfig(name="csv", root=str(path), target=target, task=task, **split)
+                 categorical: Sequence[str] = (), **split) -> "Dataset":
+        """A CSV of numeric columns; `target` names the label column (default: the last);
+        `categorical` columns are one-hot encoded (the categories are recorded)."""
+        config = DataConfig(name="csv", root=str(path), target=target, task=task,
+                            categorical=list(categorical), **split)
         return cls(load_raw(config), config)
 
     @classmethod
@@ -132,6 +134,11 @@ class Model:
 
     def _prepare(self, x) -> np.ndarray:
         info = self._trained()
+        encoding = info.get("encoding")
+        if encoding and hasattr(x, "columns"):  # a DataFrame of raw columns: encode as trained
+            from lepton_jax.data.tabular import encode_features
+
+            x = encode_features(x, encoding, "DataFrame", "input")
         x = np.asarray(x.to_numpy() if hasattr(x, "to_numpy") else x, np.float32)
         shape = tuple(info["input_shape"])
         if x.ndim == 1:

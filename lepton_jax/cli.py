@@ -32,7 +32,7 @@ def _predict(argv: list[str]) -> int:
     from lepton_jax.data.tabular import read_features
 
     model = Model.load(args.model)
-    features = read_features(args.input, model._trained().get("feature_names") or None)
+    features = read_features(args.input, model._trained().get("encoding"))
     frame = pd.DataFrame({"prediction": model.predict(features)})
     if args.out == "-":
         frame.to_csv(sys.stdout, index=False)

@@ -26,6 +26,8 @@ class DataConfig:
     # `csv` only: the target column (default: the last column) and the task.
     target: Optional[str] = None
     task: str = "auto"
+    # `csv` only: columns to one-hot encode (categories recorded for prediction).
+    categorical: List[str] = field(default_factory=list)
     val_fraction: float = 0.1
     # Only for datasets without an official test split (digits, csv).
     test_fraction: float = 0.1

@@ -119,3 +119,47 @@ def test_from_arrays_classification(tmp_path):
     Trainer(model, Dataset.from_arrays(x, y), workdir=tmp_path, progress="off").train(epochs=5)
     assert set(np.unique(model.predict(x))) <= {3, 7}
     assert (model.predict(x) == y).mean() > 0.95
+
+
+def test_categorical_columns_one_hot_encoded_and_replayed_at_prediction(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(2)
+    colors = rng.choice(["red", "green", "blue"], size=400)
+    size = rng.normal(size=400)
+    effect = {"red": 2.0, "green": -1.0, "blue": 0.5}
+    price = np.array([effect[c] for c in colors]) + 0.5 * size
+    frame = pd.DataFrame({"color": colors, "size": size, "price": price})
+    frame.to_csv(tmp_path / "shop.csv", index=False)
+    dataset = Dataset.load_csv(tmp_path / "shop.csv", categorical=["color"])
+    assert dataset.splits().feature_names == ("color=blue", "color=green", "color=red", "size")
+    model = Model.linear_regression()
+    Trainer(model, dataset, workdir=tmp_path / "run", progress="off").train(epochs=30)
+    predicted = model.predict(frame[["size", "color"]])  # raw columns, any order
+    assert np.abs(predicted - price).mean() < 0.1
+    model.save(tmp_path / "m.bin")
+    assert np.array_equal(Model.load(tmp_path / "m.bin").predict(frame), predicted)
+    with pytest.raises(UserError, match=r"column 'color': unknown category \['purple'\]"):
+        model.predict(pd.DataFrame({"color": ["purple"], "size": [0.0]}))
+    with pytest.raises(UserError, match="data.categorical names \\['colour'\\]"):
+        Dataset.load_csv(tmp_path / "shop.csv", categorical=["colour"])
+
+
+def test_trainer_resumes_from_its_workdir(tmp_path):
+    first = Trainer(Model.mlp(hidden=(32,)), Dataset.digits(), workdir=tmp_path / "run",
+                    progress="off", overrides=["trainer.checkpoint_every_epochs=1"])
+    first.train(epochs=3)
+    uninterrupted = (tmp_path / "run" / "metrics.jsonl").read_text()
+    # Drop the final checkpoint and the records after epoch 2, as a crash after epoch 2 would.
+    import shutil
+
+    steps = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir()
+                   if p.name.isdigit())
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / str(steps[-1]))
+    again = Trainer(Model.mlp(hidden=(32,)), Dataset.digits(), workdir=tmp_path / "run",
+                    progress="off", overrides=["trainer.checkpoint_every_epochs=1"])
+    again.train(epochs=3)
+    assert again.result["resumed_from"] == steps[-2]
+    resumed = [line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+               if "event" not in line]
+    assert resumed == uninterrupted.splitlines()

@@ -31,6 +31,8 @@ class RawData:
     # Images share one mean/std over all pixels; tabular features get one each.
     per_feature: bool = False
     name: str = "arrays"
+    # Tabular data: raw feature columns and one-hot categories, repeated at prediction.
+    encoding: Optional[dict] = None
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +48,7 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: tuple = (),
-            source: str = "arrays") -> RawData:
+            source: str = "arrays", encoding: Optional[dict] = None) -> RawData:
     """Feature rows and targets: the task inferred from `y` unless given; labels encoded."""
     from lepton_jax.data.tabular import encode_labels, infer_task
 
@@ -60,9 +62,10 @@ def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: 
     if task == "classification":
         codes, classes = encode_labels(y.ravel(), source)
         return RawData(x, codes, task, len(classes), tuple(feature_names), classes,
-                       per_feature=True, name=source)
+                       per_feature=True, name=source, encoding=encoding)
     y = y.astype(np.float32).reshape(len(y), -1)
-    return RawData(x, y, task, 0, tuple(feature_names), per_feature=True, name=source)
+    return RawData(x, y, task, 0, tuple(feature_names), per_feature=True, name=source,
+                   encoding=encoding)
 
 
 def load_raw(config: DataConfig) -> RawData:
@@ -83,8 +86,8 @@ def load_raw(config: DataConfig) -> RawData:
     if config.name == "csv":
         from lepton_jax.data.tabular import read_csv
 
-        x, y, names, _ = read_csv(config.root, config.target)
-        return from_table(x, y, config.task, names, source=str(config.root))
+        x, y, names, encoding = read_csv(config.root, config.target, config.categorical)
+        return from_table(x, y, config.task, names, source=str(config.root), encoding=encoding)
     raise UserError(f"data.name={config.name!r} is not known; valid datasets: "
                     f"{', '.join(DATASETS)}")
 
@@ -104,7 +107,8 @@ def make_splits(raw: RawData, config: DataConfig) -> DataSplits:
         raise UserError(f"dataset {raw.name!r} has no training examples after splitting; "
                         "lower data.val_fraction/test_fraction or add rows")
     splits = DataSplits(*train, *val, *test, task=raw.task, num_classes=raw.num_classes,
-                        feature_names=raw.feature_names, class_values=raw.class_values)
+                        feature_names=raw.feature_names, class_values=raw.class_values,
+                        encoding=raw.encoding)
     return normalize(splits, per_feature=raw.per_feature) if config.normalize else splits
 
 

@@ -26,6 +26,8 @@ class DataSplits:
     feature_names: tuple = field(default_factory=tuple)
     # Original label values for classification (index i <-> class_values[i]).
     class_values: tuple = field(default_factory=tuple)
+    # Tabular data: raw feature columns and one-hot categories (see data.tabular).
+    encoding: Optional[dict] = None
 
     @property
     def num_outputs(self) -> int:

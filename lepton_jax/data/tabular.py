@@ -1,9 +1,9 @@
-"""CSV files: numeric feature columns and a named target column."""
+"""CSV files: numeric feature columns (plus one-hot encoded categorical ones) and a target."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,50 +14,103 @@ from lepton_jax.errors import UserError
 MAX_AUTO_CLASSES = 20
 
 
-def read_csv(path: str | None, target: Optional[str] = None):
-    """Reads a CSV into (features, target, feature names, target name).
+def _read_frame(path: str | None, what: str) -> pd.DataFrame:
+    if not path:
+        raise UserError("data.root is not set; point it at the CSV file, e.g. data.root=data.csv")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"{what} {path!r} does not exist; check the path")
+    try:
+        frame = pd.read_csv(file, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{what} {path!r} is empty; it needs a header row and data rows") from None
+    except pd.errors.ParserError as e:
+        detail = str(e).strip().splitlines()[-1]
+        raise UserError(f"{what} {path!r} has ragged rows: {detail}; every row needs the "
+                        "same number of fields as the header") from None
+    if len(frame) == 0:
+        raise UserError(f"{what} {path!r} has a header but no data rows")
+    frame.columns = [str(c) for c in frame.columns]
+    if frame.isna().any().any():
+        row, col = np.argwhere(frame.isna().to_numpy())[0]
+        raise UserError(f"{what} {path!r} has an empty cell at row {row + 2}, column "
+                        f"{frame.columns[col]!r}; fill it or drop the row")
+    return frame
+
+
+def _numeric(frame: pd.DataFrame, column: str, path: str, what: str) -> np.ndarray:
+    values = pd.to_numeric(frame[column], errors="coerce")
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise UserError(f"{what} {path!r} has a non-numeric value {frame[column].iloc[row]!r} "
+                        f"at row {row + 2}, column {column!r}; every cell must be a number "
+                        "(or name the column in data.categorical to one-hot encode it)")
+    return values.to_numpy(np.float64)
+
+
+def encode_features(frame: pd.DataFrame, encoding: dict, path: str, what: str) -> np.ndarray:
+    """Feature matrix from raw columns: numeric as is, categorical one-hot in recorded order.
+
+    Raises:
+        UserError: for a missing column, a non-numeric cell or an unseen category.
+    """
+    missing = [c for c in encoding["columns"] if c not in frame.columns]
+    if missing:
+        raise UserError(f"{what} {path!r} lacks column(s) {missing}; expected "
+                        f"{', '.join(encoding['columns'])}")
+    parts = []
+    for column in encoding["columns"]:
+        categories = encoding["categories"].get(column)
+        if categories is None:
+            parts.append(_numeric(frame, column, path, what)[:, None])
+            continue
+        values = frame[column].astype(str).str.strip()
+        unknown = sorted(set(values) - set(categories))
+        if unknown:
+            raise UserError(f"{what} {path!r}, column {column!r}: unknown categor"
+                            f"{'y' if len(unknown) == 1 else 'ies'} {unknown[:5]}; "
+                            f"known: {categories}")
+        parts.append((values.to_numpy()[:, None] == np.asarray(categories)[None]).astype(float))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def encoded_names(encoding: dict) -> tuple:
+    names = []
+    for column in encoding["columns"]:
+        cats = encoding["categories"].get(column)
+        names.extend([f"{column}={c}" for c in cats] if cats is not None else [column])
+    return tuple(names)
+
+
+def read_csv(path: str | None, target: Optional[str] = None, categorical: Sequence[str] = ()):
+    """Reads a CSV into (features, target, feature names, encoding).
+
+    `categorical` columns are one-hot encoded; the encoding (raw columns, categories) is
+    returned so prediction can repeat it.
 
     Raises:
         UserError: for a missing or empty file, ragged rows, a missing target column or a
             non-numeric cell (naming its row and column).
     """
-    if not path:
-        raise UserError("data.root is not set; point it at the CSV file, e.g. data.root=data.csv")
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"CSV file {path!r} does not exist; check data.root")
-    try:
-        frame = pd.read_csv(file, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise UserError(f"CSV file {path!r} is empty; it needs a header row and data rows") from None
-    except pd.errors.ParserError as e:
-        detail = str(e).strip().splitlines()[-1]
-        raise UserError(f"CSV file {path!r} has ragged rows: {detail}; every row needs the "
-                        "same number of fields as the header") from None
-    if len(frame) == 0:
-        raise UserError(f"CSV file {path!r} has a header but no data rows")
-    columns = [str(c) for c in frame.columns]
+    frame = _read_frame(path, "CSV file")
+    columns = list(frame.columns)
     target = columns[-1] if target is None else target
     if target not in columns:
         raise UserError(f"CSV file {path!r} has no target column {target!r}; columns: "
                         f"{', '.join(columns)}. Set data.target to one of them")
-    if frame.isna().any().any():
-        row, col = np.argwhere(frame.isna().to_numpy())[0]
-        raise UserError(f"CSV file {path!r} has an empty cell at row {row + 2}, column "
-                        f"{columns[col]!r}; fill it or drop the row")
-    for col in columns:
-        values = pd.to_numeric(frame[col], errors="coerce")
-        if values.isna().any():
-            row = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise UserError(f"CSV file {path!r} has a non-numeric value {frame[col].iloc[row]!r} "
-                            f"at row {row + 2}, column {col!r}; every cell must be a number")
-        frame[col] = values
+    unknown = [c for c in categorical if c not in columns or c == target]
+    if unknown:
+        raise UserError(f"data.categorical names {unknown}, which are not feature columns of "
+                        f"{path!r}; columns: {', '.join(c for c in columns if c != target)}")
     features = [c for c in columns if c != target]
     if not features:
         raise UserError(f"CSV file {path!r} has only the target column; it needs features")
-    x = frame[features].to_numpy(np.float32)
-    y = frame[target].to_numpy(np.float64)
-    return x, y, tuple(features), target
+    encoding = {"columns": features,
+                "categories": {c: sorted(frame[c].astype(str).str.strip().unique().tolist())
+                               for c in categorical}}
+    x = encode_features(frame, encoding, path, "CSV file")
+    y = _numeric(frame, target, path, "CSV file")
+    return x, y, encoded_names(encoding), encoding
 
 
 def infer_task(y: np.ndarray, task: str) -> str:
@@ -77,27 +130,16 @@ def encode_labels(y: np.ndarray, path: str) -> tuple[np.ndarray, tuple]:
     return codes.astype(np.int32), tuple(int(v) for v in values)
 
 
-def read_features(path: str, feature_names: Optional[list] = None) -> np.ndarray:
-    """Feature rows of a CSV for prediction: the named training features when the header has
-    them (extra columns such as the target are ignored), else every column."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"input CSV {path!r} does not exist")
-    try:
-        frame = pd.read_csv(file, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise UserError(f"input CSV {path!r} is empty") from None
-    except pd.errors.ParserError as e:
-        raise UserError(f"input CSV {path!r} has ragged rows: "
-                        f"{str(e).strip().splitlines()[-1]}") from None
-    columns = [str(c) for c in frame.columns]
-    if feature_names and set(feature_names) <= set(columns):
-        frame = frame[list(feature_names)]
-    for col in frame.columns:
-        values = pd.to_numeric(frame[col], errors="coerce")
-        if values.isna().any():
-            row = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise UserError(f"input CSV {path!r} has a non-numeric value "
-                            f"{frame[col].iloc[row]!r} at row {row + 2}, column {col!r}")
-        frame[col] = values
-    return frame.to_numpy(np.float32)
+def read_features(path: str, encoding: Optional[dict] = None) -> np.ndarray:
+    """Feature rows of a CSV for prediction. With the training `encoding`, its columns are
+    picked by name (extra columns such as the target are ignored) and categorical ones
+    one-hot encoded the same way; without one, every column is taken as a number."""
+    frame = _read_frame(path, "input CSV")
+    if encoding and set(encoding["columns"]) <= set(frame.columns):
+        return encode_features(frame, encoding, path, "input CSV")
+    if encoding and encoding["categories"]:
+        missing = sorted(set(encoding["columns"]) - set(frame.columns))
+        raise UserError(f"input CSV {path!r} lacks column(s) {missing}; expected "
+                        f"{', '.join(encoding['columns'])}")
+    return np.column_stack([_numeric(frame, c, path, "input CSV") for c in frame.columns]
+                           ).astype(np.float32)
