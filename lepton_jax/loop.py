@@ -108,6 +108,35 @@ class Cadence:
         return min(marks)
 
 
+def drive(state, run_call, permute, cadence: Cadence, fused: int, n: int, batch_size: int,
+          progress: StepProgress):
+    """The host side of training, shared by `fit` and populations: fused device calls from
+    `state.step` (per-member axis allowed) to the end, one epoch order per epoch.
+
+    `run_call(k)(state, perm, offset)` runs k steps; `permute(data_rng, epoch, n)` draws an
+    order. Yields `(state, step, losses, eval_due, checkpoint_due)` at every step where the
+    host has work; `losses` holds the per-step losses since the last yield.
+    """
+    steps_per_epoch = cadence.steps_per_epoch
+    step = int(np.asarray(state.step).reshape(-1)[0])
+    perm, perm_epoch, pending = None, -1, []
+    while step < cadence.total_steps:
+        epoch = step // steps_per_epoch
+        if epoch != perm_epoch:
+            perm, perm_epoch = permute(state.data_rng, epoch, n), epoch
+        k = min(fused, cadence.next_boundary(step) - step)
+        offset = (step % steps_per_epoch) * batch_size
+        state, metrics = run_call(k)(state, perm, np.int32(offset))
+        pending.append(metrics["loss"])
+        step += k
+        progress.advance(k, info=f"epoch {step / steps_per_epoch:.2f}")
+        want_eval, want_ckpt = cadence.eval_due(step), cadence.checkpoint_due(step)
+        if want_eval or want_ckpt:
+            losses = np.asarray(jnp.concatenate(pending))
+            pending = []
+            yield state, step, losses, want_eval, want_ckpt
+
+
 def resolve_steps_per_call(trainer: TrainerConfig, platform: str, steps_per_epoch: int) -> int:
     fused = config_lib.steps_per_call(trainer)
     if fused == "auto":
@@ -229,26 +258,17 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
 
     cadence = Cadence(t, steps_per_epoch, total_steps)
 
-    step, perm, perm_epoch, pending = start_step, None, -1, []
+    def run_call(k):
+        steps = dp.steps(make_step, k)
+        return lambda state, perm, offset: steps(state, x_train, y_train, perm, offset)
+
+    step = start_step
     try:
         if start_step:
             writer.write_scalars(start_step, {"event": "resumed"})
-        while step < total_steps:
-            epoch = step // steps_per_epoch
-            if epoch != perm_epoch:
-                perm, perm_epoch = permute(state.data_rng, epoch, n), epoch
-            k = min(fused, cadence.next_boundary(step) - step)
-            offset = (step % steps_per_epoch) * t.batch_size
-            state, metrics = dp.steps(make_step, k)(state, x_train, y_train, perm,
-                                                    np.int32(offset))
-            pending.append(metrics["loss"])
-            step += k
-            progress.advance(k, info=f"epoch {step / steps_per_epoch:.2f}")
-            want_eval, want_ckpt = cadence.eval_due(step), cadence.checkpoint_due(step)
-            if not (want_eval or want_ckpt):
-                continue
-            losses = np.asarray(jnp.concatenate(pending))
-            pending = []
+        # Each boundary hands back the newest (donated-into) state.
+        boundaries = drive(state, run_call, permute, cadence, fused, n, t.batch_size, progress)
+        for state, step, losses, want_eval, want_ckpt in boundaries:
             bad = np.flatnonzero(~np.isfinite(losses))
             if bad.size:
                 raise DivergedError(step - len(losses) + int(bad[0]) + 1, float(losses[bad[0]]))

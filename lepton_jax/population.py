@@ -18,7 +18,7 @@ from lepton_jax.compile_cache import enable_compilation_cache
 from lepton_jax.config import Config
 from lepton_jax.data import load_dataset
 from lepton_jax.errors import UserError
-from lepton_jax.loop import (Cadence, Evaluator, _write_json, data_info, monitor_value,
+from lepton_jax.loop import (Cadence, Evaluator, _write_json, data_info, drive, monitor_value,
                              resolve_steps_per_call)
 from lepton_jax.models import build_model
 from lepton_jax.optim import make_optimizer
@@ -138,25 +138,16 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     def make_step(axis_name):
         return make_train_step(model, tx, data.task, axis_name)
 
+    def run_call(k):
+        steps = dp.population_steps(make_step, k, mode)
+        return lambda states, perms, offset: steps(states, x_train, y_train, perms, offset)
+
     diverged: dict[int, tuple[int, float]] = {}
-    step, perm_epoch, pending = start_step, -1, []
+    step = start_step
     try:
-        while step < total_steps:
-            epoch = step // steps_per_epoch
-            if epoch != perm_epoch:
-                perms, perm_epoch = permute(states.data_rng, epoch, n), epoch
-            k = min(fused, cadence.next_boundary(step) - step)
-            offset = (step % steps_per_epoch) * t.batch_size
-            states, metrics = dp.population_steps(make_step, k, mode)(
-                states, x_train, y_train, perms, np.int32(offset))
-            pending.append(metrics["loss"])
-            step += k
-            progress.advance(k, info=f"epoch {step / steps_per_epoch:.2f}")
-            want_eval, want_ckpt = cadence.eval_due(step), cadence.checkpoint_due(step)
-            if not (want_eval or want_ckpt):
-                continue
-            losses = np.asarray(jnp.concatenate(pending))  # (steps, members)
-            pending = []
+        # Each boundary hands back the newest (donated-into) state.
+        boundaries = drive(states, run_call, permute, cadence, fused, n, t.batch_size, progress)
+        for states, step, losses, want_eval, want_ckpt in boundaries:
             for i in range(members):
                 bad = np.flatnonzero(~np.isfinite(losses[:, i]))
                 if bad.size and i not in diverged:
