@@ -17,6 +17,8 @@ commands:
   serve RUN_OR_MODEL [--port P] [--host H] [--token T]
                                  HTTP server: POST /predict, GET /health (127.0.0.1 by default;
                                  --token or $LEPTON_JAX_TOKEN turns on bearer-token access)
+  report SWEEP_DIR [--metric M]  results grouped over seeds (mean ± std), the best config,
+                                 report.csv and PNG plots in SWEEP_DIR
 """
 
 
@@ -55,6 +57,17 @@ def _serve(argv: list[str]) -> int:
     return 0
 
 
+def _report(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="lepton-jax report")
+    p.add_argument("sweep_dir", help="a Hydra multirun directory or a sweep() workdir")
+    p.add_argument("--metric", default=None, help="column to rank by (default: monitored)")
+    args = p.parse_args(argv)
+    from lepton_jax.report import report
+
+    report(args.sweep_dir, metric=args.metric)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -67,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = ["lepton-jax train", *rest]
         train.main()
         return 0
-    handlers = {"predict": _predict, "serve": _serve}
+    handlers = {"predict": _predict, "serve": _serve, "report": _report}
     if command not in handlers:
-        print(f"error: unknown command {command!r}; valid: train, predict, serve\n{USAGE}",
+        print(f"error: unknown command {command!r}; valid: train, predict, serve, report\n{USAGE}",
               file=sys.stderr)
         return 2
     try:

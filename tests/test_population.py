@@ -104,3 +104,25 @@ def test_vectorized_sweep_dataframe_matches_plain_sweep(tmp_path):
     assert list(fast["population"]) == [4] * 4 and list(slow["population"]) == [1] * 4
     np.testing.assert_allclose(fast["val/loss"], slow["val/loss"], rtol=1e-3)
     assert (tmp_path / "v" / "3" / "metrics.jsonl").exists()
+
+
+def test_report_groups_over_seeds_and_draws_plots(tmp_path, capsys):
+    from lepton_jax.cli import main as cli
+
+    df = sweep(_digits(), {"optim.lr": [0.02, 0.08], "seed": [0, 1, 2]}, workdir=tmp_path,
+               vectorize=True)
+    assert cli(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    table = (tmp_path / "report.csv").read_text().splitlines()
+    assert len(table) == 3  # header + one row per lr, seeds averaged
+    for lr in (0.02, 0.08):
+        accs = df[df["optim.lr"] == lr]["val/accuracy"]
+        row = next(r for r in table[1:] if r.startswith(str(lr)))
+        mean, std, count = map(float, row.split(",")[1:])
+        assert mean == pytest.approx(accs.mean()) and std == pytest.approx(accs.std())
+        assert count == 3
+    best = df.groupby("optim.lr")["val/accuracy"].mean().idxmax()
+    assert f"best: optim.lr={best}" in out
+    for png in ("report_monitor_vs_optim.lr.png", "report_monitor_vs_seed.png",
+                "report_curves.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,149 @@
+"""Sweep reports: results grouped over seeds (mean ± std), the best config, and PNG plots."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+from lepton_jax.errors import UserError
+
+
+def _flatten(config: dict) -> dict:
+    flat = {}
+    for section, values in config.items():
+        if isinstance(values, dict):
+            flat.update({f"{section}.{k}": v for k, v in values.items()})
+        else:
+            flat[section] = values
+    return flat
+
+
+def load_jobs(sweep_dir: Path):
+    """One row per job directory holding run.json (and result.json when it finished)."""
+    import pandas as pd
+
+    rows, curves = [], {}
+    for run_file in sorted(sweep_dir.glob("*/run.json"), key=lambda p: (len(p.parent.name),
+                                                                        p.parent.name)):
+        job = run_file.parent
+        row = {"job": job.name, **_flatten(json.loads(run_file.read_text())["config"])}
+        result_file = job / "result.json"
+        result = json.loads(result_file.read_text()) if result_file.exists() else {}
+        row["status"] = result.get("status", "done" if "monitor" in result else "unfinished")
+        row["monitor"] = result.get("monitor")
+        for split in ("val", "test"):
+            for name, value in result.get(split, {}).items():
+                if name != "confusion":
+                    row[f"{split}/{name}"] = value
+        rows.append(row)
+        metrics = job / "metrics.jsonl"
+        if metrics.exists():
+            records = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+            curves[job.name] = [r for r in records if "train/loss" in r]
+    if not rows:
+        raise UserError(f"{sweep_dir} holds no job directories with run.json; point report at "
+                        "a sweep directory (multirun/<date>/<time> or a sweep() workdir)")
+    return pd.DataFrame(rows), curves
+
+
+def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
+           print_table: bool = True):
+    """Summarizes a sweep directory; writes report.csv and PNG plots there.
+
+    Args:
+        sweep_dir: a Hydra multirun directory or a `sweep()` workdir.
+        metric: the column to rank by (default: the jobs' monitored metric).
+        print_table: print a table to the console.
+
+    Returns:
+        The grouped table (pandas DataFrame): mean, std and count of `metric` per swept config.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    root = Path(sweep_dir)
+    jobs, curves = load_jobs(root)
+    metric = metric or "monitor"
+    if metric not in jobs:
+        raise UserError(f"metric {metric!r} is not in the results; try one of "
+                        f"{', '.join(c for c in jobs.columns if '/' in c)}")
+    config_cols = [c for c in jobs.columns if "." in c or c == "seed"]
+    swept = [c for c in config_cols
+             if jobs[c].astype(str).nunique() > 1 and not c.startswith("data.root")]
+    by = [c for c in swept if c != "seed"]
+    done = jobs[jobs["status"] == "done"]
+    if done.empty:
+        raise UserError(f"no finished job in {root}; nothing to report")
+    if by:
+        keyed = done.assign(**{c: done[c].astype(str) for c in by if done[c].dtype == object})
+        table = keyed.groupby(by)[metric].agg(["mean", "std", "count"]).reset_index()
+    else:
+        table = done[[metric]].agg(["mean", "std", "count"]).T.reset_index(drop=True)
+    maximize = "accuracy" in metric or "f1" in metric or "r2" in metric or \
+        (metric == "monitor" and "val/accuracy" in done)
+    best = table.sort_values("mean", ascending=not maximize).iloc[0]
+    table.to_csv(root / "report.csv", index=False)
+
+    label = metric
+    if metric == "monitor":
+        label = f"{done['trainer.monitor'].iloc[0]} (monitored)"
+        if label.startswith("auto"):
+            label = "val accuracy (monitored)" if "val/accuracy" in done else "val mse (monitored)"
+    for field in swept:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        values = done[field]
+        numeric = values.map(lambda v: isinstance(v, (int, float))).all()
+        x = values if numeric else values.astype(str)
+        ax.scatter(x, done[metric], alpha=0.5, label="runs")
+        stats = done.assign(_x=x).groupby("_x")[metric].agg(["mean", "std"]).reset_index()
+        ax.errorbar(stats["_x"], stats["mean"], yerr=stats["std"].fillna(0.0), color="black",
+                    marker="_", markersize=14, linestyle="-" if numeric else "none",
+                    capsize=4, label="mean ± std")
+        ax.legend(fontsize=8)
+        if numeric and done[field].nunique() > 2 and (done[field] > 0).all() and \
+                done[field].max() / done[field].min() > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(field)
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} vs {field}")
+        fig.tight_layout()
+        fig.savefig(root / f"report_{metric.replace('/', '_')}_vs_{field}.png", dpi=110)
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    curve_key = next((k for k in ("val/accuracy", "val/mse", "val/loss") if any(
+        k in r for records in curves.values() for r in records)), "train/loss")
+    described = {row["job"]: ", ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept)
+                 for _, row in jobs.iterrows()}
+    for job, records in curves.items():
+        ax.plot([r["epoch"] for r in records], [r.get(curve_key) for r in records],
+                label=f"{job}: {described.get(job, '')}", alpha=0.8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(curve_key)
+    ax.set_title("learning curves per job")
+    if len(curves) <= 12:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(root / "report_curves.png", dpi=110)
+    plt.close(fig)
+
+    if print_table:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=f"{root} — {metric} over seeds ({len(done)} finished of {len(jobs)})")
+        for col in [*by, "mean", "std", "count"]:
+            t.add_column(col, justify="right")
+        for _, r in table.iterrows():
+            t.add_row(*[f"{r[c]:.4f}" if c in ("mean", "std") else str(r[c])
+                        for c in [*by, "mean", "std", "count"]])
+        console = Console()
+        console.print(t)
+        described = ", ".join(f"{c}={best[c]}" for c in by) or "the only config"
+        console.print(f"best: {described} — {metric} {best['mean']:.4f} ± "
+                      f"{0.0 if best['std'] != best['std'] else best['std']:.4f} "
+                      f"over {int(best['count'])} run(s)")
+    return table
