@@ -38,7 +38,9 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, state: TrainState, wait: bool = True) -> None:
-        step = int(state.step)
+        from lepton_jax.parallel import to_host
+
+        step = int(to_host(state.step).reshape(-1)[0])
         if step in self._manager.all_steps():
             return
         self._manager.save(step, args=ocp.args.StandardSave(state))

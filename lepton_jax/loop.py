@@ -20,7 +20,8 @@ from lepton_jax.errors import DivergedError, UserError
 from lepton_jax.metrics import compute_metrics
 from lepton_jax.models import build_model
 from lepton_jax.optim import make_optimizer
-from lepton_jax.parallel import DataParallel, default_steps_per_call, local_devices, resolve_strategy
+from lepton_jax.parallel import (DataParallel, default_steps_per_call, initialize_processes,
+                                 local_devices, resolve_strategy, to_host)
 from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_predict, make_train_step
@@ -68,7 +69,7 @@ class Evaluator:
     def __call__(self, params, split: str, with_confusion: bool = False):
         """Metrics of `split`; a list with one dict per member for a population."""
         x, y, size = self._splits[split]
-        outputs = np.asarray(self._jitted(params, x, size))
+        outputs = to_host(self._jitted(params, x, size))
         if self.population:
             return [self._metrics(y, out[: len(y)], with_confusion) for out in outputs]
         return self._metrics(y, outputs[: len(y)], with_confusion)
@@ -118,7 +119,7 @@ def drive(state, run_call, permute, cadence: Cadence, fused: int, n: int, batch_
     host has work; `losses` holds the per-step losses since the last yield.
     """
     steps_per_epoch = cadence.steps_per_epoch
-    step = int(np.asarray(state.step).reshape(-1)[0])
+    step = int(to_host(state.step).reshape(-1)[0])
     perm, perm_epoch, pending = None, -1, []
     while step < cadence.total_steps:
         epoch = step // steps_per_epoch
@@ -132,7 +133,7 @@ def drive(state, run_call, permute, cadence: Cadence, fused: int, n: int, batch_
         progress.advance(k, info=f"epoch {step / steps_per_epoch:.2f}")
         want_eval, want_ckpt = cadence.eval_due(step), cadence.checkpoint_due(step)
         if want_eval or want_ckpt:
-            losses = np.asarray(jnp.concatenate(pending))
+            losses = to_host(jnp.concatenate(pending))
             pending = []
             yield state, step, losses, want_eval, want_ckpt
 
@@ -225,6 +226,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
         raise UserError(f"trainer.batch_size ({t.batch_size}) is larger than the training set "
                         f"({n} examples); use a batch size <= {n}")
     total_steps = steps_per_epoch * t.epochs
+    primary = initialize_processes() == 1 or jax.process_index() == 0
     devices = local_devices(t.num_devices)
     dp = DataParallel(resolve_strategy(t.parallel, len(devices)), devices, t.batch_size)
     fused = resolve_steps_per_call(t, devices[0].platform, steps_per_epoch)
@@ -242,12 +244,15 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
                             "trainer.resume=false would overwrite them; choose a new run "
                             "directory or set trainer.resume=true")
         state = ckpt.restore(state)
-    start_step = int(state.step)
-    _write_json(run_dir / "run.json", {"config": config_lib.to_dict(config),
+    start_step = int(to_host(state.step))
+    # With several processes, process 0 writes the run's files; all take part in checkpoints.
+    write_json = _write_json if primary else (lambda path, payload: None)
+    write_json(run_dir / "run.json", {"config": config_lib.to_dict(config),
                                        "data": data_info(data),
                                        "strategy": dp.strategy, "devices": dp.num_devices})
 
-    writer = _make_writer(config, run_dir, keep_until_step=start_step)
+    writer = _make_writer(config, run_dir, keep_until_step=start_step) if primary \
+        else MultiWriter([])
     progress = StepProgress(total_steps, start_step, t.progress)
     evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate)
     x_train, y_train = dp.replicate((data.x_train, data.y_train))
@@ -293,8 +298,9 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
         progress.close()
         writer.close()
         ckpt.close()
-    _write_json(run_dir / "result.json", result)
-    print(summary_line(result, data.task, run_dir), flush=True)
+    write_json(run_dir / "result.json", result)
+    if primary:
+        print(summary_line(result, data.task, run_dir), flush=True)
     return result, state
 
 

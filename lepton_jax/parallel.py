@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Callable, Optional
 
@@ -14,8 +15,34 @@ from lepton_jax.errors import UserError
 AXIS = "data"
 
 
+def initialize_processes() -> int:
+    """Joins a multi-process run when JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+    JAX_PROCESS_ID are set (as `jax.distributed.initialize` takes them); returns the count."""
+    count = int(os.environ.get("JAX_NUM_PROCESSES", "1"))
+    # is_initialized, not process_count(): asking for the count would start the backend,
+    # after which joining is no longer possible.
+    if count > 1 and not jax.distributed.is_initialized():
+        try:
+            jax.distributed.initialize(
+                coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+                num_processes=count, process_id=int(os.environ["JAX_PROCESS_ID"]))
+        except KeyError as e:
+            raise UserError(f"JAX_NUM_PROCESSES={count} needs {e.args[0]} as well") from None
+    return jax.process_count()
+
+
+def to_host(x) -> np.ndarray:
+    """A replicated array's value on this host (also when it spans other processes)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        x = x.addressable_data(0)
+    return np.asarray(x)
+
+
 def local_devices(num_devices: Optional[int]) -> list:
-    """The first `num_devices` local devices (all when None)."""
+    """The first `num_devices` local devices (all when None); with several processes, every
+    process's devices (each process feeds its own devices' shards of the global batch)."""
+    if jax.process_count() > 1:
+        return jax.devices()
     devices = jax.local_devices()
     if num_devices is None:
         return devices
@@ -69,7 +96,14 @@ class DataParallel:
 
     def replicate(self, tree):
         """Places a pytree (state, dataset arrays) on every device of the mesh."""
-        return jax.device_put(tree, self.replicated)
+        if jax.process_count() == 1:
+            return jax.device_put(tree, self.replicated)
+
+        def place(leaf):  # each process fills its own devices from its identical host copy
+            host = to_host(leaf)
+            return jax.make_array_from_callback(host.shape, self.replicated, lambda i: host[i])
+
+        return jax.tree.map(place, tree)
 
     def steps(self, make_step: Callable, k: int) -> Callable:
         """`run(state, x, y, perm, start) -> (state, metrics stacked over k steps)`.
