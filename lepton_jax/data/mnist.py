@@ -9,6 +9,7 @@ import os
 import struct
 import urllib.request
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -112,15 +113,49 @@ def load_mnist(root: str | None, fetch: bool = False):
     if not folder.is_dir():
         raise UserError(f"data.root={root!r} does not exist; point it at the folder of the "
                         "MNIST IDX .gz files or set data.download=true")
-    stamps = tuple((folder / name).stat().st_mtime_ns if (folder / name).exists() else None
+    stamps = tuple((st.st_size, st.st_mtime_ns) if (st := _stat(folder / name)) else None
                    for name, _, _ in FILES.values())
     return _decode(str(folder.resolve()), stamps)
 
 
+def _stat(path: Path):
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+
+
+def _disk_cache(folder: str, stamps: tuple) -> Optional[Path]:
+    """Where decoded arrays of these exact files are kept (a cold start then skips gunzip)."""
+    if None in stamps or os.environ.get("LEPTON_JAX_DATA_CACHE", "on") == "off":
+        return None
+    from lepton_jax.compile_cache import default_cache_dir
+
+    key = hashlib.sha256(repr((folder, stamps)).encode()).hexdigest()[:20]
+    return default_cache_dir().parent / "mnist" / f"{key}.npz"
+
+
 @functools.lru_cache(maxsize=2)
 def _decode(folder: str, stamps: tuple):
-    arrays = {key: read_idx(Path(folder) / name, magic, shape)
-              for key, (name, magic, shape) in FILES.items()}
+    cache = _disk_cache(folder, stamps)
+    arrays = None
+    if cache is not None and cache.exists():
+        try:
+            with np.load(cache) as saved:
+                arrays = {key: saved[key] for key in FILES}
+        except (OSError, ValueError, KeyError):
+            arrays = None  # a damaged cache entry: decode the files again
+    if arrays is None:
+        arrays = {key: read_idx(Path(folder) / name, magic, shape)
+                  for key, (name, magic, shape) in FILES.items()}
+        if cache is not None:
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")
+                np.savez(tmp, **arrays)
+                os.replace(tmp, cache)
+            except OSError:
+                pass  # a read-only home: decode every time
 
     def images(a):
         out = (a.astype(np.float32) / 255.0)[..., None]
