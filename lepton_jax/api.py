@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -14,6 +15,7 @@ import numpy as np
 from lepton_jax.config import Config, DataConfig, ModelConfig, OptimConfig, TrainerConfig
 from lepton_jax.data import DataSplits, RawData, from_table, load_raw, make_splits
 from lepton_jax.errors import UserError
+from lepton_jax.modelfile import jsonable
 
 
 class Dataset:
@@ -275,7 +277,7 @@ class Trainer:
         self.result, state = fit_with_state(self.config, self.workdir, data=splits)
         self.model.params = state.params
         self.model._apply = None  # new params may come with a new output size
-        self.model.data_info = json.loads(json.dumps(data_info(splits), default=_tolist))
+        self.model.data_info = json.loads(json.dumps(data_info(splits), default=jsonable))
         return self.history()
 
     def history(self):
@@ -342,15 +344,7 @@ def _apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
     return with_overrides(config, pairs)
 
 
-def _tolist(value):
-    if isinstance(value, (np.ndarray, np.generic)):
-        return value.tolist()
-    raise TypeError(type(value))
-
-
 def _in_notebook() -> bool:
-    from lepton_jax.progress import _interactive
+    from lepton_jax.progress import is_interactive
 
-    import sys
-
-    return _interactive() and not sys.stdout.isatty()
+    return is_interactive() and not sys.stdout.isatty()

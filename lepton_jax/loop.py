@@ -18,6 +18,7 @@ from lepton_jax.config import Config, TrainerConfig
 from lepton_jax.data import DataSplits, load_dataset
 from lepton_jax.errors import DivergedError, UserError
 from lepton_jax.metrics import compute_metrics
+from lepton_jax.modelfile import jsonable
 from lepton_jax.models import build_model
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import (DataParallel, default_steps_per_call, initialize_processes,
@@ -160,14 +161,8 @@ def monitor_value(result: dict, monitor: str, task: str) -> float:
 
 def _write_json(path: Path, payload: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable), encoding="utf-8")
+    tmp.write_text(json.dumps(payload, indent=2, default=jsonable), encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _jsonable(value):
-    if isinstance(value, (np.ndarray, np.generic)):
-        return value.tolist()
-    raise TypeError(type(value))
 
 
 def data_info(data: DataSplits) -> dict:

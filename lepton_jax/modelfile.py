@@ -22,7 +22,7 @@ def save_model(path: str | os.PathLike, params, config: dict, data: dict) -> Pat
     """Writes params (arrays only) and JSON metadata; atomic (temp file + rename)."""
     payload = {
         "format": "lepton-jax-model", "version": VERSION,
-        "meta": json.dumps({"config": config, "data": data}, default=_jsonable),
+        "meta": json.dumps({"config": config, "data": data}, default=jsonable),
         "params": serialization.to_state_dict(_to_numpy(params)),
     }
     path = Path(path)
@@ -69,7 +69,8 @@ def _to_numpy(tree):
     return jax.tree.map(np.asarray, tree)
 
 
-def _jsonable(value):
+def jsonable(value):
+    """`json.dumps(default=...)` for numpy arrays and scalars."""
     if isinstance(value, (np.ndarray, np.generic)):
         return value.tolist()
     raise TypeError(type(value))

@@ -9,7 +9,7 @@ class StepProgress:
     """A bar over training steps; `mode` is auto, rich, plain or off."""
 
     def __init__(self, total: int, completed: int, mode: str, description: str = "train"):
-        use_rich = mode == "rich" or (mode == "auto" and _interactive())
+        use_rich = mode == "rich" or (mode == "auto" and is_interactive())
         self._bar = None
         if use_rich:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -32,7 +32,8 @@ class StepProgress:
             self._bar.stop()
 
 
-def _interactive() -> bool:
+def is_interactive() -> bool:
+    """A terminal, or a Jupyter kernel (where rich draws its bar as a widget)."""
     if sys.stdout.isatty():
         return True
     try:  # Jupyter: rich renders its bar as a widget there
