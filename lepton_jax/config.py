@@ -186,22 +186,3 @@ def to_dict(config: Any) -> dict:
     """A plain-dict copy of a config dataclass (for logging and run files)."""
     return dataclasses.asdict(config)
 
-
-def from_dict(values: dict) -> Config:
-    """Rebuilds a Config from `to_dict` output, rejecting unknown keys."""
-    sections = {f.name: f.type for f in dataclasses.fields(Config)}
-    kwargs = {}
-    types = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig,
-             "trainer": TrainerConfig, "logger": LoggerConfig}
-    for key, value in values.items():
-        if key not in sections:
-            raise UserError(f"unknown config key {key!r}; valid keys: {', '.join(sections)}")
-        if key in types:
-            known = {f.name for f in dataclasses.fields(types[key])}
-            unknown = set(value) - known
-            if unknown:
-                raise UserError(f"unknown key(s) {sorted(unknown)} in {key!r}")
-            kwargs[key] = types[key](**value)
-        else:
-            kwargs[key] = value
-    return Config(**kwargs)

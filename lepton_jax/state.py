@@ -31,7 +31,3 @@ def create_state(model: nn.Module, tx: optax.GradientTransformation, input_shape
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       opt_state=tx.init(params), rng=rng, data_rng=data_rng)
 
-
-def learning_rate(state: TrainState) -> jax.Array:
-    """The injected (peak) learning rate held in the optimizer state."""
-    return state.opt_state.hyperparams["learning_rate"]

@@ -89,24 +89,35 @@ def test_fused_steps_equal_single_steps(digits, strategy):
     np.testing.assert_allclose(loss1, loss3, rtol=1e-5)
 
 
-def test_state_replicated_and_batch_sharded(digits):
+def _one_step_observing(digits, strategy, observe):
+    """One step under `strategy` from the identity order; `observe(x)` sees the step's batch
+    as traced inside the step (global under jit, per device under pmap)."""
     state, make_step = _setup(digits)
-    seen = {}
 
-    def recording_step(axis_name):
+    def observing_step(axis_name):
         step = make_step(axis_name)
 
         def wrapped(state, batch):
-            jax.debug.inspect_array_sharding(batch[0], callback=lambda s: seen.setdefault("x", s))
+            observe(batch[0])
             return step(state, batch)
 
         return wrapped
 
-    dp = DataParallel("jit", jax.local_devices(), BATCH)
+    dp = DataParallel(strategy, jax.local_devices(), BATCH)
     state = dp.replicate(state)
     x, y = dp.replicate((digits.x_train, digits.y_train))
     perm = dp.replicate(jnp.arange(len(digits.x_train)))
-    state, _ = dp.steps(recording_step, 1)(state, x, y, perm, np.int32(0))
+    state, _ = dp.steps(observing_step, 1)(state, x, y, perm, np.int32(0))
+    return dp, state
+
+
+def test_state_replicated_and_batch_sharded(digits):
+    seen = {}
+
+    def observe(x):
+        jax.debug.inspect_array_sharding(x, callback=lambda s: seen.setdefault("x", s))
+
+    dp, state = _one_step_observing(digits, "jit", observe)
     for leaf in jax.tree.leaves(state.params):
         assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 4
     assert seen["x"].spec == P("data")
@@ -116,23 +127,8 @@ def test_state_replicated_and_batch_sharded(digits):
 
 
 def test_pmap_steps_on_per_device_shards(digits):
-    state, make_step = _setup(digits)
     shapes = []
-
-    def recording_step(axis_name):
-        step = make_step(axis_name)
-
-        def wrapped(state, batch):
-            shapes.append(batch[0].shape)  # traced shape inside shard_map: per device
-            return step(state, batch)
-
-        return wrapped
-
-    dp = DataParallel("pmap", jax.local_devices(), BATCH)
-    state = dp.replicate(state)
-    x, y = dp.replicate((digits.x_train, digits.y_train))
-    perm = dp.replicate(jnp.arange(len(digits.x_train)))
-    dp.steps(recording_step, 1)(state, x, y, perm, np.int32(0))
+    _one_step_observing(digits, "pmap", lambda x: shapes.append(x.shape))
     assert shapes[0][0] == BATCH // 4
 
 
