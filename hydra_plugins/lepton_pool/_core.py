@@ -1,0 +1,303 @@
+"""The pool launcher's work: schedule jobs on slots (or Ray), apply the failure policy,
+keep the manifest and summary, and hand Hydra one JobReturn per job."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import cloudpickle
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from omegaconf import DictConfig
+
+from hydra_plugins.lepton_pool._job import JobContext, Outcome
+from hydra_plugins.lepton_pool._records import Book, job_key, metric_of
+from hydra_plugins.lepton_pool._slots import PoolError, make_slots, visible_gpus
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("local", "ray")
+_ids = itertools.count()
+
+
+class JobError(Exception):
+    """Why the launcher gave up on a job (faults after retries, cancelled, interrupted)."""
+
+
+@dataclass
+class Unit:
+    """What one worker runs at a time: a job, or a population of jobs trained together."""
+
+    jobs: list[tuple[int, list[str]]]
+    population: bool = False
+    attempts: int = 0
+    started: float = 0.0
+    node: str = ""
+    id: int = field(default_factory=lambda: next(_ids))
+
+    def message(self) -> tuple:
+        return ("population", self.jobs) if self.population else ("job", self.jobs[0])
+
+    def label(self) -> str:
+        nums = ",".join(str(num) for num, _ in self.jobs)
+        if self.population:
+            return f"population of jobs {nums}"
+        return f"job {nums} ({' '.join(filter_overrides(self.jobs[0][1])) or 'no overrides'})"
+
+
+def check_options(opts: DictConfig) -> None:
+    if opts.backend not in BACKENDS:
+        raise PoolError(f"hydra.launcher.backend={opts.backend!r} is not a backend; "
+                        f"use one of: {', '.join(BACKENDS)}")
+    if opts.max_retries < 0:
+        raise PoolError(f"hydra.launcher.max_retries={opts.max_retries} must be 0 or more "
+                        "(0: never retry)")
+    if opts.timeout is not None and opts.timeout <= 0:
+        raise PoolError(f"hydra.launcher.timeout={opts.timeout} must be positive seconds, or null")
+    if not 0 < opts.max_failure_rate <= 1:
+        raise PoolError(f"hydra.launcher.max_failure_rate={opts.max_failure_rate} must be in "
+                        "(0, 1]; 1 never aborts")
+    if opts.max_population < 0:
+        raise PoolError(f"hydra.launcher.max_population={opts.max_population} must be 0 "
+                        "(no limit) or more")
+    if str(opts.progress).lower() not in ("auto", "true", "false"):
+        raise PoolError(f"hydra.launcher.progress={opts.progress!r} must be auto, true or false")
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
+           initial_job_idx: int) -> Sequence[JobReturn]:
+    try:
+        return _launch(launcher, job_overrides, initial_job_idx)
+    except PoolError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
+            initial_job_idx: int) -> Sequence[JobReturn]:
+    setup_globals()
+    config, opts = launcher.config, launcher.params
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    check_options(opts)
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+    book = Book(sweep_dir)
+    finished = book.finished()
+    results: dict[int, JobReturn] = {}
+    rows: dict[int, dict] = {}
+    if opts.resume:
+        for num, overrides in jobs:
+            record = finished.get(job_key(overrides))
+            if record is not None:
+                results[num] = Book.job_return(record, overrides, config.hydra.output_subdir)
+                rows[num] = {**{k: record.get(k) for k in ("status", "metric", "duration_s",
+                                                            "node", "attempts", "dir")},
+                             "job": num, "overrides": " ".join(overrides)}
+        if results:
+            log.info(f"Resuming {sweep_dir}: {len(results)} of {len(jobs)} jobs already finished")
+    elif finished and not launcher.launched:
+        log.warning(f"{sweep_dir} already holds {len(finished)} finished jobs; running every job "
+                    "again (hydra.launcher.resume=true would skip the finished ones)")
+    todo = [job for job in jobs if job[0] not in results]
+    units = _units(launcher, opts, todo)
+    ctx = JobContext(launcher.hydra_context, config, launcher.task_function,
+                     Singleton.get_state(), os.getcwd(), list(sys.path))
+    backend = _backend(opts, cloudpickle.dumps(ctx), sweep_dir) if units else None
+    if backend is not None:
+        log.info(f"Pool launcher ({backend.description()}) is launching {len(todo)} jobs"
+                 + (f" as {len(units)} populations" if opts.vectorize else ""))
+    log.info(f"Launching jobs, sweep output dir : {sweep_dir}")
+    for num, overrides in todo:
+        log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
+    run = _Run(launcher, opts, book, backend, results, rows, len(todo))
+    try:
+        if backend is not None:
+            run.schedule(units)
+    except KeyboardInterrupt:
+        run.give_up(f"interrupted; rerun the same command with hydra.launcher.resume=true "
+                    f"and hydra.sweep.dir={sweep_dir} to finish the sweep", "INTERRUPTED")
+        run.finish_table()
+        print(f"interrupted: {run.done} jobs finished and are recorded in {book.manifest}; rerun "
+              f"with hydra.launcher.resume=true hydra.sweep.dir={sweep_dir} to run the rest",
+              file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
+    finally:
+        if backend is not None:
+            backend.close()
+    run.finish_table()
+    launcher.launched.update(num for num, _ in jobs)
+    return [results[num] for num, _ in jobs]
+
+
+def _units(launcher: Any, opts: DictConfig, todo: list) -> list[Unit]:
+    if not opts.vectorize or not todo:
+        return [Unit([job]) for job in todo]
+    from hydra_plugins.lepton_pool._vectorize import populations
+
+    return [Unit(group, population=len(group) > 1)
+            for group in populations(launcher, todo, opts.max_population)]
+
+
+def _backend(opts: DictConfig, ctx: bytes, sweep_dir: Path) -> Any:
+    if opts.backend == "ray":
+        from hydra_plugins.lepton_pool._ray import RayPool
+
+        return RayPool(opts, ctx)
+    from hydra_plugins.lepton_pool._local import LocalPool
+
+    gpus = visible_gpus()
+    slots = make_slots(opts.slots, opts.gpus_per_job, opts.jobs_per_gpu, opts.cpus_per_job, gpus)
+    return LocalPool(slots, ctx, os.getcwd(), sweep_dir / ".pool", bool(gpus))
+
+
+class _Run:
+    """One launch's bookkeeping: queue, retries, failure policy, progress, summary rows."""
+
+    def __init__(self, launcher, opts, book, backend, results, rows, total):
+        self.launcher, self.opts, self.book, self.backend = launcher, opts, book, backend
+        self.results, self.rows, self.total = results, rows, total
+        self.queue: collections.deque = collections.deque()
+        self.running: dict[int, Unit] = {}
+        self.done = self.failed = 0
+        self.first_error_shown = False
+        self.started = time.monotonic()
+        progress = str(opts.progress).lower()
+        self.live = progress == "true" or (progress == "auto" and sys.stderr.isatty())
+
+    def schedule(self, units: list[Unit]) -> None:
+        self.queue.extend(units)
+        aborted = None
+        while (self.queue or self.running) and aborted is None:
+            while self.queue and self.backend.free() > 0:
+                unit = self.queue.popleft()
+                unit.attempts += 1
+                unit.started = time.monotonic()
+                self.backend.submit(unit)
+                self.running[unit.id] = unit
+            for unit, kind, value in self.backend.wait(0.1):
+                self.running.pop(unit.id, None)
+                aborted = self._settle(unit, kind, value) or aborted
+            if self.opts.timeout is not None:
+                now = time.monotonic()
+                for unit in list(self.running.values()):
+                    if now - unit.started > self.opts.timeout and not getattr(unit, "killing", False):
+                        unit.killing = True
+                        self.backend.kill(unit, f"timed out after {self.opts.timeout:g} s")
+            self._progress()
+        if aborted is not None:
+            self.give_up(aborted, "CANCELLED")
+        if self.live:
+            sys.stderr.write("\n")
+
+    def _settle(self, unit: Unit, kind: str, value: Any) -> Optional[str]:
+        """Records a finished unit; returns why the sweep must stop, if it must.
+
+        kind: ok (outcomes), fault (killed or timed out: retried), lost (Ray gave up after
+        its own retries), error (the worker could not run the unit at all).
+        """
+        if kind == "ok":
+            reasons = [self._finish(o, unit) for o in value]
+            return next((r for r in reasons if r), None)
+        if kind == "fault" and unit.attempts <= self.opts.max_retries:
+            unit.killing = False
+            log.warning(f"{unit.label()}: {value} on {unit.node}; retry "
+                        f"{unit.attempts} of {self.opts.max_retries}")
+            self.queue.appendleft(unit)
+            return None
+        what = (f"{value} on {unit.node or 'its node'} ({unit.attempts} attempts)"
+                if kind in ("fault", "lost")
+                else f"the launcher failed to run it:\n{value}")
+        reasons = [self._finish(self._failure(num, overrides, what), unit)
+                   for num, overrides in unit.jobs]
+        return next((r for r in reasons if r), None)
+
+    def _failure(self, num: int, overrides: list, why: str, status: str = "FAILED") -> Outcome:
+        ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED,
+                        _return_value=JobError(f"job {num} ({' '.join(overrides)}): {why}"))
+        return Outcome(num, ret, self._job_dir(num, overrides), error=why, status=status)
+
+    def _job_dir(self, num: int, overrides: list) -> str:
+        from hydra_plugins.lepton_pool._job import job_config, job_dir
+
+        ctx = JobContext(self.launcher.hydra_context, self.launcher.config, None, None, "", [])
+        try:
+            return str(job_dir(job_config(ctx, num, overrides)))
+        except Exception:  # the overrides themselves may be what failed
+            return ""
+
+    def _finish(self, outcome: Outcome, unit: Unit) -> Optional[str]:
+        ret, num = outcome.ret, outcome.num
+        overrides = list(ret.overrides or dict(unit.jobs)[num])
+        ok = ret.status == JobStatus.COMPLETED
+        status = outcome.status or ("COMPLETED" if ok else "FAILED")
+        value = ret._return_value
+        row = {"job": num, "overrides": " ".join(overrides), "status": status,
+               "metric": metric_of(value) if ok else None,
+               "duration_s": round(time.monotonic() - unit.started, 3), "node": unit.node,
+               "attempts": unit.attempts, "dir": outcome.job_dir}
+        self.results[num], self.rows[num] = ret, row
+        if status in ("INTERRUPTED", "CANCELLED"):
+            return None
+        self.book.record(row, overrides, value if ok else None)
+        if ok:
+            self.done += 1
+            return None
+        self.failed += 1
+        self.done += 1
+        if not self.first_error_shown:
+            self.first_error_shown = True
+            last = (outcome.error.strip().splitlines() or ["?"])[-1]
+            where = f"; its output: {outcome.job_dir}/stderr.log" if outcome.job_dir else ""
+            log.error(f"job {num} ({' '.join(overrides)}) failed: {last}{where}")
+        else:
+            log.error(f"job {num} failed")
+        if self.opts.fail_fast:
+            return f"job {num} failed and fail_fast=true"
+        if self.failed > self.opts.max_failure_rate * self.total:
+            return (f"{self.failed} of {self.total} jobs failed, more than max_failure_rate="
+                    f"{self.opts.max_failure_rate:g}")
+        return None
+
+    def give_up(self, why: str, status: str) -> None:
+        """Stops running work; every job without a result gets a failed one saying why."""
+        for unit in self.running.values():
+            self.backend.kill(unit, why)
+        pending = list(self.running.values()) + list(self.queue)
+        self.running.clear()
+        self.queue.clear()
+        if pending and status == "CANCELLED":
+            log.error(f"stopping the sweep: {why}; {sum(len(u.jobs) for u in pending)} jobs "
+                      "cancelled")
+        for unit in pending:
+            for num, overrides in unit.jobs:
+                self._finish(self._failure(num, overrides, f"{status.lower()}: {why}", status),
+                             unit)
+
+    def _progress(self) -> None:
+        if not self.live:
+            return
+        elapsed = time.monotonic() - self.started
+        eta = ""
+        if self.done:
+            left = (self.total - self.done) * elapsed / self.done
+            eta = f" · ETA {int(left // 60)}:{int(left % 60):02d}"
+        sys.stderr.write(f"\r[pool] {self.done}/{self.total} done · {len(self.running)} running · "
+                         f"{self.failed} failed{eta}   ")
+        sys.stderr.flush()
+
+    def finish_table(self) -> None:
+        if not self.rows:
+            return
+        frame = self.book.write_summary(self.rows)
+        shown = frame[frame.job.isin(list(self.rows))].drop(columns=["dir"])
+        print(shown.to_string(index=False, na_rep=""), flush=True)
+        log.info(f"summary: {self.book.summary}")

@@ -1,0 +1,171 @@
+"""One job (or one population of jobs) run inside a pool worker or a Ray task."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+
+@dataclass
+class JobContext:
+    """What every job of a sweep shares; sent once to each worker."""
+
+    hydra_context: HydraContext
+    config: DictConfig
+    task_function: TaskFunction
+    singleton_state: Any
+    cwd: str
+    sys_path: list
+
+
+@dataclass
+class Outcome:
+    """A job's JobReturn, plus what the launcher shows and records about it."""
+
+    num: int
+    ret: JobReturn
+    job_dir: str
+    error: str = ""  # the job's traceback when it raised
+    status: str = ""  # set by the launcher for jobs it gave up on (FAILED, CANCELLED, ...)
+
+
+class JobFailed(Exception):
+    """Stands in for an exception that could not travel back from the worker."""
+
+
+def enter(ctx: JobContext) -> None:
+    """Makes this process look like the launcher's to Hydra and to the task."""
+    for entry in reversed(ctx.sys_path):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    setup_globals()
+    Singleton.set_state(ctx.singleton_state)
+    os.chdir(ctx.cwd)
+
+
+def job_config(ctx: JobContext, num: int, overrides: Sequence[str]) -> DictConfig:
+    config = ctx.hydra_context.config_loader.load_sweep_config(ctx.config, list(overrides))
+    with open_dict(config):
+        config.hydra.job.id = f"{config.hydra.job.name}_{num}"
+        config.hydra.job.num = num
+    return config
+
+
+def job_dir(config: DictConfig) -> Path:
+    return Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+
+
+@contextlib.contextmanager
+def captured_output(directory: Path) -> Iterator[None]:
+    """Sends file descriptors 1 and 2 (Python's and native code's output) to the job dir."""
+    directory.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(directory / "stdout.log", "ab") as out, open(directory / "stderr.log", "ab") as err:
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_one(ctx: JobContext, num: int, overrides: Sequence[str]) -> Outcome:
+    """Runs the task function as Hydra's own launchers do (`run_job`), output captured."""
+    config = job_config(ctx, num, overrides)
+    HydraConfig.instance().set_config(config)
+    directory = job_dir(config)
+    with captured_output(directory):
+        try:
+            ret = run_job(hydra_context=ctx.hydra_context, config=config,
+                          task_function=ctx.task_function, job_dir_key="hydra.sweep.dir",
+                          job_subdir_key="hydra.sweep.subdir")
+        except SystemExit as e:  # sys.exit in user code fails the job, not the worker
+            ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED,
+                            _return_value=JobFailed(f"the job called sys.exit({e.code})"))
+        error = ""
+        if ret.status == JobStatus.FAILED:
+            error = "".join(traceback.format_exception(ret._return_value))
+            print(error, file=sys.stderr, flush=True)
+    return Outcome(num, portable(ret, error), str(directory), error)
+
+
+def portable(ret: JobReturn, error: str) -> JobReturn:
+    """A JobReturn that pickles: an exception that does not is replaced by its text."""
+    try:
+        pickle.dumps(ret._return_value)
+    except Exception:
+        ret._return_value = (JobFailed(error.strip() or repr(ret._return_value))
+                             if ret.status == JobStatus.FAILED else repr(ret._return_value))
+    return ret
+
+
+def run_population(ctx: JobContext, jobs: Sequence[tuple[int, Sequence[str]]]) -> list[Outcome]:
+    """Trains lepton_jax jobs that differ only in vectorizable fields as one population.
+
+    Each member's job dir is set up by Hydra's own `run_job` (config snapshot, logging,
+    chdir rules) with a task that only records the member's config; then all members train
+    together, and each JobReturn gets its member's metric or failure.
+    """
+    from lepton_jax.config import Config
+    from lepton_jax.errors import DivergedError, UserError
+    from lepton_jax.population import fit_population
+
+    members, outcomes = [], []
+    for num, overrides in jobs:
+        config = job_config(ctx, num, overrides)
+        HydraConfig.instance().set_config(config)
+        seen: dict = {}
+
+        def record(cfg: DictConfig, seen=seen) -> None:
+            seen["config"] = OmegaConf.to_object(cfg)
+            seen["dir"] = HydraConfig.get().runtime.output_dir
+
+        directory = job_dir(config)
+        with captured_output(directory):
+            ret = run_job(hydra_context=ctx.hydra_context, config=config, task_function=record,
+                          job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        if ret.status == JobStatus.FAILED or not isinstance(seen.get("config"), Config):
+            raise UserError("hydra.launcher.vectorize=true trains lepton_jax configs only; job "
+                            f"{num} ({' '.join(overrides)}) is not one")
+        members.append((num, ret, seen))
+        outcomes.append(Outcome(num, ret, str(directory)))
+    first = Path(outcomes[0].job_dir)
+    for outcome in outcomes[1:]:
+        with open(Path(outcome.job_dir) / "stdout.log", "a") as f:
+            f.write(f"trained in a population of {len(members)}; its log: {first / 'stdout.log'}\n")
+    with captured_output(first):
+        try:
+            results = fit_population([m[2]["config"] for m in members],
+                                     [m[2]["dir"] for m in members])
+        except UserError as e:
+            results = [{"status": "failed", "error": e}] * len(members)
+    for outcome, result in zip(outcomes, results, strict=True):
+        ret = outcome.ret
+        if result["status"] == "done":
+            ret.status, ret._return_value = JobStatus.COMPLETED, result["monitor"]
+        else:
+            error = result.get("error")
+            if result["status"] == "diverged":
+                error = DivergedError(result["step"], result["loss"])
+            ret.status, ret._return_value = JobStatus.FAILED, error
+            outcome.error = f"{type(error).__name__}: {error}"
+    return outcomes

@@ -1,0 +1,131 @@
+"""The local backend: one long-lived worker process per slot, jobs sent over a socket pair.
+
+Workers start in their own session, so a timed-out job's whole process tree dies with
+`killpg`, and a killed worker is replaced by a fresh one for the next job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from hydra_plugins.lepton_pool._slots import Slot
+
+_BOOT = ("import json, os, sys; sys.path[:0] = json.loads(os.environ.pop('LEPTON_POOL_SYS_PATH')); "
+         "from hydra_plugins.lepton_pool._worker import main; main(int(sys.argv[1]))")
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        hint = " (as the out-of-memory killer does)" if name == "SIGKILL" else ""
+        return f"worker killed by {name}{hint}"
+    return f"worker exited with code {returncode}"
+
+
+class _Worker:
+    def __init__(self, slot: Slot, ctx: bytes, env: dict, cwd: str, log: Path):
+        parent, child = socket.socketpair()
+        env = {**env, "LEPTON_POOL_SYS_PATH": json.dumps(sys.path)}
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-c", _BOOT, str(child.fileno())],
+                                         pass_fds=[child.fileno()], env=env, cwd=cwd,
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        child.close()
+        self.conn = Connection(parent.detach())
+        self.conn.send_bytes(ctx)
+        self.slot = slot
+        self.unit: Any = None
+
+    def kill(self) -> int:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.conn.close()
+        return self.proc.wait()
+
+
+class LocalPool:
+    """Runs units (one job, or one population) on slots; `wait` reports what finished."""
+
+    def __init__(self, slots: list[Slot], ctx: bytes, cwd: str, log_dir: Path,
+                 machine_has_gpus: bool):
+        self.slots, self.ctx, self.cwd, self.log_dir = slots, ctx, cwd, log_dir
+        self.machine_has_gpus = machine_has_gpus
+        self.workers: dict[int, _Worker] = {}
+        self.killed: dict[int, str] = {}  # slot -> why the launcher killed its worker
+
+    def free(self) -> int:
+        return sum(1 for s in self.slots
+                   if s.index not in self.workers or self.workers[s.index].unit is None)
+
+    def submit(self, unit: Any) -> None:
+        slot = next(s for s in self.slots
+                    if s.index not in self.workers or self.workers[s.index].unit is None)
+        worker = self.workers.get(slot.index)
+        if worker is None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            env = {**os.environ, **slot.env(self.machine_has_gpus)}
+            worker = _Worker(slot, self.ctx, env, self.cwd, self.log_dir / f"slot{slot.index}.log")
+            self.workers[slot.index] = worker
+        worker.unit = unit
+        unit.node = f"{socket.gethostname()}/slot{slot.index}"
+        worker.conn.send_bytes(cloudpickle.dumps(unit.message()))
+
+    def wait(self, timeout: float) -> list[tuple[Any, str, Any]]:
+        """[(unit, "ok" | "error" | "fault", outcomes | traceback | reason)]."""
+        busy = {w.conn: w for w in self.workers.values() if w.unit is not None}
+        if not busy:
+            return []
+        events = []
+        for conn in wait(list(busy), timeout):
+            worker = busy[conn]
+            unit, worker.unit = worker.unit, None
+            try:
+                kind, value = cloudpickle.loads(conn.recv_bytes())
+                events.append((unit, kind, value))
+            except (EOFError, OSError):
+                returncode = worker.kill()
+                del self.workers[worker.slot.index]
+                reason = self.killed.pop(worker.slot.index, None) or describe_exit(returncode)
+                events.append((unit, "fault", reason))
+        return events
+
+    def kill(self, unit: Any, reason: str) -> None:
+        for index, worker in self.workers.items():
+            if worker.unit is unit:
+                self.killed[index] = reason
+                os.killpg(worker.proc.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            if worker.unit is None:
+                try:
+                    worker.conn.send_bytes(cloudpickle.dumps(("stop", None)))
+                except OSError:
+                    pass
+        for worker in self.workers.values():
+            try:
+                worker.proc.wait(timeout=5 if worker.unit is None else 0)
+            except subprocess.TimeoutExpired:
+                pass
+            worker.kill()
+        self.workers.clear()
+
+    @property
+    def capacity(self) -> int:
+        return len(self.slots)
+
+    def description(self) -> str:
+        return f"local pool of {len(self.slots)} slots ({'; '.join(s.describe() for s in self.slots)})"

@@ -1,0 +1,152 @@
+"""The Ray backend: each job (or population) is a Ray task asking for its resources.
+
+Ray's own task retries handle lost nodes and killed workers; the launcher adds the per-job
+timeout (cancel, then resubmit) and the same failure policy as the local pool.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+from typing import Any
+
+import cloudpickle
+from omegaconf import DictConfig, OmegaConf
+
+from hydra_plugins.lepton_pool._slots import PoolError
+
+log = logging.getLogger(__name__)
+
+
+def _task(ctx_bytes: bytes, message: tuple) -> tuple:
+    """Runs in a Ray worker: one job or one population, in the launcher's cwd."""
+    import ray
+
+    from hydra_plugins.lepton_pool import _job
+
+    ctx = cloudpickle.loads(ctx_bytes)
+    cwd = os.getcwd()
+    _job.enter(ctx)
+    try:
+        kind, payload = message
+        outcomes = ([_job.run_one(ctx, *payload)] if kind == "job"
+                    else _job.run_population(ctx, payload))
+    finally:
+        os.chdir(cwd)
+    node = ray.get_runtime_context().get_node_id()
+    return outcomes, f"{ray.util.get_node_ip_address()}/{node[:8]}"
+
+
+def _reachable(address: str, timeout: float) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise PoolError(f"hydra.launcher.ray.address={address!r} must be HOST:PORT, auto, or null "
+                        "(a private Ray instance on 127.0.0.1)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise PoolError(f"cannot reach a Ray cluster at {address} within {timeout:g} s ({e}); "
+                        "start one with `ray start --head --node-ip-address=...` or fix "
+                        "hydra.launcher.ray.address") from None
+
+
+def connect(ray_conf: DictConfig) -> bool:
+    """Joins (or starts) Ray; returns True when this call started a private instance."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    extra = OmegaConf.to_container(ray_conf.init, resolve=True) or {}
+    address = ray_conf.address
+    kwargs = dict(log_to_driver=False, configure_logging=False, **extra)
+    if address in (None, "", "local"):
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, **kwargs)
+        atexit.register(ray.shutdown)
+        return True
+    if address != "auto":
+        _reachable(address, ray_conf.connect_timeout)
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError) as e:
+        raise PoolError(f"cannot join the Ray cluster at {address}: {e}") from None
+    return False
+
+
+class RayPool:
+    def __init__(self, opts: DictConfig, ctx: bytes):
+        try:
+            import ray
+        except ImportError:
+            raise PoolError("hydra.launcher.backend=ray needs Ray: pip install "
+                            "'lepton-jax[ray]'") from None
+        self.ray = ray
+        connect(opts.ray)
+        gpus = max((n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"]), default=0)
+        if opts.ray.num_gpus > gpus:
+            raise PoolError(f"hydra.launcher.ray.num_gpus={opts.ray.num_gpus:g} but no node of the "
+                            f"Ray cluster has more than {gpus:g} GPUs")
+        self.ctx = ray.put(ctx)
+        # Ray reruns a task whose worker or node died (max_retries); an exception raised by
+        # the job is returned inside its JobReturn, so it is never retried.
+        self.remote = ray.remote(_task).options(num_cpus=opts.ray.num_cpus,
+                                                num_gpus=opts.ray.num_gpus,
+                                                max_retries=opts.max_retries,
+                                                retry_exceptions=False)
+        self.num_cpus = max(opts.ray.num_cpus, 1e-3)
+        self.max_retries = opts.max_retries
+        self.running: dict[Any, Any] = {}
+        self.killed: dict[int, str] = {}
+
+    @property
+    def capacity(self) -> int:
+        cpus = self.ray.cluster_resources().get("CPU", 1)
+        return max(1, int(cpus // self.num_cpus))
+
+    def free(self) -> int:
+        # Tasks beyond the cluster's capacity would wait in Ray's queue while their timeout runs.
+        return self.capacity - len(self.running)
+
+    def submit(self, unit: Any) -> None:
+        self.running[self.remote.remote(self.ctx, unit.message())] = unit
+
+    def wait(self, timeout: float) -> list[tuple[Any, str, Any]]:
+        from ray import exceptions as rex
+
+        if not self.running:
+            return []
+        ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
+        events = []
+        for ref in ready:
+            unit = self.running.pop(ref)
+            try:
+                outcomes, node = self.ray.get(ref)
+                unit.node = node
+                events.append((unit, "ok", outcomes))
+            except rex.TaskCancelledError:
+                events.append((unit, "fault", self.killed.pop(unit.id, "cancelled")))
+            except rex.RayTaskError as e:
+                events.append((unit, "error", str(e)))
+            except (rex.RayError, OSError) as e:
+                # Ray has already spent max_retries on a lost worker or node.
+                unit.attempts += self.max_retries
+                events.append((unit, "lost", f"{type(e).__name__}: {str(e).splitlines()[0]}"))
+        return events
+
+    def kill(self, unit: Any, reason: str) -> None:
+        for ref, running in self.running.items():
+            if running is unit:
+                self.killed[unit.id] = reason
+                self.ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        for ref in list(self.running):
+            self.ray.cancel(ref, force=True)
+        self.running.clear()
+
+    def description(self) -> str:
+        nodes = sum(1 for n in self.ray.nodes() if n["Alive"])
+        return f"Ray cluster of {nodes} node{'s' * (nodes != 1)}, {self.capacity} job slots"
+

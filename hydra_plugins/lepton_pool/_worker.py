@@ -1,0 +1,48 @@
+"""A pool worker process: owns one slot's devices and runs the jobs it is sent, one at a time.
+
+Started by `_local.LocalPool` as `python -c` with the launcher's sys.path; talks over a
+socket pair inherited as file descriptor `fd`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from multiprocessing.connection import Connection
+
+import cloudpickle
+
+
+def main(fd: int) -> None:
+    conn = Connection(fd)
+    cpus = os.environ.get("LEPTON_POOL_CPUS")
+    if cpus and hasattr(os, "sched_setaffinity"):
+        # The slot's thread budget: XLA, BLAS and OpenMP size their pools from the affinity.
+        os.sched_setaffinity(0, [int(c) for c in cpus.split(",")])
+    from hydra_plugins.lepton_pool import _job
+
+    ctx = cloudpickle.loads(conn.recv_bytes())
+    _job.enter(ctx)
+    while True:
+        try:
+            message = cloudpickle.loads(conn.recv_bytes())
+        except EOFError:  # the launcher went away
+            return
+        kind, payload = message
+        if kind == "stop":
+            return
+        try:
+            if kind == "job":
+                outcomes = [_job.run_one(ctx, *payload)]
+            else:
+                outcomes = _job.run_population(ctx, payload)
+            conn.send_bytes(cloudpickle.dumps(("ok", outcomes)))
+        except BaseException as e:  # noqa: B036 - a launcher-side failure, sent back whole
+            conn.send_bytes(cloudpickle.dumps(("error", "".join(traceback.format_exception(e)))))
+            if not isinstance(e, Exception):
+                raise
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

@@ -1,0 +1,34 @@
+"""The Hydra Launcher class; the work lives in `_core` (imported when a sweep starts)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+
+class PoolLauncher(Launcher):
+    def __init__(self, **params: Any) -> None:
+        # Hydra instantiates the launcher from PoolLauncherConf's fields.
+        self.params = OmegaConf.create(params)
+        self.config: Optional[DictConfig] = None
+        self.task_function: Optional[TaskFunction] = None
+        self.hydra_context: Optional[HydraContext] = None
+        # Jobs this process has launched: later batches of a sweeper (Optuna) add to the
+        # same sweep dir, which must not look like a foreign sweep.
+        self.launched: set[int] = set()
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]],
+               initial_job_idx: int) -> Sequence[JobReturn]:
+        from hydra_plugins.lepton_pool import _core
+
+        return _core.launch(self, job_overrides, initial_job_idx)
