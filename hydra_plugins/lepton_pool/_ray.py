@@ -35,8 +35,7 @@ def _task(ctx_bytes: bytes, message: tuple) -> tuple:
                     else _job.run_population(ctx, payload))
     finally:
         os.chdir(cwd)
-    node = ray.get_runtime_context().get_node_id()
-    return outcomes, f"{ray.util.get_node_ip_address()}/{node[:8]}"
+    return outcomes, ray.get_runtime_context().get_node_id()
 
 
 def _reachable(address: str, timeout: float) -> None:
@@ -52,27 +51,33 @@ def _reachable(address: str, timeout: float) -> None:
                         "hydra.launcher.ray.address") from None
 
 
-def connect(ray_conf: DictConfig) -> bool:
-    """Joins (or starts) Ray; returns True when this call started a private instance."""
+_joined: dict = {}  # the address this process's Ray driver is connected to
+
+
+def connect(ray_conf: DictConfig) -> None:
+    """Joins the cluster at `ray.address`, or starts a private instance on 127.0.0.1."""
     import ray
 
+    address = ray_conf.address
     if ray.is_initialized():
-        return False
+        if _joined.get("address", "?") == address:
+            return
+        ray.shutdown()  # an earlier sweep of this process used another cluster
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     extra = OmegaConf.to_container(ray_conf.init, resolve=True) or {}
-    address = ray_conf.address
     kwargs = dict(log_to_driver=False, configure_logging=False, **extra)
     if address in (None, "", "local"):
         ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, **kwargs)
         atexit.register(ray.shutdown)
-        return True
+        _joined["address"] = address
+        return
     if address != "auto":
         _reachable(address, ray_conf.connect_timeout)
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError) as e:
         raise PoolError(f"cannot join the Ray cluster at {address}: {e}") from None
-    return False
+    _joined["address"] = address
 
 
 class RayPool:
@@ -99,6 +104,7 @@ class RayPool:
         self.max_retries = opts.max_retries
         self.running: dict[Any, Any] = {}
         self.killed: dict[int, str] = {}
+        self.nodes: dict[str, str] = {}
 
     @property
     def capacity(self) -> int:
@@ -123,7 +129,7 @@ class RayPool:
             unit = self.running.pop(ref)
             try:
                 outcomes, node = self.ray.get(ref)
-                unit.node = node
+                unit.node = self._node_name(node)
                 events.append((unit, "ok", outcomes))
             except rex.TaskCancelledError:
                 events.append((unit, "fault", self.killed.pop(unit.id, "cancelled")))
@@ -134,6 +140,12 @@ class RayPool:
                 unit.attempts += self.max_retries
                 events.append((unit, "lost", f"{type(e).__name__}: {str(e).splitlines()[0]}"))
         return events
+
+    def _node_name(self, node_id: str) -> str:
+        """IP and short id: several nodes may share one machine (and IP)."""
+        if node_id not in self.nodes:
+            self.nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in self.ray.nodes()}
+        return f"{self.nodes.get(node_id, '?')}/{node_id[:8]}"
 
     def kill(self, unit: Any, reason: str) -> None:
         for ref, running in self.running.items():

@@ -1,0 +1,129 @@
+"""Helpers for the pool launcher tests: a tiny Hydra app, running it, Ray clusters on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+# A Hydra app whose job x (+faultX=...) can raise, SIGKILL their own process (as the OOM killer would),
+# hang, or sleep, once or always; each finished run appends a line to runs.txt in its job dir.
+APP = '''
+import os, signal, subprocess, time
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+@hydra.main(version_base=None, config_path=None, config_name=None)
+def main(cfg):
+    x = cfg.get("x", 0)
+    fault = cfg.get(f"fault{x}")
+    marker = os.path.join(hydra.utils.get_original_cwd(), f"fault_{x}")
+    transient = fault and fault.endswith("_once")
+    if fault and not (transient and os.path.exists(marker)):
+        with open(marker, "a") as f:
+            if fault.startswith("hang"):  # a child process too: the whole tree must go
+                f.write(f"{subprocess.Popen(['sleep', '3600']).pid}\\n")
+        if fault.startswith("raise"):
+            raise ValueError(f"boom in job x={x}")
+        if fault.startswith("kill"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if fault.startswith("hang"):
+            time.sleep(3600)
+    time.sleep(cfg.get("sleep", 0))
+    node = ""
+    if cfg.get("ray_node"):
+        import ray
+        node = ray.get_runtime_context().get_node_id()
+    with open(os.path.join(HydraConfig.get().runtime.output_dir, "runs.txt"), "a") as f:
+        f.write(f"{x} {node}\\n")
+    print(f"job x={x} done", flush=True)
+    return x * 10
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def write_app(directory: Path) -> Path:
+    path = directory / "app.py"
+    path.write_text(APP)
+    return path
+
+
+def run_app(app: Path, *overrides: str, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    env.pop("XLA_FLAGS", None)
+    return subprocess.run([sys.executable, str(app), "-m", "hydra/launcher=pool", *overrides],
+                          cwd=app.parent, env=env, capture_output=True, text=True,
+                          timeout=timeout, **popen)
+
+
+def summary(sweep_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(sweep_dir / "summary.csv", keep_default_na=False).set_index("job")
+
+
+def runs(sweep_dir: Path) -> dict[str, list[str]]:
+    """Job dir name -> the lines its finished runs wrote."""
+    return {d.name: (d / "runs.txt").read_text().splitlines()
+            for d in sorted(sweep_dir.iterdir()) if (d / "runs.txt").exists()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+RAY = str(Path(sys.executable).parent / "ray")
+RAY_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+           # Declare a killed node dead within seconds, not the default ~30 s.
+           "RAY_health_check_initial_delay_ms": "1000", "RAY_health_check_period_ms": "500",
+           "RAY_health_check_timeout_ms": "500", "RAY_health_check_failure_threshold": "4"}
+
+
+def ray_start_head(port: int, num_cpus: int, resources: str = "{}") -> None:
+    subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    f"--num-cpus={num_cpus}", f"--resources={resources}",
+                    "--include-dashboard=false", "--disable-usage-stats"],
+                   env=RAY_ENV, check=True, capture_output=True, timeout=120)
+
+
+def ray_add_node(port: int, num_cpus: int, node_manager_port: int, resources: str = "{}") -> None:
+    subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1",
+                    f"--num-cpus={num_cpus}", f"--resources={resources}",
+                    f"--node-manager-port={node_manager_port}", "--disable-usage-stats"],
+                   env=RAY_ENV, check=True, capture_output=True, timeout=120)
+
+
+def ray_stop() -> None:
+    subprocess.run([RAY, "stop", "--force"], env=RAY_ENV, capture_output=True, timeout=120)
+
+
+def kill_node(node_manager_port: int) -> int:
+    """SIGKILLs the raylet serving `node_manager_port` and its worker processes."""
+    import psutil
+
+    killed = 0
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "raylet" in cmd and f"--node_manager_port={node_manager_port}" in cmd:
+            for p in [*proc.children(recursive=True), proc]:
+                try:
+                    p.kill()
+                    killed += 1
+                except psutil.NoSuchProcess:
+                    pass
+    return killed
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)

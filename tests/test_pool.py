@@ -1,0 +1,125 @@
+"""The pool launcher's local backend: faults, retries, failure policy, summary, resume, errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from pool_helpers import run_app, runs, summary, wait_for, write_app
+
+
+@pytest.fixture
+def app(tmp_path):
+    return write_app(tmp_path)
+
+
+def test_faults_are_retried_or_reported_and_the_others_finish(app):
+    sweep = app.parent / "sweep"
+    proc = run_app(app, "+x=0,1,2,3,4,5", "+fault1=raise", "+fault2=kill_once",
+                   "+fault3=hang_once", "+fault4=kill", "hydra.launcher.timeout=4",
+                   "hydra.launcher.max_retries=1", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode != 0, proc.stderr  # jobs 1 and 4 finally failed
+    table = summary(sweep)
+    assert list(table.status) == ["COMPLETED", "FAILED", "COMPLETED", "COMPLETED", "FAILED",
+                                  "COMPLETED"]
+    # A Python exception is not retried; a SIGKILL or a timeout is.
+    assert list(table.attempts) == [1, 1, 2, 2, 2, 1]
+    assert list(table.metric) == ["0.0", "", "20.0", "30.0", "", "50.0"]
+    faults = "+fault1=raise +fault2=kill_once +fault3=hang_once +fault4=kill"
+    assert list(table.overrides) == [f"+x={x} {faults}" for x in range(6)]
+    log = proc.stdout + proc.stderr
+    assert "job 1 (+x=1 +fault1=raise" in log and "failed: ValueError: boom in job x=1" in log
+    assert "killed by SIGKILL" in log and "timed out after 4 s" in log
+    # Every job that finished did so once; its output went to its own job dir.
+    assert runs(sweep) == {"0": ["0 "], "2": ["2 "], "3": ["3 "], "5": ["5 "]}
+    assert "job x=5 done" in (sweep / "5" / "stdout.log").read_text()
+    assert "ValueError: boom in job x=1" in (sweep / "1" / "stderr.log").read_text()
+    # The hung job's whole process tree was killed, its child included.
+    child = int((app.parent / "fault_3").read_text().split()[0])
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+
+
+def test_transient_faults_exit_zero(app):
+    sweep = app.parent / "sweep"
+    proc = run_app(app, "+x=0,1,2", "+fault1=kill_once", "+fault2=hang_once",
+                   "hydra.launcher.timeout=3", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    table = summary(sweep)
+    assert list(table.status) == ["COMPLETED"] * 3 and list(table.attempts) == [1, 2, 2]
+    assert list(table.metric) == [0.0, 10.0, 20.0]
+
+
+def test_fail_fast_cancels_the_rest(app):
+    sweep = app.parent / "sweep"
+    proc = run_app(app, "+x=0,1,2,3", "+fault0=raise", "hydra.launcher.slots=1",
+                   "hydra.launcher.fail_fast=true", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode != 0
+    assert list(summary(sweep).status) == ["FAILED", "CANCELLED", "CANCELLED", "CANCELLED"]
+    assert runs(sweep) == {}
+
+
+def test_max_failure_rate_aborts_a_hopeless_sweep(app):
+    sweep = app.parent / "sweep"
+    proc = run_app(app, "+x=0,1,2,3,4,5", "+fault0=raise", "+fault1=raise",
+                   "hydra.launcher.slots=1", "hydra.launcher.max_failure_rate=0.3",
+                   f"hydra.sweep.dir={sweep}")
+    assert proc.returncode != 0
+    assert list(summary(sweep).status) == ["FAILED", "FAILED"] + ["CANCELLED"] * 4
+    assert "more than max_failure_rate=0.3" in proc.stdout + proc.stderr
+
+
+def test_interrupted_sweep_resumes_each_job_once(app):
+    overrides = ["+x=0,1,2,3,4,5,6,7", "+sleep=0.7", "hydra.launcher.slots=2"]
+    reference = app.parent / "reference"
+    assert run_app(app, *overrides, f"hydra.sweep.dir={reference}").returncode == 0
+    sweep = app.parent / "sweep"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.Popen([sys.executable, str(app), "-m", "hydra/launcher=pool", *overrides,
+                             f"hydra.sweep.dir={sweep}"], cwd=app.parent, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    manifest = sweep / ".pool" / "manifest.jsonl"
+    wait_for(lambda: manifest.exists() and len(manifest.read_text().splitlines()) >= 3, 60,
+             "three finished jobs")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "hydra.launcher.resume=true" in err
+    first = runs(sweep)
+    assert 3 <= len(first) < 8
+    time.sleep(0.1)
+    resumed = run_app(app, *overrides, f"hydra.sweep.dir={sweep}", "hydra.launcher.resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(first)} of 8 jobs already finished" in resumed.stdout
+    # Each job ran to the end exactly once overall, in the job dir it had from the start.
+    assert runs(sweep) == runs(reference) == {str(x): [f"{x} "] for x in range(8)}
+    table, ref = summary(sweep), summary(reference)
+    assert list(table.status) == ["COMPLETED"] * 8
+    assert table[["overrides", "metric"]].equals(ref[["overrides", "metric"]])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("hydra.launcher.backend=slurm", "hydra.launcher.backend='slurm' is not a backend; use one of: "
+                                     "local, ray"),
+    ("hydra.launcher.max_retries=-1", "hydra.launcher.max_retries=-1 must be 0 or more"),
+    ("hydra.launcher.gpus_per_job=1", "hydra.launcher.gpus_per_job=1 but this machine has 0 GPUs"),
+    ("hydra.launcher.timeout=0", "hydra.launcher.timeout=0.0 must be positive"),
+])
+def test_bad_launcher_settings_get_one_message(app, override, message):
+    proc = run_app(app, "+x=0,1", override, f"hydra.sweep.dir={app.parent / 'sweep'}")
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (app.parent / "sweep" / "0").exists()
+
+
+def test_unreachable_ray_address_fails_fast(app):
+    from pool_helpers import free_port
+
+    started = time.monotonic()
+    proc = run_app(app, "+x=0", "hydra.launcher.backend=ray",
+                   f"hydra.launcher.ray.address=127.0.0.1:{free_port()}",
+                   "hydra.launcher.ray.connect_timeout=2", f"hydra.sweep.dir={app.parent / 's'}")
+    assert proc.returncode == 2 and "cannot reach a Ray cluster at 127.0.0.1:" in proc.stderr
+    assert "Traceback" not in proc.stderr and time.monotonic() - started < 60
