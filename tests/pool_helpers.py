@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -21,6 +22,12 @@ from hydra.core.hydra_config import HydraConfig
 @hydra.main(version_base=None, config_path=None, config_name=None)
 def main(cfg):
     x = cfg.get("x", 0)
+    node = ""
+    if cfg.get("ray_node"):
+        import ray
+        node = ray.get_runtime_context().get_node_id()
+        with open(os.path.join(HydraConfig.get().runtime.output_dir, "starts.txt"), "a") as f:
+            f.write(node + "\\n")
     fault = cfg.get(f"fault{x}")
     marker = os.path.join(hydra.utils.get_original_cwd(), f"fault_{x}")
     transient = fault and fault.endswith("_once")
@@ -35,10 +42,6 @@ def main(cfg):
         if fault.startswith("hang"):
             time.sleep(3600)
     time.sleep(cfg.get("sleep", 0))
-    node = ""
-    if cfg.get("ray_node"):
-        import ray
-        node = ray.get_runtime_context().get_node_id()
     with open(os.path.join(HydraConfig.get().runtime.output_dir, "runs.txt"), "a") as f:
         f.write(f"{x} {node}\\n")
     print(f"job x={x} done", flush=True)
@@ -67,10 +70,12 @@ def summary(sweep_dir: Path) -> pd.DataFrame:
     return pd.read_csv(sweep_dir / "summary.csv", keep_default_na=False).set_index("job")
 
 
-def runs(sweep_dir: Path) -> dict[str, list[str]]:
-    """Job dir name -> the lines its finished runs wrote."""
-    return {d.name: (d / "runs.txt").read_text().splitlines()
-            for d in sorted(sweep_dir.iterdir()) if (d / "runs.txt").exists()}
+def runs(sweep_dir: Path, name: str = "runs.txt") -> dict[str, list[str]]:
+    """Job dir name -> the lines its finished runs wrote (starts.txt: the nodes it started on)."""
+    if not sweep_dir.exists():
+        return {}
+    return {d.name: (d / name).read_text().splitlines()
+            for d in sorted(sweep_dir.iterdir()) if (d / name).exists()}
 
 
 def free_port() -> int:
@@ -80,7 +85,9 @@ def free_port() -> int:
 
 
 RAY = str(Path(sys.executable).parent / "ray")
-RAY_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+# Token authentication with a token of the test run's own, for the nodes and every driver.
+RAY_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+RAY_ENV = {**os.environ, **RAY_AUTH, "RAY_USAGE_STATS_ENABLED": "0",
            # Declare a killed node dead within seconds, not the default ~30 s.
            "RAY_health_check_initial_delay_ms": "1000", "RAY_health_check_period_ms": "500",
            "RAY_health_check_timeout_ms": "500", "RAY_health_check_failure_threshold": "4"}

@@ -73,6 +73,9 @@ def connect(ray_conf: DictConfig) -> None:
         return
     if address != "auto":
         _reachable(address, ray_conf.connect_timeout)
+        if address.rpartition(":")[0] in ("127.0.0.1", "localhost"):
+            # A loopback cluster: the driver must not advertise the machine's own address.
+            kwargs.setdefault("_node_ip_address", "127.0.0.1")
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError) as e:

@@ -1,0 +1,115 @@
+"""The pool launcher's Ray backend on real clusters started here on 127.0.0.1."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
+from pool_helpers import (RAY_AUTH, free_port, kill_node, ray_add_node, ray_start_head, ray_stop,
+                          run_app, runs, summary, wait_for, write_app)
+
+pytestmark = pytest.mark.slow
+# Drivers in this process and in the sweeps it starts present the clusters' token.
+os.environ.update(RAY_AUTH)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A one-node cluster for Hydra's suites; the test module stops it."""
+    ray_stop()
+    port = free_port()
+    ray_start_head(port, num_cpus=2)
+    yield f"127.0.0.1:{port}"
+    import ray
+
+    ray.shutdown()
+    ray_stop()
+
+
+def _ray_flags(address):
+    return ["hydra.launcher.backend=ray", f"hydra.launcher.ray.address={address}"]
+
+
+@pytest.fixture
+def overrides(cluster):
+    return _ray_flags(cluster)
+
+
+@pytest.fixture
+def extra_flags(cluster):
+    return ["-m", *_ray_flags(cluster)]
+
+
+@pytest.mark.parametrize("launcher_name", ["pool"])
+class TestPoolLauncherRay(LauncherTestSuite):
+    pass
+
+
+@pytest.mark.parametrize("task_launcher_cfg", [
+    {"defaults": [{"override hydra/launcher": "pool"}, {"override hydra/hydra_logging": "hydra_debug"},
+                  {"override hydra/job_logging": "disabled"}]}])
+class TestPoolLauncherRayIntegration(IntegrationTestSuite):
+    pass
+
+
+def _node_ids(port):
+    code = ("import json, ray; ray.init(address='127.0.0.1:%d', log_to_driver=False); "
+            "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))")
+    out = subprocess.run([sys.executable, "-c", code % port], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_two_nodes_and_a_lost_node(tmp_path, cluster):
+    """Jobs land on both nodes of a 2-node cluster; killing one node mid-sweep reruns its
+    jobs on the other, and every result is present once."""
+    import ray
+
+    ray.shutdown()  # this process was a driver of the suites' cluster
+    ray_stop()
+    port, worker_port = free_port(), free_port()
+    ray_start_head(port, num_cpus=1, resources='{"head": 1}')
+    try:
+        ray_add_node(port, num_cpus=1, node_manager_port=worker_port,
+                     resources='{"worker": 1}')
+        nodes = _node_ids(port)
+        worker = next(n for n, res in nodes.items() if "worker" in res)
+        app = write_app(tmp_path)
+        sweep = tmp_path / "sweep"
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(proc=run_app(
+            app, "+x=range(0,8)", "+sleep=1.5", "+ray_node=true", f"hydra.sweep.dir={sweep}",
+            *_ray_flags(f"127.0.0.1:{port}"), "hydra.launcher.max_retries=3")))
+        thread.start()
+
+        def on_worker(finished):
+            done = runs(sweep)
+            return [job for job, starts in runs(sweep, "starts.txt").items() if worker in starts
+                    and (job in done) == finished]
+
+        wait_for(lambda: on_worker(finished=True), 120, "a job finished on the worker node")
+        wait_for(lambda: on_worker(finished=False), 60, "a job running on the worker node")
+        interrupted = on_worker(finished=False)
+        assert kill_node(worker_port) > 0
+        thread.join(timeout=300)
+        proc = result["proc"]
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        table = summary(sweep)
+        assert list(table.status) == ["COMPLETED"] * 8
+        assert list(table.metric) == [10.0 * x for x in range(8)]
+        done = runs(sweep)
+        assert sorted(done) == [str(x) for x in range(8)]
+        assert all(len(lines) == 1 for lines in done.values()), done  # present once
+        used = {line.split()[1] for lines in done.values() for line in lines}
+        assert used == set(nodes)  # both nodes ran jobs
+        assert any(n.endswith(worker[:8]) for n in table.node)
+        # The job running on the killed node ran again, to the end, on the head.
+        for job in interrupted:
+            starts = runs(sweep, "starts.txt")[job]
+            assert starts[0] == worker and len(starts) == 2 and starts[1] != worker
+            assert done[job][0].split()[1] == starts[1]
+    finally:
+        ray_stop()
