@@ -123,3 +123,20 @@ def test_unreachable_ray_address_fails_fast(app):
                    "hydra.launcher.ray.connect_timeout=2", f"hydra.sweep.dir={app.parent / 's'}")
     assert proc.returncode == 2 and "cannot reach a Ray cluster at 127.0.0.1:" in proc.stderr
     assert "Traceback" not in proc.stderr and time.monotonic() - started < 60
+
+
+def test_optuna_study_through_the_pool(app):
+    sweep = app.parent / "sweep"
+    proc = run_app(app, "hydra/sweeper=optuna", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=3",
+                   "hydra.sweeper.direction=maximize", "hydra.sweeper.sampler.seed=1",
+                   "+x=range(0,10)", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    table = summary(sweep)
+    # Two batches of three trials, numbered on from each other, all in one summary.
+    assert list(table.index) == list(range(6)) and set(table.status) == {"COMPLETED"}
+    xs = [int(o.split("=")[1]) for o in table.overrides]
+    assert list(table.metric) == [10.0 * x for x in xs]
+    import yaml
+
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == max(table.metric) and best["best_params"]["+x"] == max(xs)

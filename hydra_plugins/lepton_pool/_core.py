@@ -134,6 +134,8 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
         if backend is not None:
             backend.close()
     run.finish_table()
+    log.info(f"{len(todo)} jobs ran in {time.monotonic() - run.started:.2f} s "
+             f"({run.done - run.failed} completed, {run.failed} failed)")
     launcher.launched.update(num for num, _ in jobs)
     return [results[num] for num, _ in jobs]
 
