@@ -37,6 +37,9 @@ class Checkpointer:
     def latest_step(self) -> Optional[int]:
         return self._manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
     def save(self, state: TrainState, wait: bool = True) -> None:
         from lepton_jax.parallel import to_host
 

@@ -16,4 +16,7 @@ class DivergedError(UserError):
             f"training diverged at step {step} (loss={loss}); the last good checkpoint "
             "was kept. Lower optim.lr or set optim.clip_norm."
         )
-        self.step = step
+        self.step, self.loss = step, loss
+
+    def __reduce__(self):  # travels between processes (sweep workers) intact
+        return DivergedError, (self.step, self.loss)

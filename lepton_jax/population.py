@@ -116,12 +116,16 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
         ckpts.append(Checkpointer(d / "checkpoints", t.keep_checkpoints, asynchronous=True))
-    latest = {c.latest_step() for c in ckpts}
-    if latest != {None}:
-        if len(latest) != 1:
-            raise UserError(f"population members are at different checkpoints {sorted(latest, key=str)}; "
-                            "resume them separately or move their checkpoints away")
-        singles = [c.restore(dp.replicate(s)) for c, s in zip(ckpts, singles, strict=True)]
+    saved = [set(c.all_steps()) for c in ckpts]
+    if any(saved):
+        # Resume every member from the newest step all of them saved (a run stopped while
+        # saving, or a member that diverged, leaves some members a checkpoint ahead).
+        common = set.intersection(*saved)
+        if not common:
+            raise UserError(f"the population's members share no checkpoint step ({dirs[0]}: "
+                            f"{sorted(saved[0])}, ...); move their checkpoints away to restart")
+        step = max(common)
+        singles = [c.restore(dp.replicate(s), step) for c, s in zip(ckpts, singles, strict=True)]
     states = dp.replicate(jax.tree.map(lambda *xs: jnp.stack(xs), *singles))
     start_step = int(states.step[0])
     for config, d in zip(configs, dirs, strict=True):

@@ -47,7 +47,8 @@ def with_overrides(config: Config, point: Mapping[str, Any]) -> Config:
 
 def sweep(config: Config, grid: Mapping[str, Sequence[Any]],
           workdir: Optional[str | os.PathLike] = None, vectorize: bool = False,
-          max_population: int = 0):
+          max_population: int = 0, launcher: Optional[str] = None,
+          launcher_options: Optional[Mapping[str, Any]] = None):
     """Trains every grid point, one job directory each (`workdir/<job number>`).
 
     Args:
@@ -57,6 +58,11 @@ def sweep(config: Config, grid: Mapping[str, Sequence[Any]],
         vectorize: train points that differ only in vectorizable fields (lr, momentum,
             weight decay, seed) together as one vmapped population per structural group.
         max_population: split larger populations (0: no limit).
+        launcher: None trains here, in this process, one point (or population) after
+            another; "pool" runs the same Hydra multirun as the command line with
+            `hydra/launcher=pool` (parallel slots, retries, resume; summary.csv).
+        launcher_options: `hydra.launcher.*` settings for "pool", e.g. {"slots": 2,
+            "timeout": 600, "backend": "ray"}.
 
     Returns:
         A pandas DataFrame: one row per job with its overrides, status, monitored metric,
@@ -69,6 +75,13 @@ def sweep(config: Config, grid: Mapping[str, Sequence[Any]],
     points = grid_points(grid)
     root = Path(workdir) if workdir else Path("lepton_sweeps") / time.strftime("%Y%m%d-%H%M%S")
     configs = [with_overrides(config, p) for p in points]  # every value checked before work
+    if launcher is not None:
+        from lepton_jax.launch import launch_pool
+
+        if launcher != "pool":
+            raise UserError(f"sweep(launcher={launcher!r}): use None (in this process) or 'pool'")
+        return launch_pool(config, grid, root, vectorize, max_population,
+                           dict(launcher_options or {}))
     rows: dict[int, dict] = {}
     if vectorize:
         from lepton_jax.population import fit_population, group_population

@@ -108,13 +108,13 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
         log.warning(f"{sweep_dir} already holds {len(finished)} finished jobs; running every job "
                     "again (hydra.launcher.resume=true would skip the finished ones)")
     todo = [job for job in jobs if job[0] not in results]
-    units = _units(launcher, opts, todo)
     ctx = JobContext(launcher.hydra_context, config, launcher.task_function,
                      Singleton.get_state(), os.getcwd(), list(sys.path))
-    backend = _backend(opts, cloudpickle.dumps(ctx), sweep_dir) if units else None
+    backend = _backend(opts, cloudpickle.dumps(ctx), sweep_dir) if todo else None
+    units = _units(launcher, opts, todo, backend.capacity if backend else 1)
     if backend is not None:
-        log.info(f"Pool launcher ({backend.description()}) is launching {len(todo)} jobs"
-                 + (f" as {len(units)} populations" if opts.vectorize else ""))
+        groups = f" as {len(units)} population{'s' * (len(units) != 1)}" if opts.vectorize else ""
+        log.info(f"Pool launcher ({backend.description()}) is launching {len(todo)} jobs{groups}")
     log.info(f"Launching jobs, sweep output dir : {sweep_dir}")
     for num, overrides in todo:
         log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
@@ -140,13 +140,13 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
     return [results[num] for num, _ in jobs]
 
 
-def _units(launcher: Any, opts: DictConfig, todo: list) -> list[Unit]:
+def _units(launcher: Any, opts: DictConfig, todo: list, slots: int) -> list[Unit]:
     if not opts.vectorize or not todo:
         return [Unit([job]) for job in todo]
     from hydra_plugins.lepton_pool._vectorize import populations
 
     return [Unit(group, population=len(group) > 1)
-            for group in populations(launcher, todo, opts.max_population)]
+            for group in populations(launcher, todo, opts.max_population, slots)]
 
 
 def _backend(opts: DictConfig, ctx: bytes, sweep_dir: Path) -> Any:

@@ -111,7 +111,7 @@ def run_one(ctx: JobContext, num: int, overrides: Sequence[str]) -> Outcome:
 def portable(ret: JobReturn, error: str) -> JobReturn:
     """A JobReturn that pickles: an exception that does not is replaced by its text."""
     try:
-        pickle.dumps(ret._return_value)
+        pickle.loads(pickle.dumps(ret._return_value))
     except Exception:
         ret._return_value = (JobFailed(error.strip() or repr(ret._return_value))
                              if ret.status == JobStatus.FAILED else repr(ret._return_value))

@@ -93,9 +93,16 @@ class LocalPool:
             worker = busy[conn]
             unit, worker.unit = worker.unit, None
             try:
-                kind, value = cloudpickle.loads(conn.recv_bytes())
-                events.append((unit, kind, value))
+                data = conn.recv_bytes()
             except (EOFError, OSError):
+                data = None
+            if data is not None:
+                try:
+                    kind, value = cloudpickle.loads(data)
+                except Exception as e:  # a result that cannot be rebuilt here
+                    kind, value = "error", f"its result could not be read back: {e!r}"
+                events.append((unit, kind, value))
+            else:
                 returncode = worker.kill()
                 del self.workers[worker.slot.index]
                 reason = self.killed.pop(worker.slot.index, None) or describe_exit(returncode)
