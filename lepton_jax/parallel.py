@@ -82,7 +82,8 @@ class DataParallel:
     """
 
     def __init__(self, strategy: str, devices: list, batch_size: int):
-        check_batch(batch_size, len(devices))
+        if strategy != "population":  # a population splits members, not the batch
+            check_batch(batch_size, len(devices))
         self.strategy = strategy
         self.batch_size = batch_size
         self.mesh = Mesh(np.asarray(devices), (AXIS,))
@@ -104,6 +105,11 @@ class DataParallel:
             return jax.make_array_from_callback(host.shape, self.replicated, lambda i: host[i])
 
         return jax.tree.map(place, tree)
+
+    def shard_members(self, tree):
+        """Places a population's pytree (leading member axis) split over the mesh: each
+        device holds and trains its own members."""
+        return jax.device_put(tree, NamedSharding(self.mesh, P(AXIS)))
 
     def steps(self, make_step: Callable, k: int) -> Callable:
         """`run(state, x, y, perm, start) -> (state, metrics stacked over k steps)`.
@@ -146,8 +152,20 @@ class DataParallel:
                 return jax.lax.scan(body, states, idx)
 
             rep = self.replicated
-            self._compiled[key] = jax.jit(run, in_shardings=(rep,) * 5, out_shardings=(rep, rep),
-                                          donate_argnums=(0,))
+            if self.num_devices == 1:
+                self._compiled[key] = jax.jit(run, in_shardings=(rep,) * 5,
+                                              out_shardings=(rep, rep), donate_argnums=(0,))
+            else:
+                # Members split over devices, the dataset on each: every device runs the same
+                # population program on its own members, with no communication at all.
+                local = jax.shard_map(run, mesh=self.mesh,
+                                      in_specs=(P(AXIS), P(), P(), P(AXIS), P()),
+                                      out_specs=(P(AXIS), P(None, AXIS)), check_vma=False)
+                members = NamedSharding(self.mesh, P(AXIS))
+                self._compiled[key] = jax.jit(
+                    local, in_shardings=(members, rep, rep, members, rep),
+                    out_shardings=(members, NamedSharding(self.mesh, P(None, AXIS))),
+                    donate_argnums=(0,))
         return self._compiled[key]
 
     def _build(self, make_step: Callable, k: int) -> Callable:

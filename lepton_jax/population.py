@@ -94,8 +94,11 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         raise UserError(f"trainer.batch_size ({t.batch_size}) is larger than the training set "
                         f"({n} examples)")
     total_steps = steps_per_epoch * t.epochs
-    # One device: the population axis is the parallelism (sharding it is not done yet).
-    dp = DataParallel("single", local_devices(None)[:1], t.batch_size)
+    # The population axis is the parallelism: members split over as many local devices as
+    # divide their number evenly (trainer.num_devices caps them).
+    devices = local_devices(t.num_devices)
+    used = max(d for d in range(1, len(devices) + 1) if members % d == 0)
+    dp = DataParallel("population", devices[:used], t.batch_size)
     platform = dp.mesh.devices.flat[0].platform
     fused = resolve_steps_per_call(t, platform, steps_per_epoch)
     mode = population_mode(base, platform)
@@ -126,11 +129,11 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                             f"{sorted(saved[0])}, ...); move their checkpoints away to restart")
         step = max(common)
         singles = [c.restore(dp.replicate(s), step) for c, s in zip(ckpts, singles, strict=True)]
-    states = dp.replicate(jax.tree.map(lambda *xs: jnp.stack(xs), *singles))
+    states = dp.shard_members(jax.tree.map(lambda *xs: jnp.stack(xs), *singles))
     start_step = int(states.step[0])
     for config, d in zip(configs, dirs, strict=True):
         _write_json(d / "run.json", {"config": config_lib.to_dict(config), "data": data_info(data),
-                                     "strategy": "population", "devices": 1,
+                                     "strategy": "population", "devices": used,
                                      "population": members})
     writers = [JsonlWriter(d / "metrics.jsonl", keep_until_step=start_step) for d in dirs]
     evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate, population=True)
@@ -181,7 +184,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                           "error": f"training diverged at step {at} (loss={loss})"}
             else:
                 result = {"status": "done", "steps": step, "epochs": t.epochs,
-                          "strategy": "population", "devices": 1, "population": members,
+                          "strategy": "population", "devices": used, "population": members,
                           "resumed_from": start_step or None, "seconds": seconds}
                 for split, per_member in finals.items():
                     result[split] = per_member[i]

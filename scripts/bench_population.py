@@ -1,5 +1,5 @@
-"""Whole-sweep wall time: a vectorized population vs the same sweep through Hydra's basic
-launcher (one job after another), each as its own command, alternating.
+"""Whole-sweep wall time: the multirun vectorized through the pool launcher vs the same
+multirun through Hydra's basic launcher (one job after another), each command alternating.
 
     python scripts/bench_population.py [--points 4x4] [--repeats 2]
 
@@ -28,17 +28,21 @@ def commands(mnist: str, lrs: list[float], seeds: list[int], workdir: Path, epoc
               "data.val_fraction=0.05", "data.limit=10000",
               f"trainer.epochs={epochs}", "trainer.batch_size=128", "trainer.progress=off",
               "logger.name=console"]
-    hydra = [sys.executable, "-m", "lepton_jax.train", "-m", *common,
-             f"optim.lr={','.join(map(str, lrs))}", f"seed={','.join(map(str, seeds))}",
-             f"hydra.sweep.dir={workdir / 'hydra'}"]
-    script = (
-        "import sys; from lepton_jax import Config, sweep; from lepton_jax.sweep import with_overrides\n"
-        f"base = with_overrides(Config(), {{k: v for k, v in (a.split('=', 1) for a in {common!r})}})\n"
-        f"df = sweep(base, {{'optim.lr': {lrs!r}, 'seed': {seeds!r}}}, "
-        f"workdir={str(workdir / 'vector')!r}, vectorize=True)\n"
-        "print(df[['optim.lr', 'seed', 'val/accuracy']].to_string())\n")
-    vector = [sys.executable, "-c", script]
-    return {"hydra_basic": hydra, "vectorized": vector}
+    sweep = [f"optim.lr={','.join(map(str, lrs))}", f"seed={','.join(map(str, seeds))}"]
+
+    def multirun(name, *extra):
+        return [sys.executable, "-m", "lepton_jax.train", "-m", *common, *sweep, *extra,
+                f"hydra.sweep.dir={workdir / name}"]
+
+    return {
+        # Hydra's default: one job after another in the launcher's process.
+        "hydra_basic": multirun("basic"),
+        # The pool launcher, vectorized: one population per slot (2 slots of 1 core here).
+        "pool_vectorized": multirun("pool", "hydra/launcher=pool", "hydra.launcher.vectorize=true"),
+        # One population on one slot owning both cores.
+        "pool_vectorized_1slot": multirun("pool1", "hydra/launcher=pool",
+                                          "hydra.launcher.vectorize=true", "hydra.launcher.slots=1"),
+    }
 
 
 def main() -> None:
@@ -55,7 +59,7 @@ def main() -> None:
     n_lr, n_seed = map(int, args.points.split("x"))
     lrs = [round(0.01 * 2 ** i, 4) for i in range(n_lr)]
     seeds = list(range(n_seed))
-    walls: dict[str, list[float]] = {"hydra_basic": [], "vectorized": []}
+    walls: dict[str, list[float]] = {}
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for r in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
@@ -63,15 +67,18 @@ def main() -> None:
                                       args.epochs).items():
                 t0 = time.perf_counter()
                 out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-                walls[name].append(time.perf_counter() - t0)
+                walls.setdefault(name, []).append(time.perf_counter() - t0)
                 if out.returncode:
                     raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
                 print(f"round {r} {name}: {walls[name][-1]:.1f} s", flush=True)
     med = {k: statistics.median(v) for k, v in walls.items()}
+    speedup = {k: med["hydra_basic"] / v for k, v in med.items() if k != "hydra_basic"}
     result = {"env": environment(), "points": n_lr * n_seed, "lrs": lrs, "seeds": seeds,
-              "wall_s": walls, "median_s": med, "speedup": med["hydra_basic"] / med["vectorized"]}
-    print(f"{n_lr * n_seed} points: Hydra basic launcher {med['hydra_basic']:.1f} s, vectorized "
-          f"{med['vectorized']:.1f} s -> {result['speedup']:.2f}x")
+              "wall_s": walls, "median_s": med, "speedup_vs_basic": speedup}
+    print(f"{n_lr * n_seed} points, whole multirun command (median of {args.repeats}):")
+    for name, seconds in med.items():
+        ratio = f"{speedup[name]:.2f}x faster" if name in speedup else "baseline"
+        print(f"  {name:<22} {seconds:6.1f} s  {ratio}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
 

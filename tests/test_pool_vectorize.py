@@ -113,3 +113,18 @@ def test_interrupted_vectorized_sweep_resumes(tmp_path):
     for job in range(4):
         _assert_same_job(sweep / str(job), tmp_path / "ref" / str(job))
     assert list(summary(sweep).status) == ["COMPLETED"] * 4
+
+
+def test_grouping_keys_match_the_library():
+    from hydra_plugins.lepton_pool._vectorize import VECTORIZABLE, populations
+
+    from lepton_jax import population
+
+    assert VECTORIZABLE == population.VECTORIZABLE
+    jobs = [(i, [f"model={m}", f"optim.lr={lr}", f"+seed={s}"])
+            for i, (m, lr, s) in enumerate((m, lr, s) for m in ("mlp", "lenet5")
+                                           for lr in (0.1, 0.2, 0.3) for s in (0, 1))]
+    groups = populations(jobs, max_population=0, slots=1)
+    assert [[num for num, _ in g] for g in groups] == [list(range(6)), list(range(6, 12))]
+    assert [len(g) for g in populations(jobs, max_population=4, slots=1)] == [4, 2, 4, 2]
+    assert [len(g) for g in populations(jobs[:6], max_population=0, slots=4)] == [2, 2, 1, 1]

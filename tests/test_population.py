@@ -126,3 +126,43 @@ def test_report_groups_over_seeds_and_draws_plots(tmp_path, capsys):
     for png in ("report_monitor_vs_optim.lr.png", "report_monitor_vs_seed.png",
                 "report_curves.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("model", [ModelConfig(hidden=[32]), ModelConfig(name="lenet5")],
+                         ids=["mlp-vmap", "lenet5-map"])
+def test_population_sharded_over_devices_equals_one_device(tmp_path, model):
+    """8 members over the 4 simulated devices (2 each) end where the one-device population
+    ends, and the train state really is split: each device holds its own members."""
+    import dataclasses
+
+    from lepton_jax.parallel import DataParallel
+    from lepton_jax.population import population_mode
+
+    base = dataclasses.replace(_digits(), model=model)
+    base.data.limit = 512
+    configs = [with_overrides(base, p) for p in grid_points({"optim.lr": list(LRS), "seed": [0, 1]})]
+    spread = [dataclasses.replace(c, trainer=dataclasses.replace(c.trainer, num_devices=None))
+              for c in configs]
+    one = fit_population(configs, [tmp_path / "one" / str(i) for i in range(8)])
+    four = fit_population(spread, [tmp_path / "four" / str(i) for i in range(8)])
+    import json
+
+    assert json.loads((tmp_path / "four" / "0" / "run.json").read_text())["devices"] == 4
+    for i in range(8):
+        _assert_member_equals_standalone(tmp_path / "four" / str(i), tmp_path / "one" / str(i),
+                                         four[i], one[i], rel_norm=1e-5, rel_loss=1e-5)
+    # The compiled population step keeps members split: 2 per device, in and out.
+    dp = DataParallel("population", jax.devices()[:4], 64)
+    states = dp.shard_members({"w": np.arange(8.0).reshape(8, 1)})
+    assert {s.data.shape for s in states["w"].addressable_shards} == {(2, 1)}
+
+    def make_step(_):
+        return lambda state, batch: ({"w": state["w"] + batch[0].sum()}, {"loss": batch[1][0]})
+
+    run = dp.population_steps(make_step, 1, population_mode(base, "cpu"))
+    x, y = dp.replicate((np.ones((64, 1), np.float32), np.arange(64.0)))
+    perms = dp.shard_members(np.tile(np.arange(64, dtype=np.int32), (8, 1)))
+    out, metrics = run(states, x, y, perms, 0)
+    assert {s.data.shape for s in out["w"].addressable_shards} == {(2, 1)}
+    np.testing.assert_allclose(np.asarray(out["w"])[:, 0], np.arange(8.0) + 64)
+    assert metrics["loss"].shape == (1, 8)

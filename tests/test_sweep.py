@@ -37,3 +37,19 @@ def test_sweep_records_failed_points(tmp_path):
     df = sweep(_base(), {"optim.lr": [-1.0, 0.05]}, workdir=tmp_path)
     assert list(df["status"]) == ["failed", "done"]
     assert "optim.lr (-1.0) must be > 0" in df.iloc[0]["error"]
+
+
+@pytest.mark.slow
+def test_sweep_through_the_pool_launcher_matches_in_process(tmp_path):
+    grid = {"optim.lr": [0.02, 0.1], "seed": [0, 1]}
+    here = sweep(_base(), grid, workdir=tmp_path / "here")
+    pool = sweep(_base(), grid, workdir=tmp_path / "pool", launcher="pool",
+                 launcher_options={"slots": 2, "progress": "false"})
+    assert (tmp_path / "pool" / "summary.csv").exists()
+    assert list(pool.index) == list(here.index) == [0, 1, 2, 3]
+    assert pool[["optim.lr", "seed", "status"]].equals(here[["optim.lr", "seed", "status"]])
+    for column in ("monitor", "val/loss", "test/accuracy"):
+        assert pool[column].to_numpy() == pytest.approx(here[column].to_numpy(), rel=1e-5)
+    assert set(pool["node"].str.rsplit("/", n=1).str[-1]) == {"slot0", "slot1"}
+    with pytest.raises(UserError, match="already holds a sweep"):
+        sweep(_base(), grid, workdir=tmp_path / "pool", launcher="pool")

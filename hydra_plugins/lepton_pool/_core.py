@@ -111,7 +111,7 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
     ctx = JobContext(launcher.hydra_context, config, launcher.task_function,
                      Singleton.get_state(), os.getcwd(), list(sys.path))
     backend = _backend(opts, cloudpickle.dumps(ctx), sweep_dir) if todo else None
-    units = _units(launcher, opts, todo, backend.capacity if backend else 1)
+    units = _units(opts, todo, backend.capacity if backend else 1)
     if backend is not None:
         groups = f" as {len(units)} population{'s' * (len(units) != 1)}" if opts.vectorize else ""
         log.info(f"Pool launcher ({backend.description()}) is launching {len(todo)} jobs{groups}")
@@ -140,13 +140,13 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
     return [results[num] for num, _ in jobs]
 
 
-def _units(launcher: Any, opts: DictConfig, todo: list, slots: int) -> list[Unit]:
+def _units(opts: DictConfig, todo: list, slots: int) -> list[Unit]:
     if not opts.vectorize or not todo:
         return [Unit([job]) for job in todo]
     from hydra_plugins.lepton_pool._vectorize import populations
 
     return [Unit(group, population=len(group) > 1)
-            for group in populations(launcher, todo, opts.max_population, slots)]
+            for group in populations(todo, opts.max_population, slots)]
 
 
 def _backend(opts: DictConfig, ctx: bytes, sweep_dir: Path) -> Any:

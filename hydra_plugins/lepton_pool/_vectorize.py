@@ -3,36 +3,40 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from omegaconf import OmegaConf, open_dict
+# Config keys that enter lepton_jax's train step as arrays (lepton_jax.population.VECTORIZABLE;
+# kept here so that grouping needs neither JAX nor a config composition per job).
+VECTORIZABLE = ("optim.lr", "optim.momentum", "optim.weight_decay", "seed")
 
-from hydra_plugins.lepton_pool._slots import PoolError
+
+def _structural(overrides: list[str]) -> tuple:
+    """The overrides that can change shapes or programs: all but the vectorizable keys.
+
+    Every job of a sweep composes from the same primary config, so jobs with equal
+    structural overrides have equal structural configs.
+    """
+    kept = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key not in VECTORIZABLE:
+            kept.append(override)
+    return tuple(sorted(kept))
 
 
-def populations(launcher: Any, todo: list, max_population: int, slots: int) -> list[list]:
-    """`todo` ([(num, overrides)]) split into groups with equal structural fields.
+def populations(todo: list, max_population: int, slots: int) -> list[list]:
+    """`todo` ([(num, overrides)]) split into groups that differ only in vectorizable keys.
 
     Groups larger than `max_population` are split; with fewer groups than slots (and no
     max_population given) groups are split evenly so that every slot gets a population.
     """
-    from lepton_jax.config import Config
-    from lepton_jax.population import group_population
-
-    configs = []
-    for _, overrides in todo:
-        cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, overrides)
-        with open_dict(cfg):
-            del cfg["hydra"]
-        config = OmegaConf.to_object(cfg)
-        if not isinstance(config, Config):
-            raise PoolError("hydra.launcher.vectorize=true trains lepton_jax apps "
-                            "(python -m lepton_jax.train); this app's config is not a "
-                            "lepton_jax Config. Use vectorize=false")
-        configs.append(config)
-    groups = group_population(configs, max_population)
+    by_key: dict[tuple, list] = {}
+    for job in todo:
+        by_key.setdefault(_structural(job[1]), []).append(job)
+    groups = []
+    for members in by_key.values():
+        size = max_population or len(members)
+        groups.extend(members[i:i + size] for i in range(0, len(members), size))
     if not max_population and len(groups) < slots:
         parts = math.ceil(slots / len(groups))
         groups = [group[k::parts] for group in groups for k in range(min(parts, len(group)))]
-        groups = [sorted(g) for g in groups]
-    return [[todo[i] for i in group] for group in groups]
+    return groups
