@@ -37,6 +37,8 @@ def main(cfg):
                 f.write(f"{subprocess.Popen(['sleep', '3600']).pid}\\n")
         if fault.startswith("raise"):
             raise ValueError(f"boom in job x={x}")
+        if fault.startswith("oom"):
+            raise MemoryError("out of host memory (injected)")
         if fault.startswith("kill"):
             os.kill(os.getpid(), signal.SIGKILL)
         if fault.startswith("hang"):

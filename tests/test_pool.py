@@ -44,12 +44,15 @@ def test_faults_are_retried_or_reported_and_the_others_finish(app):
 
 def test_transient_faults_exit_zero(app):
     sweep = app.parent / "sweep"
-    proc = run_app(app, "+x=0,1,2", "+fault1=kill_once", "+fault2=hang_once",
-                   "hydra.launcher.timeout=3", f"hydra.sweep.dir={sweep}")
+    proc = run_app(app, "+x=0,1,2,3", "+fault1=kill_once", "+fault2=hang_once", "+fault3=oom_once",
+                   "hydra.launcher.timeout=3", "hydra.launcher.progress=true",
+                   f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
     table = summary(sweep)
-    assert list(table.status) == ["COMPLETED"] * 3 and list(table.attempts) == [1, 2, 2]
-    assert list(table.metric) == [0.0, 10.0, 20.0]
+    assert list(table.status) == ["COMPLETED"] * 4 and list(table.attempts) == [1, 2, 2, 2]
+    assert list(table.metric) == [0.0, 10.0, 20.0, 30.0]
+    assert "out of memory (MemoryError)" in proc.stdout
+    assert "[pool] 4/4 done · 0 running · 0 failed" in proc.stderr  # the live progress line
 
 
 def test_fail_fast_cancels_the_rest(app):

@@ -55,6 +55,21 @@ class TestPoolLauncherRayIntegration(IntegrationTestSuite):
     pass
 
 
+def test_private_instance_on_loopback_and_gpu_check(tmp_path, cluster):
+    """Without an address the launcher starts its own Ray on 127.0.0.1; asking for more GPUs
+    than any node has is refused before anything runs."""
+    app = write_app(tmp_path)
+    proc = run_app(app, "+x=0,1", "hydra.launcher.backend=ray", f"hydra.sweep.dir={tmp_path / 's'}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = summary(tmp_path / "s")
+    assert list(table.metric) == [0.0, 10.0] and all(n.startswith("127.0.0.1/") for n in table.node)
+    proc = run_app(app, "+x=0", *_ray_flags(cluster), "hydra.launcher.ray.num_gpus=1",
+                   f"hydra.sweep.dir={tmp_path / 'g'}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "hydra.launcher.ray.num_gpus=1 but no node of the Ray cluster has more than 0 GPUs" in proc.stderr
+    assert not (tmp_path / "g" / "0").exists()
+
+
 def _node_ids(port):
     code = ("import json, ray; ray.init(address='127.0.0.1:%d', log_to_driver=False); "
             "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))")

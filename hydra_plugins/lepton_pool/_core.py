@@ -207,6 +207,9 @@ class _Run:
         its own retries), error (the worker could not run the unit at all).
         """
         if kind == "ok":
+            faults = [o.fault for o in value if o.fault]
+            if faults and unit.attempts <= self.opts.max_retries:
+                return self._settle(unit, "fault", faults[0])
             reasons = [self._finish(o, unit) for o in value]
             return next((r for r in reasons if r), None)
         if kind == "fault" and unit.attempts <= self.opts.max_retries:

@@ -39,10 +39,18 @@ class Outcome:
     job_dir: str
     error: str = ""  # the job's traceback when it raised
     status: str = ""  # set by the launcher for jobs it gave up on (FAILED, CANCELLED, ...)
+    fault: str = ""  # an infrastructure fault inside the job (out of memory): retried
 
 
 class JobFailed(Exception):
     """Stands in for an exception that could not travel back from the worker."""
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Host or accelerator memory ran out: an infrastructure fault, retried like a kill."""
+    text = str(error)
+    return isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in text \
+        or "Out of memory" in text
 
 
 def enter(ctx: JobContext) -> None:
@@ -101,11 +109,13 @@ def run_one(ctx: JobContext, num: int, overrides: Sequence[str]) -> Outcome:
         except SystemExit as e:  # sys.exit in user code fails the job, not the worker
             ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED,
                             _return_value=JobFailed(f"the job called sys.exit({e.code})"))
-        error = ""
+        error = fault = ""
         if ret.status == JobStatus.FAILED:
             error = "".join(traceback.format_exception(ret._return_value))
             print(error, file=sys.stderr, flush=True)
-    return Outcome(num, portable(ret, error), str(directory), error)
+            if out_of_memory(ret._return_value):
+                fault = f"out of memory ({type(ret._return_value).__name__})"
+    return Outcome(num, portable(ret, error), str(directory), error, fault=fault)
 
 
 def portable(ret: JobReturn, error: str) -> JobReturn:

@@ -39,6 +39,9 @@ def main(fd: int) -> None:
                 outcomes = _job.run_population(ctx, payload)
             conn.send_bytes(cloudpickle.dumps(("ok", outcomes)))
         except BaseException as e:  # noqa: B036 - a launcher-side failure, sent back whole
+            if isinstance(e, Exception) and _job.out_of_memory(e):  # a population's
+                conn.send_bytes(cloudpickle.dumps(("fault", f"out of memory ({type(e).__name__})")))
+                continue
             conn.send_bytes(cloudpickle.dumps(("error", "".join(traceback.format_exception(e)))))
             if not isinstance(e, Exception):
                 raise
