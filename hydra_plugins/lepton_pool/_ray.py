@@ -10,6 +10,7 @@ import atexit
 import logging
 import os
 import socket
+import sys
 from typing import Any
 
 import cloudpickle
@@ -67,7 +68,7 @@ def connect(ray_conf: DictConfig) -> None:
     extra = OmegaConf.to_container(ray_conf.init, resolve=True) or {}
     kwargs = dict(log_to_driver=False, configure_logging=False, **extra)
     if address in (None, "", "local"):
-        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, **kwargs)
+        ray.init(address="local", include_dashboard=False, **kwargs)
         atexit.register(ray.shutdown)
         _joined["address"] = address
         return
@@ -83,8 +84,19 @@ def connect(ray_conf: DictConfig) -> None:
     _joined["address"] = address
 
 
+def _loopback_only() -> None:
+    """A private instance serves this machine alone: Ray's single-machine mode binds it
+    (GCS, raylet, workers) to 127.0.0.1 instead of the network interface's address."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read when Ray is imported
+    ray_constants = sys.modules.get("ray._private.ray_constants")
+    if ray_constants is not None and hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
+        ray_constants.ENABLE_RAY_CLUSTER = False  # Ray was imported before this sweep
+
+
 class RayPool:
     def __init__(self, opts: DictConfig, ctx: bytes):
+        if opts.ray.address in (None, "", "local"):
+            _loopback_only()
         try:
             import ray
         except ImportError:
