@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 
 from lepton_jax.config import Config
 from lepton_jax.errors import UserError
+from lepton_jax.sweep import job_row
 
 
 def _value(value: Any) -> str:
@@ -51,25 +52,18 @@ def launch_pool(config: Config, grid: Mapping[str, Sequence[Any]], root: Path, v
     table = pd.read_csv(root / "summary.csv")
     rows = []
     for record in table.to_dict("records"):
-        job_dir = Path(record["dir"])  # absolute: the sweep dir is
-        row = {"job": int(record["job"])}
+        job_dir = root / str(record["job"])  # hydra.sweep.subdir is the job number
         run = _read(job_dir / "run.json")
+        point = {}
         for key in grid:
             section, _, field = key.partition(".")
             source = run.get("config", {})
-            row[key] = source.get(section, {}).get(field) if field else source.get(section)
+            point[key] = source.get(section, {}).get(field) if field else source.get(section)
         result = _read(job_dir / "result.json")
-        row["status"] = {"COMPLETED": "done"}.get(record["status"], result.get("status", "failed"))
-        if "monitor" in result:
-            row["monitor"] = result["monitor"]
-        for split in ("val", "test"):
-            for name, value in result.get(split, {}).items():
-                if name != "confusion":
-                    row[f"{split}/{name}"] = value
-        if "error" in result:
-            row["error"] = result["error"]
-        row.update(seconds=record["duration_s"], population=run.get("population", 1),
-                   node=record["node"], attempts=record["attempts"], run_dir=str(job_dir))
+        status = {"COMPLETED": "done"}.get(record["status"], result.get("status", "failed"))
+        row = job_row(int(record["job"]), point, {**result, "status": status},
+                      record["duration_s"], root, run.get("population", 1))
+        row.update(node=record["node"], attempts=record["attempts"])
         rows.append(row)
     return pd.DataFrame(rows).set_index("job")
 

@@ -95,7 +95,7 @@ def sweep(config: Config, grid: Mapping[str, Sequence[Any]],
                 results = [{"status": "failed", "error": str(e)}] * len(group)
             seconds = round(time.perf_counter() - started, 3)
             for j, result in zip(group, results, strict=True):
-                rows[j] = _row(j, points[j], result, seconds, root, population=len(group))
+                rows[j] = job_row(j, points[j], result, seconds, root, population=len(group))
     else:
         for job, job_config in enumerate(configs):
             started = time.perf_counter()
@@ -103,12 +103,12 @@ def sweep(config: Config, grid: Mapping[str, Sequence[Any]],
                 result = {"status": "done", **fit(job_config, root / str(job))}
             except UserError as e:
                 result = {"status": "failed", "error": str(e)}
-            rows[job] = _row(job, points[job], result, round(time.perf_counter() - started, 3),
+            rows[job] = job_row(job, points[job], result, round(time.perf_counter() - started, 3),
                              root)
     return pd.DataFrame([rows[j] for j in sorted(rows)]).set_index("job")
 
 
-def _row(job: int, point: Mapping[str, Any], result: dict, seconds: float, root: Path,
+def job_row(job: int, point: Mapping[str, Any], result: dict, seconds: float, root: Path,
          population: int = 1) -> dict:
     row = {"job": job, **point, "status": result["status"]}
     if "monitor" in result:
