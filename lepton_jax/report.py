@@ -138,8 +138,9 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         for col in [*by, "mean", "std", "count"]:
             t.add_column(col, justify="right")
         for _, r in table.iterrows():
-            t.add_row(*[f"{r[c]:.4f}" if c in ("mean", "std") else str(r[c])
-                        for c in [*by, "mean", "std", "count"]])
+            # iterrows gives one dtype per row (floats), so the count is printed as an int.
+            t.add_row(*[str(r[c]) for c in by], f"{r['mean']:.4f}", f"{r['std']:.4f}",
+                        str(int(r["count"])))
         console = Console()
         console.print(t)
         described = ", ".join(f"{c}={best[c]}" for c in by) or "the only config"
