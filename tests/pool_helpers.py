@@ -60,8 +60,9 @@ def write_app(directory: Path) -> Path:
     return path
 
 
-def run_app(app: Path, *overrides: str, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+def run_app(app: Path, *overrides: str, timeout: float = 300, env_extra: dict | None = None,
+            **popen) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env_extra or {})}
     env.pop("XLA_FLAGS", None)
     return subprocess.run([sys.executable, str(app), "-m", "hydra/launcher=pool", *overrides],
                           cwd=app.parent, env=env, capture_output=True, text=True,
