@@ -70,6 +70,22 @@ def test_private_instance_on_loopback_and_gpu_check(tmp_path, cluster):
     assert not (tmp_path / "g" / "0").exists()
 
 
+def test_ray_faults_timeouts_and_exceptions(tmp_path, cluster):
+    """On Ray: a job that SIGKILLs its worker once is rerun by Ray, a hung job is cancelled at
+    the timeout and resubmitted, an exception is reported and not retried."""
+    app = write_app(tmp_path)
+    sweep = tmp_path / "s"
+    proc = run_app(app, "+x=0,1,2,3", "+fault1=kill_once", "+fault2=hang_once", "+fault3=raise",
+                   *_ray_flags(cluster), "hydra.launcher.timeout=5", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode != 0
+    table = summary(sweep)
+    assert list(table.status) == ["COMPLETED", "COMPLETED", "COMPLETED", "FAILED"], proc.stdout
+    assert list(table.attempts) == [1, 1, 2, 1]  # the kill was retried inside Ray
+    assert list(table.metric) == ["0.0", "10.0", "20.0", ""]
+    assert "timed out after 5 s" in proc.stdout and "boom in job x=3" in proc.stdout
+    assert runs(sweep) == {"0": ["0 "], "1": ["1 "], "2": ["2 "]}
+
+
 def _node_ids(port):
     code = ("import json, ray; ray.init(address='127.0.0.1:%d', log_to_driver=False); "
             "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))")
