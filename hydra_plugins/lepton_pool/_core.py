@@ -304,5 +304,12 @@ class _Run:
             return
         frame = self.book.write_summary(self.rows)
         shown = frame[frame.job.isin(list(self.rows))].drop(columns=["dir"])
+        # On screen, only the overrides that differ between jobs (summary.csv keeps them all).
+        split = shown.overrides.fillna("").str.split()
+        common = set.intersection(*map(set, split)) if len(shown) > 1 else set()
+        shown = shown.assign(overrides=[" ".join(o for o in items if o not in common)
+                                        for items in split])
         print(shown.to_string(index=False, na_rep=""), flush=True)
+        if common:
+            log.info(f"every job also had: {' '.join(sorted(common))}")
         log.info(f"summary: {self.book.summary}")
