@@ -73,9 +73,46 @@ def population_mode(config: Config, platform: str) -> str:
     return "map" if platform == "cpu" and config.model.name == "lenet5" else "vmap"
 
 
-def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLike]) -> list[dict]:
+def member_bytes(model, input_shape: tuple, batch_size: int) -> int:
+    """Estimated device memory one member needs while training: parameters four times over
+    (params, momentum, gradients, update) plus every layer's activations twice (forward
+    values kept for the backward pass, and their gradients). Shapes only; nothing runs."""
+    x = jax.ShapeDtypeStruct((batch_size, *input_shape), jnp.float32)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    _, captured = jax.eval_shape(
+        lambda v, x: model.apply(v, x, capture_intermediates=True, mutable=["intermediates"]),
+        variables, x)
+    size = lambda tree: sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(tree))  # noqa: E731
+    return 4 * size(variables) + 2 * size(captured)
+
+
+def device_memory(device) -> int:
+    """Free bytes on `device` (the accelerator's allocator limit, or host RAM on CPU)."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def _memory_cap(base: Config, devices: list) -> tuple[int, int, int]:
+    """(members that fit, bytes per member, free bytes): half the free memory of the devices
+    is left to the dataset, evaluation and XLA's temporaries."""
+    data = load_dataset(base.data)
+    model = build_model(base.model, data.num_outputs)
+    per_member = member_bytes(model, data.input_shape, base.trainer.batch_size)
+    free = min(device_memory(d) for d in devices)
+    return max(1, free // 2 // per_member) * len(devices), per_member, free
+
+
+def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLike],
+                   _fits_memory: bool = False) -> list[dict]:
     """Trains `configs` (one population) as one vmapped program; member i writes `workdirs[i]`
     exactly as `fit` would (run.json, metrics.jsonl, checkpoints, result.json).
+
+    A population larger than the devices' memory allows (estimated from shapes) trains in
+    chunks, one after another; members are independent, so the results are the same.
 
     Returns:
         One result dict per member; a diverged member has {"status": "diverged", "step": s}.
@@ -84,6 +121,13 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         return []
     configs = [config_lib.validate(c) for c in configs]
     check_population(configs)
+    if not _fits_memory:
+        cap, per_member, free = _memory_cap(configs[0], local_devices(configs[0].trainer.num_devices))
+        if len(configs) > cap:
+            print(f"population of {len(configs)} trains in chunks of {cap}: ~{per_member / 2**20:.1f} "
+                  f"MiB per member, {free / 2**20:.0f} MiB free", flush=True)
+            return [result for i in range(0, len(configs), cap)
+                    for result in fit_population(configs[i:i + cap], workdirs[i:i + cap], True)]
     base, t = configs[0], configs[0].trainer
     enable_compilation_cache(t.compilation_cache)
     started = time.perf_counter()

@@ -1,5 +1,7 @@
 """Population training: every vmapped member equals its standalone run."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -145,7 +147,6 @@ def test_population_sharded_over_devices_equals_one_device(tmp_path, model):
               for c in configs]
     one = fit_population(configs, [tmp_path / "one" / str(i) for i in range(8)])
     four = fit_population(spread, [tmp_path / "four" / str(i) for i in range(8)])
-    import json
 
     assert json.loads((tmp_path / "four" / "0" / "run.json").read_text())["devices"] == 4
     for i in range(8):
@@ -166,3 +167,23 @@ def test_population_sharded_over_devices_equals_one_device(tmp_path, model):
     assert {s.data.shape for s in out["w"].addressable_shards} == {(2, 1)}
     np.testing.assert_allclose(np.asarray(out["w"])[:, 0], np.arange(8.0) + 64)
     assert metrics["loss"].shape == (1, 8)
+
+
+def test_population_larger_than_memory_trains_in_chunks(tmp_path, monkeypatch, capsys):
+    """With room for 2 members (estimated from shapes), 4 members train as 2 chunks and end
+    exactly where the one-piece population ends."""
+    from lepton_jax import population
+
+    configs = [with_overrides(_digits(), p) for p in grid_points({"optim.lr": [0.02, 0.05],
+                                                                  "seed": [0, 1]})]
+    whole = fit_population(configs, [tmp_path / "whole" / str(i) for i in range(4)])
+    model = population.build_model(configs[0].model, 10)
+    per_member = population.member_bytes(model, (28, 28, 1), configs[0].trainer.batch_size)
+    assert per_member > 4 * 4 * (784 * 32 + 32 * 10)  # at least the parameters four times
+    monkeypatch.setattr(population, "device_memory", lambda device: 5 * per_member)
+    chunked = fit_population(configs, [tmp_path / "chunked" / str(i) for i in range(4)])
+    assert "population of 4 trains in chunks of 2" in capsys.readouterr().out
+    for i in range(4):
+        assert json.loads((tmp_path / "chunked" / str(i) / "run.json").read_text())["population"] == 2
+        _assert_member_equals_standalone(tmp_path / "chunked" / str(i), tmp_path / "whole" / str(i),
+                                         chunked[i], whole[i], rel_norm=1e-6, rel_loss=1e-6)
