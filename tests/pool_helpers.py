@@ -96,18 +96,26 @@ RAY_ENV = {**os.environ, **RAY_AUTH, "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_health_check_timeout_ms": "500", "RAY_health_check_failure_threshold": "4"}
 
 
-def ray_start_head(port: int, num_cpus: int, resources: str = "{}") -> None:
+# Ray's single-machine mode binds every Ray process to 127.0.0.1; a multi-node cluster (the
+# default mode) advertises and listens on the machine's interface address even when given
+# --node-ip-address=127.0.0.1, so only the test that needs two nodes uses it. Drivers must run
+# in the cluster's mode (the variable is read when Ray is imported).
+SINGLE_MACHINE = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+MULTI_NODE = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
+
+
+def ray_start_head(port: int, num_cpus: int, resources: str = "{}", mode: dict = SINGLE_MACHINE) -> None:
     subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                     f"--num-cpus={num_cpus}", f"--resources={resources}",
                     "--include-dashboard=false", "--disable-usage-stats"],
-                   env=RAY_ENV, check=True, capture_output=True, timeout=120)
+                   env={**RAY_ENV, **mode}, check=True, capture_output=True, timeout=120)
 
 
 def ray_add_node(port: int, num_cpus: int, node_manager_port: int, resources: str = "{}") -> None:
     subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1",
                     f"--num-cpus={num_cpus}", f"--resources={resources}",
                     f"--node-manager-port={node_manager_port}", "--disable-usage-stats"],
-                   env=RAY_ENV, check=True, capture_output=True, timeout=120)
+                   env={**RAY_ENV, **MULTI_NODE}, check=True, capture_output=True, timeout=120)
 
 
 def ray_stop() -> None:

@@ -8,12 +8,13 @@ import threading
 
 import pytest
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
-from pool_helpers import (RAY_AUTH, free_port, kill_node, ray_add_node, ray_start_head, ray_stop,
-                          run_app, runs, summary, wait_for, write_app)
+from pool_helpers import (MULTI_NODE, RAY_AUTH, SINGLE_MACHINE, free_port, kill_node, ray_add_node,
+                          ray_start_head, ray_stop, run_app, runs, summary, wait_for, write_app)
 
 pytestmark = pytest.mark.slow
-# Drivers in this process and in the sweeps it starts present the clusters' token.
-os.environ.update(RAY_AUTH)
+# Drivers in this process and in the sweeps it starts present the clusters' token, and run in
+# the single-machine (127.0.0.1 only) mode of the clusters they join, unless a test says otherwise.
+os.environ.update({**RAY_AUTH, **SINGLE_MACHINE})
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,7 @@ def test_ray_faults_timeouts_and_exceptions(tmp_path, cluster):
     assert proc.returncode != 0
     table = summary(sweep)
     assert list(table.status) == ["COMPLETED", "COMPLETED", "COMPLETED", "FAILED"], proc.stdout
+    assert all(n.startswith("127.0.0.1/") for n in table.node if n)  # loopback only
     assert list(table.attempts) == [1, 1, 2, 1]  # the kill was retried inside Ray
     assert list(table.metric) == ["0.0", "10.0", "20.0", ""]
     assert "timed out after 5 s" in proc.stdout and "boom in job x=3" in proc.stdout
@@ -90,7 +92,7 @@ def _node_ids(port):
     code = ("import json, ray; ray.init(address='127.0.0.1:%d', log_to_driver=False); "
             "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))")
     out = subprocess.run([sys.executable, "-c", code % port], capture_output=True, text=True,
-                         check=True, timeout=120).stdout
+                         check=True, timeout=120, env={**os.environ, **MULTI_NODE}).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -102,7 +104,7 @@ def test_two_nodes_and_a_lost_node(tmp_path, cluster):
     ray.shutdown()  # this process was a driver of the suites' cluster
     ray_stop()
     port, worker_port = free_port(), free_port()
-    ray_start_head(port, num_cpus=1, resources='{"head": 1}')
+    ray_start_head(port, num_cpus=1, resources='{"head": 1}', mode=MULTI_NODE)
     try:
         ray_add_node(port, num_cpus=1, node_manager_port=worker_port,
                      resources='{"worker": 1}')
@@ -113,7 +115,7 @@ def test_two_nodes_and_a_lost_node(tmp_path, cluster):
         result = {}
         thread = threading.Thread(target=lambda: result.update(proc=run_app(
             app, "+x=range(0,8)", "+sleep=1.5", "+ray_node=true", f"hydra.sweep.dir={sweep}",
-            *_ray_flags(f"127.0.0.1:{port}"), "hydra.launcher.max_retries=3")))
+            *_ray_flags(f"127.0.0.1:{port}"), "hydra.launcher.max_retries=3", env_extra=MULTI_NODE)))
         thread.start()
 
         def on_worker(finished):
