@@ -96,12 +96,10 @@ def device_memory(device) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def _memory_cap(base: Config, devices: list) -> tuple[int, int, int]:
+def _memory_cap(model, input_shape: tuple, batch_size: int, devices: list) -> tuple[int, int, int]:
     """(members that fit, bytes per member, free bytes): half the free memory of the devices
     is left to the dataset, evaluation and XLA's temporaries."""
-    data = load_dataset(base.data)
-    model = build_model(base.model, data.num_outputs)
-    per_member = member_bytes(model, data.input_shape, base.trainer.batch_size)
+    per_member = member_bytes(model, input_shape, batch_size)
     free = min(device_memory(d) for d in devices)
     return max(1, free // 2 // per_member) * len(devices), per_member, free
 
@@ -121,13 +119,6 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         return []
     configs = [config_lib.validate(c) for c in configs]
     check_population(configs)
-    if not _fits_memory:
-        cap, per_member, free = _memory_cap(configs[0], local_devices(configs[0].trainer.num_devices))
-        if len(configs) > cap:
-            print(f"population of {len(configs)} trains in chunks of {cap}: ~{per_member / 2**20:.1f} "
-                  f"MiB per member, {free / 2**20:.0f} MiB free", flush=True)
-            return [result for i in range(0, len(configs), cap)
-                    for result in fit_population(configs[i:i + cap], workdirs[i:i + cap], True)]
     base, t = configs[0], configs[0].trainer
     enable_compilation_cache(t.compilation_cache)
     started = time.perf_counter()
@@ -147,6 +138,13 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     fused = resolve_steps_per_call(t, platform, steps_per_epoch)
     mode = population_mode(base, platform)
     model = build_model(base.model, data.num_outputs)
+    if not _fits_memory:
+        cap, per_member, free = _memory_cap(model, data.input_shape, t.batch_size, devices[:used])
+        if members > cap:
+            print(f"population of {members} trains in chunks of {cap}: ~{per_member / 2**20:.1f} "
+                  f"MiB per member, {free / 2**20:.0f} MiB free", flush=True)
+            return [result for i in range(0, members, cap)
+                    for result in fit_population(configs[i:i + cap], workdirs[i:i + cap], True)]
     tx = make_optimizer(base.optim, total_steps, steps_per_epoch)
 
     def member_state(config: Config):
