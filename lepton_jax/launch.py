@@ -54,10 +54,9 @@ def launch_pool(config: Config, grid: Mapping[str, Sequence[Any]], root: Path, v
     for record in table.to_dict("records"):
         job_dir = root / str(record["job"])  # hydra.sweep.subdir is the job number
         run = _read(job_dir / "run.json")
-        point = {}
+        point, source = {}, run.get("config", {})
         for key in grid:
             section, _, field = key.partition(".")
-            source = run.get("config", {})
             point[key] = source.get(section, {}).get(field) if field else source.get(section)
         result = _read(job_dir / "result.json")
         status = {"COMPLETED": "done"}.get(record["status"], result.get("status", "failed"))

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from conftest import REPO, run_cli
@@ -30,16 +31,8 @@ def _assert_same_job(a, b):
             np.testing.assert_allclose(x[key], y[key], rtol=2e-5, atol=1e-6, err_msg=key)
     pa = Checkpointer(a / "checkpoints", 3).restore_arrays()
     pb = Checkpointer(b / "checkpoints", 3).restore_arrays()
-    for la, lb in zip(_leaves(pa["params"]), _leaves(pb["params"]), strict=True):
+    for la, lb in zip(jax.tree.leaves(pa["params"]), jax.tree.leaves(pb["params"]), strict=True):
         np.testing.assert_allclose(la, lb, rtol=2e-5, atol=1e-6)
-
-
-def _leaves(tree):
-    if isinstance(tree, dict):
-        for key in sorted(tree):
-            yield from _leaves(tree[key])
-    else:
-        yield np.asarray(tree)
 
 
 def test_vectorized_sweep_matches_the_job_by_job_sweep(tmp_path):

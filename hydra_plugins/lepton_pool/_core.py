@@ -41,6 +41,7 @@ class Unit:
     attempts: int = 0
     started: float = 0.0
     node: str = ""
+    killing: bool = False  # the launcher is killing it (timeout); its fault is on the way
     id: int = field(default_factory=lambda: next(_ids))
 
     def message(self) -> tuple:
@@ -191,7 +192,7 @@ class _Run:
             if self.opts.timeout is not None:
                 now = time.monotonic()
                 for unit in list(self.running.values()):
-                    if now - unit.started > self.opts.timeout and not getattr(unit, "killing", False):
+                    if now - unit.started > self.opts.timeout and not unit.killing:
                         unit.killing = True
                         self.backend.kill(unit, f"timed out after {self.opts.timeout:g} s")
             self._progress()

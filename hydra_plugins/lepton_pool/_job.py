@@ -96,25 +96,34 @@ def captured_output(directory: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def run_one(ctx: JobContext, num: int, overrides: Sequence[str]) -> Outcome:
-    """Runs the task function as Hydra's own launchers do (`run_job`), output captured."""
+def _hydra_job(ctx: JobContext, num: int, overrides: Sequence[str],
+               task_function: Any) -> tuple[JobReturn, Path, str]:
+    """Runs `task_function` as Hydra's own launchers do (`run_job`), with the job's output
+    captured in its job dir; returns the JobReturn, the job dir and the traceback if it failed."""
     config = job_config(ctx, num, overrides)
-    HydraConfig.instance().set_config(config)
+    HydraConfig.instance().set_config(config)  # hydra.sweep.subdir may use the hydra: resolver
     directory = job_dir(config)
     with captured_output(directory):
         try:
             ret = run_job(hydra_context=ctx.hydra_context, config=config,
-                          task_function=ctx.task_function, job_dir_key="hydra.sweep.dir",
+                          task_function=task_function, job_dir_key="hydra.sweep.dir",
                           job_subdir_key="hydra.sweep.subdir")
         except SystemExit as e:  # sys.exit in user code fails the job, not the worker
             ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED,
                             _return_value=JobFailed(f"the job called sys.exit({e.code})"))
-        error = fault = ""
+        error = ""
         if ret.status == JobStatus.FAILED:
             error = "".join(traceback.format_exception(ret._return_value))
             print(error, file=sys.stderr, flush=True)
-            if out_of_memory(ret._return_value):
-                fault = f"out of memory ({type(ret._return_value).__name__})"
+    return ret, directory, error
+
+
+def run_one(ctx: JobContext, num: int, overrides: Sequence[str]) -> Outcome:
+    """Runs the sweep's task function for one job."""
+    ret, directory, error = _hydra_job(ctx, num, overrides, ctx.task_function)
+    fault = ""
+    if ret.status == JobStatus.FAILED and out_of_memory(ret._return_value):
+        fault = f"out of memory ({type(ret._return_value).__name__})"
     return Outcome(num, portable(ret, error), str(directory), error, fault=fault)
 
 
@@ -139,24 +148,19 @@ def run_population(ctx: JobContext, jobs: Sequence[tuple[int, Sequence[str]]]) -
     from lepton_jax.errors import DivergedError, UserError
     from lepton_jax.population import fit_population
 
-    members, outcomes = [], []
+    members, outcomes = [], []  # per member: what its task saw (config, output dir)
     for num, overrides in jobs:
-        config = job_config(ctx, num, overrides)
-        HydraConfig.instance().set_config(config)
         seen: dict = {}
 
         def record(cfg: DictConfig, seen=seen) -> None:
             seen["config"] = OmegaConf.to_object(cfg)
             seen["dir"] = HydraConfig.get().runtime.output_dir
 
-        directory = job_dir(config)
-        with captured_output(directory):
-            ret = run_job(hydra_context=ctx.hydra_context, config=config, task_function=record,
-                          job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        ret, directory, _ = _hydra_job(ctx, num, overrides, record)
         if ret.status == JobStatus.FAILED or not isinstance(seen.get("config"), Config):
             raise UserError("hydra.launcher.vectorize=true trains lepton_jax configs only; job "
                             f"{num} ({' '.join(overrides)}) is not one")
-        members.append((num, ret, seen))
+        members.append(seen)
         outcomes.append(Outcome(num, ret, str(directory)))
     first = Path(outcomes[0].job_dir)
     for outcome in outcomes[1:]:
@@ -164,8 +168,7 @@ def run_population(ctx: JobContext, jobs: Sequence[tuple[int, Sequence[str]]]) -
             f.write(f"trained in a population of {len(members)}; its log: {first / 'stdout.log'}\n")
     with captured_output(first):
         try:
-            results = fit_population([m[2]["config"] for m in members],
-                                     [m[2]["dir"] for m in members])
+            results = fit_population([m["config"] for m in members], [m["dir"] for m in members])
         except UserError as e:
             results = [{"status": "failed", "error": e}] * len(members)
     for outcome, result in zip(outcomes, results, strict=True):

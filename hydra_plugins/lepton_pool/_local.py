@@ -66,13 +66,15 @@ class LocalPool:
         self.workers: dict[int, _Worker] = {}
         self.killed: dict[int, str] = {}  # slot -> why the launcher killed its worker
 
+    def _idle(self) -> list[Slot]:
+        return [s for s in self.slots
+                if s.index not in self.workers or self.workers[s.index].unit is None]
+
     def free(self) -> int:
-        return sum(1 for s in self.slots
-                   if s.index not in self.workers or self.workers[s.index].unit is None)
+        return len(self._idle())
 
     def submit(self, unit: Any) -> None:
-        slot = next(s for s in self.slots
-                    if s.index not in self.workers or self.workers[s.index].unit is None)
+        slot = self._idle()[0]
         worker = self.workers.get(slot.index)
         if worker is None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
