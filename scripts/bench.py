@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402
+import flax.linen as nn  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
@@ -76,6 +77,19 @@ class Ours:
         return float(jnp.concatenate(losses)[-1])
 
 
+class FlaxLeNet5(nn.Module):
+    """LeNet-5 written as the Flax examples write a CNN: `nn.Conv` and `nn.max_pool`."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.max_pool(nn.relu(nn.Conv(6, (5, 5), padding="SAME")(x)), (2, 2), (2, 2))
+        x = nn.max_pool(nn.relu(nn.Conv(16, (5, 5), padding="VALID")(x)), (2, 2), (2, 2))
+        x = x.reshape((x.shape[0], -1))
+        x = nn.relu(nn.Dense(120)(x))
+        x = nn.relu(nn.Dense(84)(x))
+        return nn.Dense(10)(x)
+
+
 class FlaxExamples:
     """The flax examples/mnist pattern: a jitted step fed one numpy batch at a time."""
 
@@ -84,7 +98,7 @@ class FlaxExamples:
     def __init__(self, model_name, batch, x, y):
         from flax.training import train_state
 
-        model = build_model(MODELS[model_name], 10)
+        model = FlaxLeNet5() if model_name == "lenet5" else build_model(MODELS[model_name], 10)
         params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *x.shape[1:])))["params"]
         self.state = train_state.TrainState.create(apply_fn=model.apply, params=params,
                                                    tx=optax.sgd(0.05, momentum=0.9))

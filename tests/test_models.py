@@ -1,5 +1,8 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
 
 from lepton_jax.config import ModelConfig
@@ -35,3 +38,57 @@ def test_mlp_widths_follow_config():
 def test_unknown_model_lists_valid_names():
     with pytest.raises(UserError, match="valid models: mlp, lenet5, linear"):
         build_model(ModelConfig(name="resnet"), 10)
+
+
+class _ReferenceLeNet5(nn.Module):
+    """LeNet-5 from Flax's own layers, as the Flax examples write it (independent reference)."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.max_pool(nn.relu(nn.Conv(6, (5, 5), padding="SAME")(x)), (2, 2), (2, 2))
+        x = nn.max_pool(nn.relu(nn.Conv(16, (5, 5), padding="VALID")(x)), (2, 2), (2, 2))
+        x = nn.relu(nn.Dense(120)(x.reshape((x.shape[0], -1))))
+        x = nn.relu(nn.Dense(84)(x))
+        return nn.Dense(10)(x)
+
+
+def test_lenet5_convolutions_match_flax_conv_values_and_gradients():
+    """The CPU lowering of the first block (convolution by shifts, hand-written gradient)
+    gives Flax's nn.Conv + max_pool results and gradients, on the same parameters."""
+    model = build_model(ModelConfig(name="lenet5"), 10)
+    x = jax.random.normal(jax.random.PRNGKey(0), (16, 28, 28, 1))
+    y = jnp.arange(16) % 10
+    params = model.init(jax.random.PRNGKey(1), x)["params"]
+    reference = _ReferenceLeNet5()
+    ref_params = reference.init(jax.random.PRNGKey(1), x)["params"]
+    assert jax.tree.structure(params) == jax.tree.structure(ref_params)  # checkpoints carry over
+
+    def loss(module, p):
+        logits = module.apply({"params": p}, x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    np.testing.assert_allclose(model.apply({"params": params}, x),
+                               reference.apply({"params": params}, x), rtol=1e-5, atol=1e-5)
+    grads = jax.grad(lambda p: loss(model, p))(params)
+    ref_grads = jax.grad(lambda p: loss(reference, p))(params)
+    for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_conv_block_gradient_wrt_input_matches_autodiff():
+    """The block's input gradient (unused by LeNet-5's first layer, but part of the layer)."""
+    from lepton_jax.models import _conv_relu_pool_by_shifts, _max_pool_2x2, _xla_conv
+
+    x = jax.random.normal(jax.random.PRNGKey(2), (4, 12, 12, 2))
+    kernel = jax.random.normal(jax.random.PRNGKey(3), (5, 5, 2, 3)) * 0.3
+    bias = jnp.array([0.1, -0.2, 0.0])
+    for padding in ("SAME", "VALID"):
+        def ours(a, k, b):
+            return jnp.sum(_conv_relu_pool_by_shifts(a, k, b, padding) ** 2)
+
+        def plain(a, k, b):
+            return jnp.sum(_max_pool_2x2(jax.nn.relu(_xla_conv(a, k, padding) + b)) ** 2)
+
+        for got, want in zip(jax.grad(ours, (0, 1, 2))(x, kernel, bias),
+                             jax.grad(plain, (0, 1, 2))(x, kernel, bias), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

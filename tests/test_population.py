@@ -34,14 +34,16 @@ def _assert_member_equals_standalone(member_dir, alone_dir, member, alone, rel_n
 
 @pytest.mark.slow
 # LeNet-5 members agree with their standalone runs to float32 rounding after 2 steps (the
-# `short` case). The compiled programs differ (member loop vs plain step), so rounding differs;
-# at lr up to 0.1 those differences grow chaotically (measured: ~1e-7 relative after 20 steps
-# at lr 0.01, up to 3e-4 at lr 0.1, ~1e-2 in a conv bias after 78 steps), hence the looser
-# bounds of the 2-epoch LeNet-5 case. Metrics agree to 5e-3 there.
+# `short` case). The compiled programs differ (member loop vs plain step), so rounding differs,
+# and a rounding difference can flip which position of a 2x2 max-pool window is the maximum:
+# that one discrete change then grows chaotically. Measured over 78 steps (4 lr x 2 seeds):
+# members either still agree to ~1e-6 or differ by 1e-2 to 4e-2 in some leaf, with final
+# losses within 0.7 % (e.g. 0.6654 vs 0.6607 for a poorly trained member), hence the looser
+# bounds of the 2-epoch LeNet-5 case.
 @pytest.mark.parametrize("model,limit,epochs,rel_norm,rel_loss", [
     (ModelConfig(name="mlp", hidden=[128, 64]), 5000, 2, 1e-4, 1e-3),
     (ModelConfig(name="lenet5"), 256, 1, 1e-5, 1e-5),
-    (ModelConfig(name="lenet5"), 5000, 2, 2e-2, 5e-3),
+    (ModelConfig(name="lenet5"), 5000, 2, 5e-2, 1e-2),
 ], ids=["mlp", "lenet5-short", "lenet5"])
 def test_members_equal_standalone_runs(tmp_path, mnist_root, model, limit, epochs, rel_norm,
                                        rel_loss):
