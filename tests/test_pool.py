@@ -143,3 +143,32 @@ def test_optuna_study_through_the_pool(app):
 
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == max(table.metric) and best["best_params"]["+x"] == max(xs)
+
+
+def test_launcher_reuses_the_configs_the_sweeper_composed():
+    """The sweeper's validation composes each job once; the launcher takes that config (once,
+    and only for the same sweep config) instead of composing the job again."""
+    from hydra_plugins.lepton_pool._job import RememberingLoader, remembering
+    from hydra.types import HydraContext
+
+    class Loader:
+        calls = 0
+
+        def load_sweep_config(self, master_config, sweep_overrides):
+            Loader.calls += 1
+            return {"master": master_config, "overrides": list(sweep_overrides)}
+
+        def get_sources(self):
+            return ["source"]
+
+    context = HydraContext(config_loader=Loader(), callbacks=None)
+    loader = remembering(context)
+    assert remembering(context) is loader and isinstance(context.config_loader, RememberingLoader)
+    master, other = object(), object()
+    first = loader.load_sweep_config(master, ["a=1"])
+    loader.load_sweep_config(master, ["a=2"])
+    assert loader.get_sources() == ["source"]  # everything else is the wrapped loader's
+    assert loader.take(master, ["a=1"]) is first
+    assert loader.take(master, ["a=1"]) is None  # taken once
+    assert loader.take(other, ["a=2"]) is None  # composed for another sweep config
+    assert Loader.calls == 2

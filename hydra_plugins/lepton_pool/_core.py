@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -18,7 +19,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig
 
-from hydra_plugins.lepton_pool._job import JobContext, Outcome
+from hydra_plugins.lepton_pool._job import JobContext, Outcome, remembering
 from hydra_plugins.lepton_pool._records import Book, job_key, metric_of
 from hydra_plugins.lepton_pool._slots import PoolError, make_slots, visible_gpus
 
@@ -42,10 +43,12 @@ class Unit:
     started: float = 0.0
     node: str = ""
     killing: bool = False  # the launcher is killing it (timeout); its fault is on the way
+    configs: dict = field(default_factory=dict)  # job number -> config the sweeper composed
     id: int = field(default_factory=lambda: next(_ids))
 
     def message(self) -> tuple:
-        return ("population", self.jobs) if self.population else ("job", self.jobs[0])
+        jobs = [(num, overrides, self.configs.get(num)) for num, overrides in self.jobs]
+        return ("population", jobs) if self.population else ("job", jobs[0])
 
     def label(self) -> str:
         nums = ",".join(str(num) for num, _ in self.jobs)
@@ -109,10 +112,15 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
         log.warning(f"{sweep_dir} already holds {len(finished)} finished jobs; running every job "
                     "again (hydra.launcher.resume=true would skip the finished ones)")
     todo = [job for job in jobs if job[0] not in results]
-    ctx = JobContext(launcher.hydra_context, config, launcher.task_function,
-                     Singleton.get_state(), os.getcwd(), list(sys.path))
+    loader = remembering(launcher.hydra_context)
+    composed = {num: loader.take(config, overrides) for num, overrides in jobs}
+    ctx = JobContext(dataclasses.replace(launcher.hydra_context, config_loader=loader.loader),
+                     config, launcher.task_function, Singleton.get_state(), os.getcwd(),
+                     list(sys.path))
     backend = _backend(opts, cloudpickle.dumps(ctx), sweep_dir) if todo else None
     units = _units(opts, todo, backend.capacity if backend else 1)
+    for unit in units:
+        unit.configs = {num: composed[num] for num, _ in unit.jobs if composed[num] is not None}
     if backend is not None:
         groups = f" as {len(units)} population{'s' * (len(units) != 1)}" if opts.vectorize else ""
         log.info(f"Pool launcher ({backend.description()}) is launching {len(todo)} jobs{groups}")

@@ -9,7 +9,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
@@ -63,8 +63,44 @@ def enter(ctx: JobContext) -> None:
     os.chdir(ctx.cwd)
 
 
-def job_config(ctx: JobContext, num: int, overrides: Sequence[str]) -> DictConfig:
-    config = ctx.hydra_context.config_loader.load_sweep_config(ctx.config, list(overrides))
+class RememberingLoader:
+    """Hydra's config loader, remembering the job configs a sweeper composes to validate a
+    batch (Hydra's sweepers compose every job once before launching it; launchers then
+    compose it again), so that the launcher can send each job the config already composed.
+    Everything else is the wrapped loader's."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.composed: dict[tuple, tuple[DictConfig, DictConfig]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("loader", "composed"):  # not set yet (copying, unpickling)
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    def load_sweep_config(self, master_config: DictConfig,
+                          sweep_overrides: list[str]) -> DictConfig:
+        config = self.loader.load_sweep_config(master_config, sweep_overrides)
+        self.composed[tuple(sweep_overrides)] = (master_config, config)
+        return config
+
+    def take(self, master_config: DictConfig, overrides: Sequence[str]) -> Optional[DictConfig]:
+        """The config composed for these overrides of this sweep config, once; else None."""
+        master, config = self.composed.pop(tuple(overrides), (None, None))
+        return config if master is master_config else None
+
+
+def remembering(hydra_context: HydraContext) -> RememberingLoader:
+    """Puts a RememberingLoader into the context a sweeper and its launcher share."""
+    if not isinstance(hydra_context.config_loader, RememberingLoader):
+        hydra_context.config_loader = RememberingLoader(hydra_context.config_loader)
+    return hydra_context.config_loader
+
+
+def job_config(ctx: JobContext, num: int, overrides: Sequence[str],
+               config: Optional[DictConfig] = None) -> DictConfig:
+    if config is None:
+        config = ctx.hydra_context.config_loader.load_sweep_config(ctx.config, list(overrides))
     with open_dict(config):
         config.hydra.job.id = f"{config.hydra.job.name}_{num}"
         config.hydra.job.num = num
@@ -96,12 +132,14 @@ def captured_output(directory: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def _hydra_job(ctx: JobContext, num: int, overrides: Sequence[str],
-               task_function: Any) -> tuple[JobReturn, Path, str]:
+def _hydra_job(ctx: JobContext, num: int, overrides: Sequence[str], task_function: Any,
+               config: Optional[DictConfig] = None) -> tuple[JobReturn, Path, str]:
     """Runs `task_function` as Hydra's own launchers do (`run_job`), with the job's output
-    captured in its job dir; returns the JobReturn, the job dir and the traceback if it failed."""
-    config = job_config(ctx, num, overrides)
-    HydraConfig.instance().set_config(config)  # hydra.sweep.subdir may use the hydra: resolver
+    captured in its job dir; returns the JobReturn, the job dir and the traceback if it failed.
+    `config` is the job's composed config when the launcher has it (else composed here)."""
+    config = job_config(ctx, num, overrides, config)
+    if "${hydra:" in str(OmegaConf.to_container(config.hydra.sweep).get("subdir", "")):
+        HydraConfig.instance().set_config(config)  # run_job sets it too; needed earlier here
     directory = job_dir(config)
     with captured_output(directory):
         try:
@@ -118,9 +156,10 @@ def _hydra_job(ctx: JobContext, num: int, overrides: Sequence[str],
     return ret, directory, error
 
 
-def run_one(ctx: JobContext, num: int, overrides: Sequence[str]) -> Outcome:
+def run_one(ctx: JobContext, num: int, overrides: Sequence[str],
+            config: Optional[DictConfig] = None) -> Outcome:
     """Runs the sweep's task function for one job."""
-    ret, directory, error = _hydra_job(ctx, num, overrides, ctx.task_function)
+    ret, directory, error = _hydra_job(ctx, num, overrides, ctx.task_function, config)
     fault = ""
     if ret.status == JobStatus.FAILED and out_of_memory(ret._return_value):
         fault = f"out of memory ({type(ret._return_value).__name__})"
@@ -137,7 +176,8 @@ def portable(ret: JobReturn, error: str) -> JobReturn:
     return ret
 
 
-def run_population(ctx: JobContext, jobs: Sequence[tuple[int, Sequence[str]]]) -> list[Outcome]:
+def run_population(ctx: JobContext,
+                   jobs: Sequence[tuple[int, Sequence[str], Optional[DictConfig]]]) -> list[Outcome]:
     """Trains lepton_jax jobs that differ only in vectorizable fields as one population.
 
     Each member's job dir is set up by Hydra's own `run_job` (config snapshot, logging,
@@ -149,14 +189,14 @@ def run_population(ctx: JobContext, jobs: Sequence[tuple[int, Sequence[str]]]) -
     from lepton_jax.population import fit_population
 
     members, outcomes = [], []  # per member: what its task saw (config, output dir)
-    for num, overrides in jobs:
+    for num, overrides, config in jobs:
         seen: dict = {}
 
         def record(cfg: DictConfig, seen=seen) -> None:
             seen["config"] = OmegaConf.to_object(cfg)
             seen["dir"] = HydraConfig.get().runtime.output_dir
 
-        ret, directory, _ = _hydra_job(ctx, num, overrides, record)
+        ret, directory, _ = _hydra_job(ctx, num, overrides, record, config)
         if ret.status == JobStatus.FAILED or not isinstance(seen.get("config"), Config):
             raise UserError("hydra.launcher.vectorize=true trains lepton_jax configs only; job "
                             f"{num} ({' '.join(overrides)}) is not one")

@@ -23,9 +23,14 @@ class PoolLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
+        from hydra_plugins.lepton_pool._job import remembering
+
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
+        # The sweeper composes each job to validate its batch before launching it; the
+        # launcher reuses those configs instead of composing every job a second time.
+        remembering(hydra_context)
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
