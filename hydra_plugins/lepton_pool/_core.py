@@ -114,10 +114,12 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
     todo = [job for job in jobs if job[0] not in results]
     loader = remembering(launcher.hydra_context)
     composed = {num: loader.take(config, overrides) for num, overrides in jobs}
-    ctx = JobContext(dataclasses.replace(launcher.hydra_context, config_loader=loader.loader),
-                     config, launcher.task_function, Singleton.get_state(), os.getcwd(),
-                     list(sys.path))
-    backend = _backend(opts, cloudpickle.dumps(ctx), sweep_dir) if todo else None
+    backend, launcher.prestarted = launcher.prestarted, None
+    if backend is not None and not todo:
+        backend.close()
+        backend = None
+    elif backend is None and todo:
+        backend = _backend(opts, cloudpickle.dumps(_context(launcher)), sweep_dir)
     units = _units(opts, todo, backend.capacity if backend else 1)
     for unit in units:
         unit.configs = {num: composed[num] for num, _ in unit.jobs if composed[num] is not None}
@@ -147,6 +149,33 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
              f"({run.done - run.failed} completed, {run.failed} failed)")
     launcher.launched.update(num for num, _ in jobs)
     return [results[num] for num, _ in jobs]
+
+
+def _context(launcher: Any) -> JobContext:
+    """What every worker gets once: Hydra's context (with the plain config loader), the sweep
+    config, the task function, Hydra's singletons, cwd and sys.path."""
+    loader = remembering(launcher.hydra_context)
+    return JobContext(dataclasses.replace(launcher.hydra_context, config_loader=loader.loader),
+                      launcher.config, launcher.task_function, Singleton.get_state(),
+                      os.getcwd(), list(sys.path))
+
+
+def prestart(launcher: Any) -> Any:
+    """Starts the local pool's workers when the sweeper sets the launcher up, so that their
+    start-up (interpreter, imports of the task's modules: JAX for lepton_jax) overlaps the
+    sweeper composing every job to validate the batch. Returns None when the options are
+    not valid (`launch` then reports them) or the backend is Ray."""
+    opts = launcher.params
+    try:
+        check_options(opts)
+    except PoolError:
+        return None
+    if opts.backend != "local":
+        return None
+    backend = _backend(opts, cloudpickle.dumps(_context(launcher)),
+                       Path(str(launcher.config.hydra.sweep.dir)))
+    backend.start()
+    return backend
 
 
 def _units(opts: DictConfig, todo: list, slots: int) -> list[Unit]:

@@ -73,14 +73,22 @@ class LocalPool:
     def free(self) -> int:
         return len(self._idle())
 
+    def start(self) -> None:
+        """Starts every slot's worker now rather than at its first job."""
+        for slot in self.slots:
+            if slot.index not in self.workers:
+                self._start(slot)
+
+    def _start(self, slot: Slot) -> _Worker:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **slot.env(self.machine_has_gpus)}
+        worker = _Worker(slot, self.ctx, env, self.cwd, self.log_dir / f"slot{slot.index}.log")
+        self.workers[slot.index] = worker
+        return worker
+
     def submit(self, unit: Any) -> None:
         slot = self._idle()[0]
-        worker = self.workers.get(slot.index)
-        if worker is None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            env = {**os.environ, **slot.env(self.machine_has_gpus)}
-            worker = _Worker(slot, self.ctx, env, self.cwd, self.log_dir / f"slot{slot.index}.log")
-            self.workers[slot.index] = worker
+        worker = self.workers.get(slot.index) or self._start(slot)
         worker.unit = unit
         unit.node = f"{socket.gethostname()}/slot{slot.index}"
         worker.conn.send_bytes(cloudpickle.dumps(unit.message()))

@@ -20,17 +20,26 @@ class PoolLauncher(Launcher):
         # Jobs this process has launched: later batches of a sweeper (Optuna) add to the
         # same sweep dir, which must not look like a foreign sweep.
         self.launched: set[int] = set()
+        self.prestarted: Any = None  # the local pool, started in setup() (see _core.prestart)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
+        from hydra_plugins.lepton_pool import _core
         from hydra_plugins.lepton_pool._job import remembering
 
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
         # The sweeper composes each job to validate its batch before launching it; the
-        # launcher reuses those configs instead of composing every job a second time.
+        # launcher reuses those configs instead of composing every job a second time, and
+        # its workers start meanwhile.
         remembering(hydra_context)
+        if self.prestarted is not None:
+            self.prestarted.close()
+        try:
+            self.prestarted = _core.prestart(self)
+        except Exception:  # noqa: BLE001 - launch() starts the pool again and reports why
+            self.prestarted = None
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
