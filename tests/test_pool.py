@@ -172,3 +172,33 @@ def test_launcher_reuses_the_configs_the_sweeper_composed():
     assert loader.take(master, ["a=1"]) is None  # taken once
     assert loader.take(other, ["a=2"]) is None  # composed for another sweep config
     assert Loader.calls == 2
+
+
+def _worker_pid(cfg):
+    return os.getpid()
+
+
+def test_workers_start_when_the_sweeper_sets_the_launcher_up(hydra_sweep_runner, tmp_path,
+                                                             monkeypatch):
+    """The local pool's workers are started in setup() (before the sweeper validates the
+    batch) and are the processes that then run the jobs."""
+    from hydra_plugins.lepton_pool import _core
+
+    prestarted = []
+    original = _core.prestart
+
+    def spy(launcher):
+        backend = original(launcher)
+        prestarted.append({w.proc.pid for w in backend.workers.values()})
+        return backend
+
+    monkeypatch.setattr(_core, "prestart", spy)
+    sweep = hydra_sweep_runner(calling_file=None, calling_module="hydra.test_utils.a_module",
+                               task_function=_worker_pid, config_path="configs",
+                               config_name="compose.yaml",
+                               overrides=["hydra/launcher=pool", "hydra.launcher.slots=2",
+                                          "+x=1,2,3,4"], temp_dir=tmp_path)
+    with sweep:
+        pids = {ret.return_value for ret in sweep.returns[0]}
+    assert len(prestarted) == 1 and len(prestarted[0]) == 2
+    assert pids and pids <= prestarted[0]
