@@ -78,8 +78,9 @@ def _conv_relu_pool_by_shifts(x, kernel, bias, padding):
     One block with a hand-written gradient: XLA fuses the cheap-looking sum into each of
     its consumers and recomputes it there; JAX's own gradient of ReLU and pooling has
     three of them (the tie mask, the tie count, the scatter), this one two (the window
-    maximum, the mask). The pooling gradient goes to every position equal to the window's maximum
-    (JAX's splits it among ties; positive ties of float sums are practically nonexistent)."""
+    maximum, the mask). The pooling gradient goes to every position equal to the window's
+    maximum (JAX's splits it among ties; positive ties of float sums are practically
+    nonexistent)."""
     return _max_pool_2x2(jax.nn.relu(_conv_by_shifts(x, kernel, padding) + bias))
 
 
@@ -106,8 +107,8 @@ _conv_relu_pool_by_shifts.defvjp(_conv_relu_pool_fwd, _conv_relu_pool_bwd)
 class Conv(nn.Module):
     """A stride-1 2-D convolution with the parameters of `flax.linen.Conv` (kernel HWIO,
     bias), optionally followed by ReLU and 2x2 max pooling (`relu_pool`), lowered per
-    backend: on CPU, layers with at most `shift_max_in` input channels use
-    `_conv_relu_pool_by_shifts`; everything else is XLA's convolution."""
+    backend: on CPU, a `relu_pool` block with at most `shift_max_in` input channels is
+    `_conv_relu_pool_by_shifts`; everything else uses XLA's convolution."""
 
     features: int
     kernel_size: tuple[int, int]

@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO))
 # Grow GPU memory on demand instead of preallocating 75 %: the cold-start children share the GPU.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-import jax  # noqa: E402
 import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402

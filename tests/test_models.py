@@ -75,20 +75,21 @@ def test_lenet5_convolutions_match_flax_conv_values_and_gradients():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
-def test_conv_block_gradient_wrt_input_matches_autodiff():
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_conv_block_gradient_wrt_input_matches_autodiff(padding):
     """The block's input gradient (unused by LeNet-5's first layer, but part of the layer)."""
     from lepton_jax.models import _conv_relu_pool_by_shifts, _max_pool_2x2, _xla_conv
 
     x = jax.random.normal(jax.random.PRNGKey(2), (4, 12, 12, 2))
     kernel = jax.random.normal(jax.random.PRNGKey(3), (5, 5, 2, 3)) * 0.3
     bias = jnp.array([0.1, -0.2, 0.0])
-    for padding in ("SAME", "VALID"):
-        def ours(a, k, b):
-            return jnp.sum(_conv_relu_pool_by_shifts(a, k, b, padding) ** 2)
 
-        def plain(a, k, b):
-            return jnp.sum(_max_pool_2x2(jax.nn.relu(_xla_conv(a, k, padding) + b)) ** 2)
+    def ours(a, k, b):
+        return jnp.sum(_conv_relu_pool_by_shifts(a, k, b, padding) ** 2)
 
-        for got, want in zip(jax.grad(ours, (0, 1, 2))(x, kernel, bias),
-                             jax.grad(plain, (0, 1, 2))(x, kernel, bias), strict=True):
-            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    def plain(a, k, b):
+        return jnp.sum(_max_pool_2x2(jax.nn.relu(_xla_conv(a, k, padding) + b)) ** 2)
+
+    for got, want in zip(jax.grad(ours, (0, 1, 2))(x, kernel, bias),
+                         jax.grad(plain, (0, 1, 2))(x, kernel, bias), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

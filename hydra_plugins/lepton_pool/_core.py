@@ -4,12 +4,12 @@ keep the manifest and summary, and hand Hydra one JobReturn per job."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import logging
 import os
 import sys
 import time
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -119,7 +119,7 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
         backend.close()
         backend = None
     elif backend is None and todo:
-        backend = _backend(opts, cloudpickle.dumps(_context(launcher)), sweep_dir)
+        backend = _new_backend(launcher)
     units = _units(opts, todo, backend.capacity if backend else 1)
     for unit in units:
         unit.configs = {num: composed[num] for num, _ in unit.jobs if composed[num] is not None}
@@ -160,6 +160,11 @@ def _context(launcher: Any) -> JobContext:
                       os.getcwd(), list(sys.path))
 
 
+def _new_backend(launcher: Any) -> Any:
+    return _backend(launcher.params, cloudpickle.dumps(_context(launcher)),
+                    Path(str(launcher.config.hydra.sweep.dir)))
+
+
 def prestart(launcher: Any) -> Any:
     """Starts the local pool's workers when the sweeper sets the launcher up, so that their
     start-up (interpreter, imports of the task's modules: JAX for lepton_jax) overlaps the
@@ -172,8 +177,7 @@ def prestart(launcher: Any) -> Any:
         return None
     if opts.backend != "local":
         return None
-    backend = _backend(opts, cloudpickle.dumps(_context(launcher)),
-                       Path(str(launcher.config.hydra.sweep.dir)))
+    backend = _new_backend(launcher)
     backend.start()
     return backend
 
