@@ -315,7 +315,19 @@ class _Run:
         return None
 
     def give_up(self, why: str, status: str) -> None:
-        """Stops running work; every job without a result gets a failed one saying why."""
+        """Stops running work; every job without a result gets a failed one saying why.
+        Results the workers already sent are recorded first: those jobs finished."""
+        try:
+            arrived = self.backend.wait(0) if self.running else []
+        except Exception:  # noqa: BLE001 - a connection broken by the interrupt: nothing to read
+            arrived = []
+        for unit, kind, value in arrived:
+            self.running.pop(unit.id, None)
+            if kind == "ok" and not any(o.fault for o in value):
+                for outcome in value:
+                    self._finish(outcome, unit)
+            else:
+                self.queue.appendleft(unit)  # given up below with the others
         for unit in self.running.values():
             self.backend.kill(unit, why)
         pending = list(self.running.values()) + list(self.queue)
