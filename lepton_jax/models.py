@@ -78,9 +78,10 @@ def _conv_relu_pool_by_shifts(x, kernel, bias, padding):
     One block with a hand-written gradient: XLA fuses the cheap-looking sum into each of
     its consumers and recomputes it there; JAX's own gradient of ReLU and pooling has
     three of them (the tie mask, the tie count, the scatter), this one two (the window
-    maximum, the mask). The pooling gradient goes to every position equal to the window's
-    maximum (JAX's splits it among ties; positive ties of float sums are practically
-    nonexistent)."""
+    maximum, the mask). As in JAX's gradient of `max`, a window's gradient is split equally
+    among the positions that tie for its maximum: ties are everywhere on real images (a
+    constant background gives equal sums), and sending the whole gradient to each tied
+    position multiplied it up to 4x and stalled LeNet-5 on MNIST at chance."""
     return _max_pool_2x2(jax.nn.relu(_conv_by_shifts(x, kernel, padding) + bias))
 
 
@@ -95,8 +96,10 @@ def _conv_relu_pool_bwd(padding, residuals, g):
     windows = y.reshape(n, h // 2, 2, w // 2, 2, c)
     # The maximum from this same recomputation, not the forward output: a sum fused
     # differently there may round differently, and an exact match would then miss.
-    chosen = (windows > 0) & (windows == windows.max(axis=(2, 4), keepdims=True))
-    dy = jnp.where(chosen, g[:, :, None, :, None, :], 0).reshape(y.shape)
+    is_max = windows == windows.max(axis=(2, 4), keepdims=True)
+    share = jnp.where(is_max & (windows > 0),
+                      1 / is_max.sum(axis=(2, 4), keepdims=True).astype(y.dtype), 0)
+    dy = (share * g[:, :, None, :, None, :]).reshape(y.shape)
     dx, dkernel = jax.vjp(lambda a, b: _xla_conv(a, b, padding), x, kernel)[1](dy)
     return dx, dkernel, dy.sum(axis=(0, 1, 2))
 

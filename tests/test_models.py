@@ -52,11 +52,20 @@ class _ReferenceLeNet5(nn.Module):
         return nn.Dense(10)(x)
 
 
-def test_lenet5_convolutions_match_flax_conv_values_and_gradients():
+def _digit_like_images(n: int) -> jax.Array:
+    """MNIST-like inputs: a normalized constant background (exactly tied pooling windows, the
+    case that broke training once) around a random 8x8 patch."""
+    blob = jax.random.uniform(jax.random.PRNGKey(4), (n, 8, 8, 1)) * 3.0
+    return jnp.zeros((n, 28, 28, 1)).at[:, 10:18, 10:18].set(blob) - 0.42
+
+
+@pytest.mark.parametrize("inputs", ["gaussian", "digit_like"])
+def test_lenet5_convolutions_match_flax_conv_values_and_gradients(inputs):
     """The CPU lowering of the first block (convolution by shifts, hand-written gradient)
     gives Flax's nn.Conv + max_pool results and gradients, on the same parameters."""
     model = build_model(ModelConfig(name="lenet5"), 10)
-    x = jax.random.normal(jax.random.PRNGKey(0), (16, 28, 28, 1))
+    x = jax.random.normal(jax.random.PRNGKey(0), (16, 28, 28, 1)) if inputs == "gaussian" \
+        else _digit_like_images(16)
     y = jnp.arange(16) % 10
     params = model.init(jax.random.PRNGKey(1), x)["params"]
     reference = _ReferenceLeNet5()
@@ -76,11 +85,14 @@ def test_lenet5_convolutions_match_flax_conv_values_and_gradients():
 
 
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
-def test_conv_block_gradient_wrt_input_matches_autodiff(padding):
-    """The block's input gradient (unused by LeNet-5's first layer, but part of the layer)."""
+@pytest.mark.parametrize("inputs", ["gaussian", "constant"])
+def test_conv_block_gradient_wrt_input_matches_autodiff(padding, inputs):
+    """The block's gradients, the input's included (unused by LeNet-5's first layer, but part
+    of the layer); `constant` inputs make every pooling window a 4-way tie."""
     from lepton_jax.models import _conv_relu_pool_by_shifts, _max_pool_2x2, _xla_conv
 
-    x = jax.random.normal(jax.random.PRNGKey(2), (4, 12, 12, 2))
+    x = jax.random.normal(jax.random.PRNGKey(2), (4, 12, 12, 2)) if inputs == "gaussian" \
+        else jnp.full((4, 12, 12, 2), 0.5)
     kernel = jax.random.normal(jax.random.PRNGKey(3), (5, 5, 2, 3)) * 0.3
     bias = jnp.array([0.1, -0.2, 0.0])
 
