@@ -6,6 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +22,8 @@ from lepton_jax.metrics import compute_metrics
 from lepton_jax.modelfile import jsonable
 from lepton_jax.models import build_model
 from lepton_jax.optim import make_optimizer
-from lepton_jax.parallel import (DataParallel, default_steps_per_call, initialize_processes,
-                                 local_devices, resolve_strategy, to_host)
+from lepton_jax.parallel import (DataParallel, calls_ahead, default_steps_per_call,
+                                 initialize_processes, local_devices, resolve_strategy, to_host)
 from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_predict, make_train_step
@@ -111,13 +112,14 @@ class Cadence:
 
 
 def drive(state, run_call, permute, cadence: Cadence, fused: int, n: int, batch_size: int,
-          progress: StepProgress):
+          progress: StepProgress, ahead: Optional[int] = None):
     """The host side of training, shared by `fit` and populations: fused device calls from
     `state.step` (per-member axis allowed) to the end, one epoch order per epoch.
 
     `run_call(k)(state, perm, offset)` runs k steps; `permute(data_rng, epoch, n)` draws an
     order. Yields `(state, step, losses, eval_due, checkpoint_due)` at every step where the
-    host has work; `losses` holds the per-step losses since the last yield.
+    host has work; `losses` holds the per-step losses since the last yield. `ahead` bounds
+    how many calls may wait behind the running one (see `parallel.calls_ahead`).
     """
     steps_per_epoch = cadence.steps_per_epoch
     step = int(to_host(state.step).reshape(-1)[0])
@@ -125,11 +127,16 @@ def drive(state, run_call, permute, cadence: Cadence, fused: int, n: int, batch_
     while step < cadence.total_steps:
         epoch = step // steps_per_epoch
         if epoch != perm_epoch:
-            perm, perm_epoch = permute(state.data_rng, epoch, n), epoch
+            # Ready before the steps read it: on XLA:CPU with several devices, steps queued
+            # on an order still being computed can hang in their all-reduce (`calls_ahead`).
+            perm = jax.block_until_ready(permute(state.data_rng, epoch, n))
+            perm_epoch = epoch
         k = min(fused, cadence.next_boundary(step) - step)
         offset = (step % steps_per_epoch) * batch_size
         state, metrics = run_call(k)(state, perm, np.int32(offset))
         pending.append(metrics["loss"])
+        if ahead is not None and len(pending) > ahead:
+            jax.block_until_ready(pending[-1 - ahead])
         step += k
         progress.advance(k, info=f"epoch {step / steps_per_epoch:.2f}")
         want_eval, want_ckpt = cadence.eval_due(step), cadence.checkpoint_due(step)
@@ -267,7 +274,8 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
         if start_step:
             writer.write_scalars(start_step, {"event": "resumed"})
         # Each boundary hands back the newest (donated-into) state.
-        boundaries = drive(state, run_call, permute, cadence, fused, n, t.batch_size, progress)
+        boundaries = drive(state, run_call, permute, cadence, fused, n, t.batch_size, progress,
+                           ahead=calls_ahead(devices))
         for state, step, losses, want_eval, want_ckpt in boundaries:
             bad = np.flatnonzero(~np.isfinite(losses))
             if bad.size:

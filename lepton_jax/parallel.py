@@ -53,6 +53,23 @@ def local_devices(num_devices: Optional[int]) -> list:
     return devices[:num_devices]
 
 
+def calls_ahead(devices: list) -> Optional[int]:
+    """How many device calls the host may queue behind the running one; None: JAX's own
+    limit (32 per device).
+
+    XLA:CPU runs an in-process all-reduce on a worker of its intra-op thread pool (one thread
+    per core), and the worker blocks until every device has arrived. With several local CPU
+    devices and a long queue of calls, a device's next call can end up waiting behind that
+    blocked worker, and the step hangs until XLA aborts the process (jax 0.10.2 on 2 cores:
+    LeNet-5 on MNIST on 2 simulated devices stopped after ~60 steps, and an MLP after one
+    epoch). One call queued ahead keeps the host busy while the device works, without that.
+    """
+    local = [d for d in devices if d.process_index == jax.process_index()]
+    if len(local) > 1 and local[0].platform == "cpu":
+        return 1
+    return None
+
+
 def resolve_strategy(name: str, num_devices: int) -> str:
     """`auto` picks `jit` on several devices and `single` on one."""
     if name == "auto":

@@ -64,7 +64,8 @@ class Ours:
         self._perm = jax.jit(epoch_permutation, static_argnums=2)
 
     def run_epoch(self):
-        perm = self._perm(self.state.data_rng, self.epoch, len(self.x))
+        # Ready before the steps read it, as the trainer does (see lepton_jax.loop.drive).
+        perm = jax.block_until_ready(self._perm(self.state.data_rng, self.epoch, len(self.x)))
         done, losses = 0, []
         while done < self.steps:
             k = min(self.k, self.steps - done)

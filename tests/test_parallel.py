@@ -162,3 +162,26 @@ def test_bad_steps_per_call(tmp_path, value):
     config = Config(trainer=TrainerConfig(steps_per_call=value))
     with pytest.raises(UserError, match="trainer.steps_per_call"):
         fit(config, tmp_path)
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "lenet5"])
+def test_cli_on_simulated_cpu_devices_does_not_hang(tmp_path, mnist_root, model_name):
+    """MNIST-sized training on 2 simulated CPU devices, as a user runs it with XLA_FLAGS.
+    XLA:CPU's in-process all-reduce once hung here for good (see `calls_ahead`): within ~60
+    steps, on this 2-core machine. XLA aborts a stuck collective after the timeout below, so
+    a regression fails the run instead of hanging the suite."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
+                        "--xla_cpu_collective_call_terminate_timeout_seconds=20"}
+    run = subprocess.run(
+        [sys.executable, "-m", "lepton_jax.train", "trainer.progress=plain", "data=mnist",
+         f"data.root={mnist_root}", "data.limit=12800", f"model={model_name}",
+         "trainer.batch_size=128", "trainer.epochs=2", "trainer.eval_every_epochs=0",
+         "trainer.checkpoint_every_epochs=0", f"hydra.run.dir={tmp_path / 'run'}"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "on 2 device(s)" in run.stdout
