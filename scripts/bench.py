@@ -36,7 +36,7 @@ from lepton_jax.config import ModelConfig, OptimConfig  # noqa: E402
 from lepton_jax.data.mnist import load_mnist  # noqa: E402
 from lepton_jax.models import build_model  # noqa: E402
 from lepton_jax.optim import make_optimizer  # noqa: E402
-from lepton_jax.parallel import DataParallel, default_steps_per_call  # noqa: E402
+from lepton_jax.parallel import DataParallel, calls_ahead, default_steps_per_call  # noqa: E402
 from lepton_jax.state import create_state  # noqa: E402
 from lepton_jax.step import epoch_permutation, make_train_step  # noqa: E402
 
@@ -61,6 +61,7 @@ class Ours:
         self.k = self.steps if k == "epoch" else int(k)
         self.make_step = lambda axis: make_train_step(model, tx, "classification", axis)
         self.batch, self.epoch = batch, 0
+        self.ahead = calls_ahead(jax.devices())
         self._perm = jax.jit(epoch_permutation, static_argnums=2)
 
     def run_epoch(self):
@@ -72,6 +73,8 @@ class Ours:
             self.state, m = self.dp.steps(self.make_step, k)(
                 self.state, self.x, self.y, perm, np.int32(done * self.batch))
             losses.append(m["loss"])
+            if self.ahead is not None and len(losses) > self.ahead:  # as the trainer does
+                jax.block_until_ready(losses[-1 - self.ahead])
             done += k
         jax.block_until_ready(self.state.params)
         self.epoch += 1
