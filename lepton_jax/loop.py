@@ -127,10 +127,12 @@ def drive(state, run_call, permute, cadence: Cadence, fused: int, n: int, batch_
     while step < cadence.total_steps:
         epoch = step // steps_per_epoch
         if epoch != perm_epoch:
-            # Ready before the steps read it: on XLA:CPU with several devices, steps queued
-            # on an order still being computed can hang in their all-reduce (`calls_ahead`).
-            perm = jax.block_until_ready(permute(state.data_rng, epoch, n))
-            perm_epoch = epoch
+            perm, perm_epoch = permute(state.data_rng, epoch, n), epoch
+            if ahead is not None:
+                # Ready before the steps read it: on XLA:CPU with several devices, steps queued
+                # on an order still being computed can hang in their all-reduce
+                # (`calls_ahead`). Elsewhere the next epoch is queued without waiting.
+                perm = jax.block_until_ready(perm)
         k = min(fused, cadence.next_boundary(step) - step)
         offset = (step % steps_per_epoch) * batch_size
         state, metrics = run_call(k)(state, perm, np.int32(offset))
