@@ -76,12 +76,12 @@ def _conv_relu_pool_by_shifts(x, kernel, bias, padding):
     """max_pool_2x2(relu(conv(x) + bias)) with the convolution as `_conv_by_shifts`.
 
     One block with a hand-written gradient: XLA fuses the cheap-looking sum into each of
-    its consumers and recomputes it there; JAX's own gradient of ReLU and pooling has
-    three of them (the tie mask, the tie count, the scatter), this one two (the window
-    maximum, the mask). As in JAX's gradient of `max`, a window's gradient is split equally
-    among the positions that tie for its maximum: ties are everywhere on real images (a
-    constant background gives equal sums), and sending the whole gradient to each tied
-    position multiplied it up to 4x and stalled LeNet-5 on MNIST at chance."""
+    its consumers and recomputes it there, and JAX's own gradient of ReLU and pooling gives
+    it more consumers than this one does. As in JAX's gradient of `max`, a window's
+    gradient is split equally among the positions that tie for its maximum: ties are
+    everywhere on real images (a constant background gives equal sums), and an earlier
+    version that sent the whole gradient to each tied position made the first layer's
+    gradients up to 4x too large on MNIST."""
     return _max_pool_2x2(jax.nn.relu(_conv_by_shifts(x, kernel, padding) + bias))
 
 
