@@ -14,10 +14,19 @@ import pandas as pd
 
 # A Hydra app whose job x (+faultX=...) can raise, SIGKILL their own process (as the OOM killer would),
 # hang, or sleep, once or always; each finished run appends a line to runs.txt in its job dir.
+# +slow_report=S: the job's return value takes S seconds to pickle (a slow way back after the
+# task has finished).
 APP = '''
 import os, signal, subprocess, time
 import hydra
 from hydra.core.hydra_config import HydraConfig
+
+class SlowToSend(int):
+    delay = 0.0
+
+    def __reduce__(self):
+        time.sleep(self.delay)
+        return (int, (int(self),))
 
 @hydra.main(version_base=None, config_path=None, config_name=None)
 def main(cfg):
@@ -47,6 +56,10 @@ def main(cfg):
     with open(os.path.join(HydraConfig.get().runtime.output_dir, "runs.txt"), "a") as f:
         f.write(f"{x} {node}\\n")
     print(f"job x={x} done", flush=True)
+    if cfg.get("slow_report"):
+        value = SlowToSend(x * 10)
+        value.delay = float(cfg.slow_report)
+        return value
     return x * 10
 
 if __name__ == "__main__":

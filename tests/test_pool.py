@@ -103,6 +103,28 @@ def test_interrupted_sweep_resumes_each_job_once(app):
     assert table[["overrides", "metric"]].equals(ref[["overrides", "metric"]])
 
 
+def test_interrupt_keeps_jobs_whose_task_had_returned(app):
+    """Ctrl-C while two jobs' tasks have returned but their results are still on the way
+    back (a slow pickle, 2 x 0.8 s, inside the grace): both are recorded as finished, and
+    resume runs neither again."""
+    overrides = ["+x=0,1", "+slow_report=0.8", "hydra.launcher.slots=2"]
+    sweep = app.parent / "sweep"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.Popen([sys.executable, str(app), "-m", "hydra/launcher=pool", *overrides,
+                             f"hydra.sweep.dir={sweep}"], cwd=app.parent, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(runs(sweep)) == 2, 60, "both tasks to return")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    resumed = run_app(app, *overrides, f"hydra.sweep.dir={sweep}", "hydra.launcher.resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "2 of 2 jobs already finished" in resumed.stdout
+    assert runs(sweep) == {"0": ["0 "], "1": ["1 "]}
+    assert list(summary(sweep).metric) == [0, 10]
+
+
 @pytest.mark.parametrize("override, message", [
     ("hydra.launcher.backend=slurm", "hydra.launcher.backend='slurm' is not a backend; use one of: "
                                      "local, ray"),

@@ -26,6 +26,8 @@ from hydra_plugins.lepton_pool._slots import PoolError, make_slots, visible_gpus
 log = logging.getLogger(__name__)
 
 BACKENDS = ("local", "ray")
+# On Ctrl-C, how long running jobs get to stop their tasks before their workers are killed.
+INTERRUPT_GRACE_S = 3.0
 _ids = itertools.count()
 
 
@@ -314,11 +316,11 @@ class _Run:
                     f"{self.opts.max_failure_rate:g}")
         return None
 
-    def give_up(self, why: str, status: str) -> None:
-        """Stops running work; every job without a result gets a failed one saying why.
-        Results the workers already sent are recorded first: those jobs finished."""
+    def _collect(self, timeout: float) -> None:
+        """Records the results that arrive within `timeout`; units that end otherwise go
+        back to the queue, to be given up with it."""
         try:
-            arrived = self.backend.wait(0) if self.running else []
+            arrived = self.backend.wait(timeout) if self.running else []
         except Exception:  # noqa: BLE001 - a connection broken by the interrupt: nothing to read
             arrived = []
         for unit, kind, value in arrived:
@@ -327,7 +329,23 @@ class _Run:
                 for outcome in value:
                     self._finish(outcome, unit)
             else:
-                self.queue.appendleft(unit)  # given up below with the others
+                self.queue.appendleft(unit)
+
+    def give_up(self, why: str, status: str) -> None:
+        """Stops running work; every job without a result gets a failed one saying why.
+        Results the workers already sent are recorded first: those jobs finished. On an
+        interrupt, the local pool's workers are asked to stop their tasks and get
+        `INTERRUPT_GRACE_S` to do so, so that a job whose task had already returned is
+        recorded as finished instead of being killed on its way to report (and rerun on
+        resume); what is still running after that is killed."""
+        self._collect(0)
+        interrupt = getattr(self.backend, "interrupt", None)
+        if status == "INTERRUPTED" and interrupt is not None and self.running:
+            for unit in list(self.running.values()):
+                interrupt(unit)
+            deadline = time.monotonic() + INTERRUPT_GRACE_S
+            while self.running and time.monotonic() < deadline:
+                self._collect(max(deadline - time.monotonic(), 0))
         for unit in self.running.values():
             self.backend.kill(unit, why)
         pending = list(self.running.values()) + list(self.queue)

@@ -119,6 +119,16 @@ class LocalPool:
                 events.append((unit, "fault", reason))
         return events
 
+    def interrupt(self, unit: Any) -> None:
+        """Asks the unit's worker to stop its task (SIGINT); a task that already returned
+        still reports its result."""
+        for worker in self.workers.values():
+            if worker.unit is unit:
+                try:
+                    os.kill(worker.proc.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+
     def kill(self, unit: Any, reason: str) -> None:
         for index, worker in self.workers.items():
             if worker.unit is unit:

@@ -7,14 +7,39 @@ socket pair inherited as file descriptor `fd`.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from multiprocessing.connection import Connection
 
 import cloudpickle
 
+# SIGINT from the launcher (Ctrl-C on the sweep) stops a job only while its task runs. Once
+# the task has returned, the job is finished: the signal is ignored so that its result still
+# reaches the launcher, and resume does not run it a second time.
+_in_task = False
+
+
+def _on_sigint(signum, frame) -> None:
+    if _in_task:
+        raise KeyboardInterrupt
+
+
+def _guarded(task):
+    def run(cfg):
+        global _in_task
+        _in_task = True
+        try:
+            return task(cfg)
+        finally:
+            _in_task = False
+
+    return run
+
 
 def main(fd: int) -> None:
+    global _in_task
+    signal.signal(signal.SIGINT, _on_sigint)
     conn = Connection(fd)
     cpus = os.environ.get("LEPTON_POOL_CPUS")
     if cpus and hasattr(os, "sched_setaffinity"):
@@ -23,6 +48,7 @@ def main(fd: int) -> None:
     from hydra_plugins.lepton_pool import _job
 
     ctx = cloudpickle.loads(conn.recv_bytes())
+    ctx.task_function = _guarded(ctx.task_function)
     _job.enter(ctx)
     while True:
         try:
@@ -36,7 +62,11 @@ def main(fd: int) -> None:
             if kind == "job":
                 outcomes = [_job.run_one(ctx, *payload)]
             else:
-                outcomes = _job.run_population(ctx, payload)
+                _in_task = True  # a population runs its members' training directly
+                try:
+                    outcomes = _job.run_population(ctx, payload)
+                finally:
+                    _in_task = False
             conn.send_bytes(cloudpickle.dumps(("ok", outcomes)))
         except BaseException as e:  # noqa: B036 - a launcher-side failure, sent back whole
             if isinstance(e, Exception) and _job.out_of_memory(e):  # a population's
