@@ -73,13 +73,24 @@ def write_app(directory: Path) -> Path:
     return path
 
 
-def run_app(app: Path, *overrides: str, timeout: float = 300, env_extra: dict | None = None,
-            **popen) -> subprocess.CompletedProcess:
+def _app_env(env_extra: dict | None = None) -> dict:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env_extra or {})}
     env.pop("XLA_FLAGS", None)
+    return env
+
+
+def run_app(app: Path, *overrides: str, timeout: float = 300, env_extra: dict | None = None,
+            **popen) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(app), "-m", "hydra/launcher=pool", *overrides],
-                          cwd=app.parent, env=env, capture_output=True, text=True,
+                          cwd=app.parent, env=_app_env(env_extra), capture_output=True, text=True,
                           timeout=timeout, **popen)
+
+
+def start_app(app: Path, *overrides: str) -> subprocess.Popen:
+    """The same multirun as `run_app`, started in the background (to interrupt it)."""
+    return subprocess.Popen([sys.executable, str(app), "-m", "hydra/launcher=pool", *overrides],
+                            cwd=app.parent, env=_app_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def summary(sweep_dir: Path) -> pd.DataFrame:

@@ -2,13 +2,11 @@
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import psutil
 import pytest
-from pool_helpers import run_app, runs, summary, wait_for, write_app
+from pool_helpers import run_app, runs, start_app, summary, wait_for, write_app
 
 
 @pytest.fixture
@@ -79,11 +77,7 @@ def test_interrupted_sweep_resumes_each_job_once(app):
     reference = app.parent / "reference"
     assert run_app(app, *overrides, f"hydra.sweep.dir={reference}").returncode == 0
     sweep = app.parent / "sweep"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.Popen([sys.executable, str(app), "-m", "hydra/launcher=pool", *overrides,
-                             f"hydra.sweep.dir={sweep}"], cwd=app.parent, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_app(app, *overrides, f"hydra.sweep.dir={sweep}")
     manifest = sweep / ".pool" / "manifest.jsonl"
     wait_for(lambda: manifest.exists() and len(manifest.read_text().splitlines()) >= 3, 60,
              "three finished jobs")
@@ -109,11 +103,7 @@ def test_interrupt_keeps_jobs_whose_task_had_returned(app):
     resume runs neither again."""
     overrides = ["+x=0,1", "+slow_report=0.8", "hydra.launcher.slots=2"]
     sweep = app.parent / "sweep"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.Popen([sys.executable, str(app), "-m", "hydra/launcher=pool", *overrides,
-                             f"hydra.sweep.dir={sweep}"], cwd=app.parent, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_app(app, *overrides, f"hydra.sweep.dir={sweep}")
     wait_for(lambda: len(runs(sweep)) == 2, 60, "both tasks to return")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
