@@ -23,7 +23,8 @@ from lepton_jax.modelfile import jsonable
 from lepton_jax.models import build_model
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import (DataParallel, calls_ahead, default_steps_per_call,
-                                 initialize_processes, local_devices, resolve_strategy, to_host)
+                                 initialize_processes, local_devices, resolve_strategy, to_host,
+                                 wait_behind)
 from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_predict, make_train_step
@@ -137,8 +138,7 @@ def drive(state, run_call, permute, cadence: Cadence, fused: int, n: int, batch_
         offset = (step % steps_per_epoch) * batch_size
         state, metrics = run_call(k)(state, perm, np.int32(offset))
         pending.append(metrics["loss"])
-        if ahead is not None and len(pending) > ahead:
-            jax.block_until_ready(pending[-1 - ahead])
+        wait_behind(pending, ahead)
         step += k
         progress.advance(k, info=f"epoch {step / steps_per_epoch:.2f}")
         want_eval, want_ckpt = cadence.eval_due(step), cadence.checkpoint_due(step)

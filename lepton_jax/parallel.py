@@ -71,6 +71,13 @@ def calls_ahead(devices: list) -> Optional[int]:
     return None
 
 
+def wait_behind(pending: list, ahead: Optional[int]) -> None:
+    """Waits for the call `ahead` places behind the newest of `pending` (their outputs, in
+    call order), so that at most `ahead` calls stay queued; None waits for nothing."""
+    if ahead is not None and len(pending) > ahead:
+        jax.block_until_ready(pending[-1 - ahead])
+
+
 def resolve_strategy(name: str, num_devices: int) -> str:
     """`auto` picks `jit` on several devices and `single` on one."""
     if name == "auto":

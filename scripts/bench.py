@@ -36,7 +36,8 @@ from lepton_jax.config import ModelConfig, OptimConfig  # noqa: E402
 from lepton_jax.data.mnist import load_mnist  # noqa: E402
 from lepton_jax.models import build_model  # noqa: E402
 from lepton_jax.optim import make_optimizer  # noqa: E402
-from lepton_jax.parallel import DataParallel, calls_ahead, default_steps_per_call  # noqa: E402
+from lepton_jax.parallel import (DataParallel, calls_ahead, default_steps_per_call,  # noqa: E402
+                                 wait_behind)
 from lepton_jax.state import create_state  # noqa: E402
 from lepton_jax.step import epoch_permutation, make_train_step  # noqa: E402
 
@@ -65,16 +66,16 @@ class Ours:
         self._perm = jax.jit(epoch_permutation, static_argnums=2)
 
     def run_epoch(self):
-        # Ready before the steps read it, as the trainer does (see lepton_jax.loop.drive).
-        perm = jax.block_until_ready(self._perm(self.state.data_rng, self.epoch, len(self.x)))
+        perm = self._perm(self.state.data_rng, self.epoch, len(self.x))
+        if self.ahead is not None:  # as the trainer does (lepton_jax.loop.drive)
+            perm = jax.block_until_ready(perm)
         done, losses = 0, []
         while done < self.steps:
             k = min(self.k, self.steps - done)
             self.state, m = self.dp.steps(self.make_step, k)(
                 self.state, self.x, self.y, perm, np.int32(done * self.batch))
             losses.append(m["loss"])
-            if self.ahead is not None and len(losses) > self.ahead:  # as the trainer does
-                jax.block_until_ready(losses[-1 - self.ahead])
+            wait_behind(losses, self.ahead)
             done += k
         jax.block_until_ready(self.state.params)
         self.epoch += 1
