@@ -17,6 +17,8 @@ from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hydra_plugins.lepton_pool._compose import SweepComposer
+
 
 @dataclass
 class JobContext:
@@ -67,20 +69,21 @@ class RememberingLoader:
     """Hydra's config loader, remembering the job configs a sweeper composes to validate a
     batch (Hydra's sweepers compose every job once before launching it; launchers then
     compose it again), so that the launcher can send each job the config already composed.
-    Everything else is the wrapped loader's."""
+    Job configs come from a `SweepComposer`; everything else is the wrapped loader's."""
 
     def __init__(self, loader: Any) -> None:
         self.loader = loader
+        self.composer = SweepComposer(loader)
         self.composed: dict[tuple, tuple[DictConfig, DictConfig]] = {}
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("loader", "composed"):  # not set yet (copying, unpickling)
+        if name in ("loader", "composer", "composed"):  # not set yet (copying, unpickling)
             raise AttributeError(name)
         return getattr(self.loader, name)
 
     def load_sweep_config(self, master_config: DictConfig,
                           sweep_overrides: list[str]) -> DictConfig:
-        config = self.loader.load_sweep_config(master_config, sweep_overrides)
+        config = self.composer.load_sweep_config(master_config, sweep_overrides)
         self.composed[tuple(sweep_overrides)] = (master_config, config)
         return config
 
