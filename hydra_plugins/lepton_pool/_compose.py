@@ -7,8 +7,8 @@ value overrides (`optim.lr=0.1`, `+x=3`, `~key`) to the merged config. Jobs of a
 usually differ only in such value overrides, so their merged configs are equal up to that
 last step. `SweepComposer` keeps the merged config of each group choice ("base") and gives
 a job a copy of it with the job's value overrides applied by Hydra's own function, and the
-job-specific `hydra.overrides.task` and `hydra.job.override_dirname` set as Hydra sets them
-(~7 ms). Anything else (group overrides, `hydra.*` overrides of the job, sweep syntax, an
+job-specific `hydra.overrides.task`, `hydra.job.override_dirname` and `hydra.runtime.cwd`
+set as Hydra sets them (~7 ms). Anything else (group overrides, `hydra.*` overrides of the job, sweep syntax, an
 override Hydra rejects) is keyed into the base or goes through Hydra's own path, so errors
 read exactly as Hydra's.
 """
@@ -16,6 +16,7 @@ read exactly as Hydra's.
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -61,6 +62,7 @@ class SweepComposer:
         task = [o for o in parsed if not o.is_hydra_override()]
         job = config.hydra.job
         with open_dict(config.hydra):
+            config.hydra.runtime.cwd = os.getcwd()
             config.hydra.overrides.task = [o.input_line for o in task]
             job.override_dirname = get_overrides_dirname(
                 overrides=task, kv_sep=job.config.override_dirname.kv_sep,
