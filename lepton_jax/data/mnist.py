@@ -158,7 +158,9 @@ def _decode(folder: str, stamps: tuple):
                 pass  # a read-only home: decode every time
 
     def images(a):
-        out = (a.astype(np.float32) / 255.0)[..., None]
+        # One pass into one new array (astype then / made two, and page-faulted both: ~10x
+        # slower for the 188 MB of training images); the same float32 values.
+        out = np.divide(a, np.float32(255.0), dtype=np.float32)[..., None]
         out.flags.writeable = False
         return out
 
