@@ -8,9 +8,9 @@ usually differ only in such value overrides, so their merged configs are equal u
 last step. `SweepComposer` keeps the merged config of each group choice ("base") and gives
 a job a copy of it with the job's value overrides applied by Hydra's own function, and the
 job-specific `hydra.overrides.task`, `hydra.job.override_dirname` and `hydra.runtime.cwd`
-set as Hydra sets them (~7 ms). Anything else (group overrides, `hydra.*` overrides of the job, sweep syntax, an
-override Hydra rejects) is keyed into the base or goes through Hydra's own path, so errors
-read exactly as Hydra's.
+set as Hydra sets them (~7 ms). Anything else (group overrides, `hydra.*` overrides of the
+job, sweep syntax, an override Hydra rejects) is keyed into the base or goes through
+Hydra's own path, so errors read exactly as Hydra's.
 """
 
 from __future__ import annotations
