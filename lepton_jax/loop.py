@@ -44,7 +44,10 @@ def host_loss(task: str, y: np.ndarray, outputs: np.ndarray) -> float:
 class Evaluator:
     """Predicts a whole split in fixed-size chunks on the device (one compile per split)."""
 
-    def __init__(self, model, data: DataSplits, chunk: int, place, population: bool = False):
+    def __init__(self, model, data: DataSplits, chunk: int, place, population: bool = False,
+                 members: str = "vmap"):
+        """`members` (a population): "vmap" batches the members, "map" predicts them one
+        after another (`population_mode`: XLA:CPU runs vmapped convolutions slowly)."""
         self.data = data
         self.population = population
         self._predict = make_predict(model)
@@ -57,8 +60,12 @@ class Evaluator:
             pad = (-len(x)) % size
             padded = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
             self._splits[name] = (place(padded), y, size)
-        predict_all = jax.vmap(self._predict_all, in_axes=(0, None, None)) if population \
-            else self._predict_all
+        predict_all = self._predict_all
+        if population and members == "map":
+            def predict_all(params, x, size):
+                return jax.lax.map(lambda p: self._predict_all(p, x, size), params)
+        elif population:
+            predict_all = jax.vmap(self._predict_all, in_axes=(0, None, None))
         self._jitted = jax.jit(predict_all, static_argnums=2)
 
     def _predict_all(self, params, x, size):

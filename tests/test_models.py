@@ -123,3 +123,22 @@ def test_lenet5_starts_from_uniform_predictions():
         logits = model.apply({"params": params}, x)
         np.testing.assert_array_equal(logits, np.zeros((8, 10), np.float32))
         assert float(jnp.abs(params["Dense_1"]["kernel"]).max()) > 0  # the rest stays random
+
+
+@pytest.mark.parametrize("inputs", ["gaussian", "digit_like"])
+def test_conv_block_inference_and_training_forwards_agree(inputs):
+    """The block computes its forward two ways (strided maximum when only predicting,
+    reshape + max when differentiating): both give the plain convolution's pooled output."""
+    from lepton_jax.models import _conv_relu_pool_by_shifts, _max_pool_2x2, _xla_conv
+
+    x = jax.random.normal(jax.random.PRNGKey(5), (8, 28, 28, 1)) if inputs == "gaussian" \
+        else _digit_like_images(8)
+    kernel = jax.random.normal(jax.random.PRNGKey(6), (5, 5, 1, 6)) * 0.3
+    bias = jnp.array([0.1, -0.2, 0.0, 0.3, -0.05, 0.2])
+    block = jax.jit(lambda a, k, b: _conv_relu_pool_by_shifts(a, k, b, "SAME"))
+    predicted = block(x, kernel, bias)
+    trained, _ = jax.vjp(lambda k: _conv_relu_pool_by_shifts(x, k, bias, "SAME"), kernel)
+    plain = _max_pool_2x2(jax.nn.relu(_xla_conv(x, kernel, "SAME") + bias))
+    assert predicted.shape == (8, 14, 14, 6)
+    np.testing.assert_allclose(predicted, trained, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(predicted, plain, rtol=1e-5, atol=1e-5)
