@@ -23,8 +23,8 @@ from lepton_jax.modelfile import jsonable
 from lepton_jax.models import build_model
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import (DataParallel, calls_ahead, default_steps_per_call,
-                                 initialize_processes, local_devices, resolve_strategy, to_host,
-                                 wait_behind)
+                                 initialize_processes, local_devices, over_members,
+                                 resolve_strategy, to_host, wait_behind)
 from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_predict, make_train_step
@@ -44,10 +44,10 @@ def host_loss(task: str, y: np.ndarray, outputs: np.ndarray) -> float:
 class Evaluator:
     """Predicts a whole split in fixed-size chunks on the device (one compile per split)."""
 
-    def __init__(self, model, data: DataSplits, chunk: int, place, population: bool = False,
-                 members: str = "vmap"):
-        """`members` (a population): "vmap" batches the members, "map" predicts them one
-        after another (`population_mode`: XLA:CPU runs vmapped convolutions slowly)."""
+    def __init__(self, model, data: DataSplits, chunk: int, place,
+                 population: Optional[str] = None):
+        """`population`: params carry a leading member axis, predicted as the population
+        trains (`over_members` mode: "vmap" or "map"); None for a single run."""
         self.data = data
         self.population = population
         self._predict = make_predict(model)
@@ -61,11 +61,9 @@ class Evaluator:
             padded = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
             self._splits[name] = (place(padded), y, size)
         predict_all = self._predict_all
-        if population and members == "map":
+        if population is not None:
             def predict_all(params, x, size):
-                return jax.lax.map(lambda p: self._predict_all(p, x, size), params)
-        elif population:
-            predict_all = jax.vmap(self._predict_all, in_axes=(0, None, None))
+                return over_members(lambda p: self._predict_all(p, x, size), population)(params)
         self._jitted = jax.jit(predict_all, static_argnums=2)
 
     def _predict_all(self, params, x, size):
@@ -80,7 +78,7 @@ class Evaluator:
         """Metrics of `split`; a list with one dict per member for a population."""
         x, y, size = self._splits[split]
         outputs = to_host(self._jitted(params, x, size))
-        if self.population:
+        if self.population is not None:
             return [self._metrics(y, out[: len(y)], with_confusion) for out in outputs]
         return self._metrics(y, outputs[: len(y)], with_confusion)
 

@@ -78,6 +78,17 @@ def wait_behind(pending: list, ahead: Optional[int]) -> None:
         jax.block_until_ready(pending[-1 - ahead])
 
 
+def over_members(fn: Callable, mode: str) -> Callable:
+    """`fn` mapped over a leading member axis of all its arguments: `"vmap"` batches the
+    members into one computation, `"map"` runs them one after another (`lax.map`), each
+    with exactly its standalone shapes (see `DataParallel.population_steps`)."""
+    if mode == "vmap":
+        return jax.vmap(fn)
+    if mode == "map":
+        return lambda *args: jax.lax.map(lambda member: fn(*member), args)
+    raise UserError(f"population mode {mode!r} is not known; valid: vmap, map")
+
+
 def resolve_strategy(name: str, num_devices: int) -> str:
     """`auto` picks `jit` on several devices and `single` on one."""
     if name == "auto":
@@ -158,14 +169,7 @@ class DataParallel:
         """
         key = ("population", k, mode)
         if key not in self._compiled:
-            bs, single = self.batch_size, make_step(None)
-            if mode == "vmap":
-                step = jax.vmap(single)
-            elif mode == "map":
-                def step(states, batch):
-                    return jax.lax.map(lambda args: single(*args), (states, batch))
-            else:
-                raise UserError(f"population mode {mode!r} is not known; valid: vmap, map")
+            bs, step = self.batch_size, over_members(make_step(None), mode)
 
             def run(states, x, y, perms, start):
                 idx = jax.lax.dynamic_slice_in_dim(perms, start, k * bs, axis=1)

@@ -178,8 +178,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                                      "strategy": "population", "devices": used,
                                      "population": members})
     writers = [JsonlWriter(d / "metrics.jsonl", keep_until_step=start_step) for d in dirs]
-    evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate, population=True,
-                         members=mode)
+    evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate, population=mode)
     x_train, y_train = dp.replicate((data.x_train, data.y_train))
     permute = jax.jit(jax.vmap(epoch_permutation, in_axes=(0, None, None)), static_argnums=2)
     cadence = Cadence(t, steps_per_epoch, total_steps)
