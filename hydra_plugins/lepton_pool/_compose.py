@@ -42,17 +42,19 @@ class SweepComposer:
         if master is not self.master:  # a new sweep config (Optuna: a new batch) starts over
             self.master, self.bases = master, {}
         try:
-            config = self._quick(master, sweep_overrides)
+            return self._quick(master, sweep_overrides)
         except Exception:  # Hydra's own path raises its own message
-            config = None
-        if config is None:
             return self.loader.load_sweep_config(master, sweep_overrides)
-        return config
 
-    def _quick(self, master: DictConfig, sweep_overrides: list[str]) -> Optional[DictConfig]:
+    def _quick(self, master: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         parsed = self.parser.parse_overrides(list(sweep_overrides))
-        choice = tuple(o.input_line for o in parsed if not self._is_value(o))
-        values = [o for o in parsed if self._is_value(o)]
+        values, group_lines = [], []
+        for override in parsed:
+            if self._is_value(override):
+                values.append(override)
+            else:
+                group_lines.append(override.input_line)
+        choice = tuple(group_lines)
         base = self.bases.get(choice)
         if base is None:
             base = self.loader.load_sweep_config(master, list(choice))

@@ -38,7 +38,6 @@ def _guarded(task):
 
 
 def main(fd: int) -> None:
-    global _in_task
     signal.signal(signal.SIGINT, _on_sigint)
     conn = Connection(fd)
     cpus = os.environ.get("LEPTON_POOL_CPUS")
@@ -61,12 +60,8 @@ def main(fd: int) -> None:
         try:
             if kind == "job":
                 outcomes = [_job.run_one(ctx, *payload)]
-            else:
-                _in_task = True  # a population runs its members' training directly
-                try:
-                    outcomes = _job.run_population(ctx, payload)
-                finally:
-                    _in_task = False
+            else:  # a population runs its members' training directly, as one task
+                outcomes = _guarded(lambda jobs: _job.run_population(ctx, jobs))(payload)
             conn.send_bytes(cloudpickle.dumps(("ok", outcomes)))
         except BaseException as e:  # noqa: B036 - a launcher-side failure, sent back whole
             if isinstance(e, Exception) and _job.out_of_memory(e):  # a population's
