@@ -28,6 +28,15 @@ def test_split_depends_on_seed_only():
     assert not np.array_equal(a.y_test, c.y_test)
 
 
+def test_limit_keeps_the_first_training_examples_and_the_same_val_and_test():
+    full = load_dataset(DataConfig(name="digits", normalize=False))
+    cut = load_dataset(DataConfig(name="digits", normalize=False, limit=300))
+    np.testing.assert_array_equal(cut.x_train, full.x_train[:300])
+    np.testing.assert_array_equal(cut.y_train, full.y_train[:300])
+    for split in ("x_val", "y_val", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(cut, split), getattr(full, split))
+
+
 def test_mnist_real_files(mnist_root):
     (x, y), (xt, yt) = load_mnist(str(mnist_root))
     assert x.shape == (60000, 28, 28, 1) and xt.shape == (10000, 28, 28, 1)

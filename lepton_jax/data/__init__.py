@@ -96,13 +96,12 @@ def make_splits(raw: RawData, config: DataConfig) -> DataSplits:
     """Seeded train/val/test split (the official test split when there is one), an optional
     limit on training examples, and normalization with training statistics."""
     if raw.test is not None:
-        train, val, _ = split_arrays(raw.x, raw.y, config.val_fraction, 0.0, config.split_seed)
+        train, val, _ = split_arrays(raw.x, raw.y, config.val_fraction, 0.0, config.split_seed,
+                                     config.limit)
         test = raw.test
     else:
         train, val, test = split_arrays(raw.x, raw.y, config.val_fraction, config.test_fraction,
-                                        config.split_seed)
-    if config.limit is not None:
-        train = (train[0][: config.limit], train[1][: config.limit])
+                                        config.split_seed, config.limit)
     if len(train[0]) == 0:
         raise UserError(f"dataset {raw.name!r} has no training examples after splitting; "
                         "lower data.val_fraction/test_fraction or add rows")

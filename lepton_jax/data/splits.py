@@ -39,12 +39,16 @@ class DataSplits:
 
 
 def split_arrays(x: np.ndarray, y: np.ndarray, val_fraction: float, test_fraction: float,
-                 seed: int):
-    """Shuffles with `seed` and cuts (train, val, test) by the given fractions."""
+                 seed: int, limit: Optional[int] = None):
+    """Shuffles with `seed` and cuts (train, val, test) by the given fractions; `limit` keeps
+    the first `limit` training examples of that order (val and test do not change)."""
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = int(round(len(x) * test_fraction))
     n_val = int(round(len(x) * val_fraction))
     test, val, train = np.split(order, [n_test, n_test + n_val])
+    # Cut the indices, not the gathered rows: a 10,000-image limit on MNIST then copies 10,000
+    # images instead of 57,000 (~150 MB less to allocate and touch).
+    train = train[:limit]
     return (x[train], y[train]), (x[val], y[val]), (x[test], y[test])
 
 
