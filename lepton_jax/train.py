@@ -9,7 +9,6 @@ from omegaconf import DictConfig
 
 from lepton_jax.errors import UserError
 from lepton_jax.hydra_app import fail, register_configs, to_config
-from lepton_jax.loop import fit
 
 register_configs()
 
@@ -17,6 +16,10 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Trains one config in Hydra's output dir; returns the monitored metric for sweepers."""
+    # Imported here, not above: a multirun's launcher process never trains, and JAX is ~2 s
+    # of its start-up.
+    from lepton_jax.loop import fit
+
     hydra_cfg = HydraConfig.get()
     try:
         result = fit(to_config(cfg), hydra_cfg.runtime.output_dir)

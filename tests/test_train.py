@@ -118,3 +118,21 @@ def test_multirun_with_basic_launcher(tmp_path):
     assert proc.returncode == 0, proc.stderr
     results = [json.loads((tmp_path / str(i) / "result.json").read_text()) for i in (0, 1)]
     assert results[0]["val"] != results[1]["val"]
+
+
+def test_entry_point_and_package_load_jax_only_when_training():
+    """A multirun's launcher process and `--cfg` never train: they must not pay JAX's import.
+    The package's public names still resolve to the modules that define them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lepton_jax, lepton_jax.train; assert 'jax' not in sys.modules; "
+            "from lepton_jax import fit, Trainer, sweep; from lepton_jax.loop import fit as f; "
+            "assert fit is f and 'jax' in sys.modules; "
+            "assert set(lepton_jax.__all__) <= set(dir(lepton_jax)); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
+    import lepton_jax
+
+    with pytest.raises(AttributeError, match="no attribute 'Fit'"):
+        lepton_jax.Fit  # noqa: B018
