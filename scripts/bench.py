@@ -145,11 +145,11 @@ class TorchEager:
                                 nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                                 nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
                                 nn.Linear(84, 10))
-            xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            xt = torch.tensor(x.transpose(0, 3, 1, 2))  # a copy: the cached MNIST is read-only
         else:
             net = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512),
                                 nn.ReLU(), nn.Linear(512, 10))
-            xt = torch.from_numpy(x)
+            xt = torch.tensor(x)
         self.net = net.to(self.device)
         self.x, self.y = xt.to(self.device), torch.from_numpy(y.astype(np.int64)).to(self.device)
         self.opt = torch.optim.SGD(self.net.parameters(), lr=0.05, momentum=0.9)
@@ -167,7 +167,7 @@ class TorchEager:
             self.opt.step()
         if self.device == "cuda":
             torch.cuda.synchronize()
-        return float(loss)
+        return loss.item()
 
 
 def bench_case(model_name, batch, x, y, rounds, steps_per_call, with_torch):
