@@ -95,6 +95,7 @@ class Config:
     seed: int = 0
 
 
+MAX_SEED = 2**31 - 1  # the run's seed enters the jitted state init as an int32
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "one_cycle")
 PROGRESS = ("auto", "rich", "plain", "off")
 PARALLEL = ("auto", "single", "jit", "pmap")
@@ -127,6 +128,10 @@ def validate(config: Config, data_given: bool = False) -> Config:
     from lepton_jax.models import MODELS, ACTIVATIONS
     from lepton_jax.optim import OPTIMIZERS
 
+    if not 0 <= config.seed <= MAX_SEED:
+        # JAX keys are 32-bit: larger seeds would be cut and collide with smaller ones.
+        raise UserError(f"seed ({config.seed}) must be in [0, {MAX_SEED}]; pick a seed in "
+                        "that range")
     _choice("model.name", config.model.name, sorted(MODELS))
     _choice("model.activation", config.model.activation, sorted(ACTIVATIONS))
     for width in config.model.hidden:

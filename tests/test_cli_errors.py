@@ -25,6 +25,7 @@ def _check_error(proc, message):
     (["optim.lrr=0.1"], "Key 'lrr' not in 'OptimConfig'"),
     (["trainer.epochs=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
     (["optim.lr=-0.1"], "optim.lr (-0.1) must be > 0"),
+    (["seed=4294967296"], "seed (4294967296) must be in [0, 2147483647]"),
     (["optim.lr=0"], "optim.lr (0.0) must be > 0"),
     (["trainer.batch_size=0"], "trainer.batch_size (0) must be > 0"),
     (["trainer.epochs=0"], "trainer.epochs (0) must be > 0"),
