@@ -56,8 +56,12 @@ class Evaluator:
             x, y = getattr(data, f"x_{name}"), getattr(data, f"y_{name}")
             if len(x) == 0:
                 continue
-            size = min(chunk, len(x))
-            pad = (-len(x)) % size
+            # As few chunks of at most `chunk` rows as possible, of equal size: the padding
+            # is then less than one row per chunk (3,000 rows in chunks of 2,048 would
+            # otherwise predict 4,096).
+            count = -(-len(x) // chunk)
+            size = -(-len(x) // count)
+            pad = size * count - len(x)
             padded = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
             self._splits[name] = (place(padded), y, size)
         predict_all = self._predict_all

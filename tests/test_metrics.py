@@ -34,3 +34,29 @@ def test_regression_matches_sklearn(seed, n, cols):
     assert ours["mse"] == pytest.approx(skm.mean_squared_error(y_true, y_pred))
     assert ours["mae"] == pytest.approx(skm.mean_absolute_error(y_true, y_pred))
     assert ours["r2"] == pytest.approx(skm.r2_score(y_true, y_pred))
+
+
+@pytest.mark.parametrize("chunk", [64, 97, 180, 4096])
+def test_evaluator_chunks_predict_every_row_once(chunk):
+    """Whatever the chunking (uneven, one chunk, larger than the split), the split's metrics
+    are those of one prediction of all its rows, scored by scikit-learn."""
+    import jax
+
+    from lepton_jax.config import DataConfig, ModelConfig
+    from lepton_jax.data import load_dataset
+    from lepton_jax.loop import Evaluator
+    from lepton_jax.models import build_model
+
+    data = load_dataset(DataConfig(name="digits"))  # 180 test rows
+    model = build_model(ModelConfig(name="mlp", hidden=[32]), data.num_outputs)
+    params = model.init(jax.random.PRNGKey(0), data.x_test[:1])["params"]
+    ours = Evaluator(model, data, chunk, jax.device_put)(params, "test")
+    outputs = np.asarray(model.apply({"params": params}, data.x_test))
+    predicted = outputs.argmax(axis=1)
+    assert 0.0 < ours["accuracy"] < 1.0  # an untrained model: the check can tell rows apart
+    assert ours["accuracy"] == pytest.approx(skm.accuracy_score(data.y_test, predicted))
+    assert ours["f1"] == pytest.approx(skm.f1_score(data.y_test, predicted, average="macro"))
+    log_probs = outputs - np.log(np.exp(outputs - outputs.max(1, keepdims=True)).sum(
+        1, keepdims=True)) - outputs.max(1, keepdims=True)
+    assert ours["loss"] == pytest.approx(-log_probs[np.arange(len(predicted)), data.y_test].mean(),
+                                         rel=1e-5)
