@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every GPU check in one call (about 5 minutes on an H100): device facts, training throughput
+# Every GPU check in one call (about 6 minutes on an H100): device facts, training throughput
 # against PyTorch eager and the Flax-examples loop, time to 99 % MNIST test accuracy (warm, and
-# cold with a warm compile cache), and a full `fit` smoke run.
+# cold with a warm compile cache), a full `fit` smoke run, and a 64-member population against
+# one standalone run (issue 5; twice: the first process fills the compile cache).
 #
 #   LEPTON_MNIST_ROOT=/path/to/mnist bash scripts/bench_gpu.sh OUT_DIR
 # Needs jax with CUDA, flax, optax, orbax-checkpoint, torch; run from the repo root.
@@ -27,3 +28,8 @@ cfg = Config(model=ModelConfig(name="lenet5"), data=DataConfig(name="mnist", roo
              trainer=TrainerConfig(epochs=5, batch_size=128, progress="plain"))
 fit(cfg, tempfile.mkdtemp())
 PY
+
+for run in cold warm; do
+  LEPTON_MNIST_ROOT="$MNIST" python3 scripts/bench_population.py --standalone-vs-population 64 \
+    "$OUT/gpu_population64_$run.json"
+done
