@@ -98,3 +98,19 @@ def test_truncated_checkpoint(finished_run, tmp_path):
     proc = run_cli(*QUICK, f"hydra.run.dir={run_dir}")
     _check_error(proc, f"checkpoint {ckpt} cannot be restored")
     assert _digest(run_dir) == before
+
+
+def test_pool_sweep_with_a_bad_value_leaves_no_pool_files(tmp_path):
+    """The pool's workers start while Hydra's sweeper checks every job's overrides; when it
+    rejects one, they stop and their empty logs go: the sweep dir holds what Hydra wrote."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "hydra/launcher=pool", "optim.lr=0.1,abc", f"hydra.sweep.dir={sweep}")
+    _check_error(proc, "Value 'abc' of type 'str' could not be converted to Float")
+    assert not (sweep / ".pool").exists(), sorted(p.name for p in sweep.rglob("*"))
+    # An earlier sweep's pool logs in the same dir are never removed.
+    (sweep / ".pool").mkdir(parents=True)
+    (sweep / ".pool" / "slot0.log").write_text("")
+    proc = run_cli("-m", "hydra/launcher=pool", "optim.lr=0.1,abc", f"hydra.sweep.dir={sweep}")
+    _check_error(proc, "could not be converted to Float")
+    assert (sweep / ".pool" / "slot0.log").exists()
+    assert not (sweep / ".pool" / "slot1.log").exists()

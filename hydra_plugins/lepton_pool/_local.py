@@ -65,6 +65,7 @@ class LocalPool:
         self.machine_has_gpus = machine_has_gpus
         self.workers: dict[int, _Worker] = {}
         self.killed: dict[int, str] = {}  # slot -> why the launcher killed its worker
+        self.new_logs: list[Path] = []  # logs this pool created (not an earlier sweep's)
 
     def _idle(self) -> list[Slot]:
         return [s for s in self.slots
@@ -82,7 +83,10 @@ class LocalPool:
     def _start(self, slot: Slot) -> _Worker:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **slot.env(self.machine_has_gpus)}
-        worker = _Worker(slot, self.ctx, env, self.cwd, self.log_dir / f"slot{slot.index}.log")
+        log = self.log_dir / f"slot{slot.index}.log"
+        if not log.exists():
+            self.new_logs.append(log)
+        worker = _Worker(slot, self.ctx, env, self.cwd, log)
         self.workers[slot.index] = worker
         return worker
 
@@ -135,20 +139,33 @@ class LocalPool:
                 self.killed[index] = reason
                 os.killpg(worker.proc.pid, signal.SIGKILL)
 
-    def close(self) -> None:
-        for worker in self.workers.values():
-            if worker.unit is None:
+    def close(self, discard_logs: bool = False) -> None:
+        """Stops the workers. `discard_logs` (a pool that never ran a job) kills them at once
+        and removes the logs this pool created while they are still empty (and the log
+        folder, if nothing else is in it)."""
+        if not discard_logs:
+            for worker in self.workers.values():
+                if worker.unit is None:
+                    try:
+                        worker.conn.send_bytes(cloudpickle.dumps(("stop", None)))
+                    except OSError:
+                        pass
+            for worker in self.workers.values():
                 try:
-                    worker.conn.send_bytes(cloudpickle.dumps(("stop", None)))
-                except OSError:
+                    worker.proc.wait(timeout=5 if worker.unit is None else 0)
+                except subprocess.TimeoutExpired:
                     pass
         for worker in self.workers.values():
-            try:
-                worker.proc.wait(timeout=5 if worker.unit is None else 0)
-            except subprocess.TimeoutExpired:
-                pass
             worker.kill()
         self.workers.clear()
+        if discard_logs:
+            for log in self.new_logs:
+                if log.exists() and log.stat().st_size == 0:
+                    log.unlink()
+            try:
+                self.log_dir.rmdir()
+            except OSError:  # not empty (a worker wrote something, or an earlier sweep's files)
+                pass
 
     @property
     def capacity(self) -> int:

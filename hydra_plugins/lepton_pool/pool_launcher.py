@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 from typing import Any, Optional, Sequence
 
 from hydra.core.utils import JobReturn
@@ -39,6 +40,15 @@ class PoolLauncher(Launcher):
         try:
             self.prestarted = _core.prestart(self)
         except Exception:  # noqa: BLE001 - launch() starts the pool again and reports why
+            self.prestarted = None
+        if self.prestarted is not None:
+            atexit.register(self._discard_unused_pool)
+
+    def _discard_unused_pool(self) -> None:
+        """At exit, a pool that launch() never took (the sweeper rejected the batch: a bad
+        override) stops, and its empty worker logs go, leaving the sweep dir as Hydra left it."""
+        if self.prestarted is not None:
+            self.prestarted.close(discard_logs=True)
             self.prestarted = None
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
