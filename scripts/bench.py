@@ -32,12 +32,13 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from lepton_jax.config import ModelConfig, OptimConfig  # noqa: E402
+from lepton_jax.config import ModelConfig, OptimConfig, TrainerConfig  # noqa: E402
 from lepton_jax.data.mnist import load_mnist  # noqa: E402
 from lepton_jax.models import build_model  # noqa: E402
 from lepton_jax.optim import make_optimizer  # noqa: E402
-from lepton_jax.parallel import (DataParallel, calls_ahead, default_steps_per_call,  # noqa: E402
-                                 wait_behind)
+from lepton_jax.loop import Cadence, drive  # noqa: E402
+from lepton_jax.parallel import DataParallel, calls_ahead, default_steps_per_call  # noqa: E402
+from lepton_jax.progress import StepProgress  # noqa: E402
 from lepton_jax.state import create_state  # noqa: E402
 from lepton_jax.step import epoch_permutation, make_train_step  # noqa: E402
 
@@ -45,41 +46,44 @@ MODELS = {"lenet5": ModelConfig(name="lenet5"), "mlp": ModelConfig(name="mlp", h
 
 
 class Ours:
-    """lepton_jax's core: data resident on device, fused steps, donated state."""
+    """lepton_jax's trainer loop (`loop.drive`, as `fit` runs it): data resident on the device,
+    fused steps, donated state; one epoch per `run_epoch`."""
 
     name = "lepton_jax"
 
     def __init__(self, model_name, batch, x, y, steps_per_call):
         model = build_model(MODELS[model_name], 10)
-        self.steps = len(x) // batch
+        steps = len(x) // batch
         tx = make_optimizer(OptimConfig(lr=0.05, momentum=0.9, schedule="constant"),
-                            self.steps * 100, self.steps)
-        self.dp = DataParallel("single" if jax.device_count() == 1 else "jit", jax.devices(), batch)
-        self.state = self.dp.replicate(create_state(model, tx, x.shape[1:], 0))
-        self.x, self.y = self.dp.replicate((x, y))
+                            steps * 100, steps)
+        dp = DataParallel("single" if jax.device_count() == 1 else "jit", jax.devices(), batch)
+        state = dp.replicate(create_state(model, tx, x.shape[1:], 0))
+        xd, yd = dp.replicate((x, y))
         k = default_steps_per_call(jax.devices()[0].platform) if steps_per_call == "auto" \
             else steps_per_call
-        self.k = self.steps if k == "epoch" else int(k)
-        self.make_step = lambda axis: make_train_step(model, tx, "classification", axis)
-        self.batch, self.epoch = batch, 0
-        self.ahead = calls_ahead(jax.devices())
-        self._perm = jax.jit(epoch_permutation, static_argnums=2)
+        self.k = steps if k == "epoch" else int(k)
+
+        def make_step(axis):
+            return make_train_step(model, tx, "classification", axis)
+
+        def run_call(k):
+            run = dp.steps(make_step, k)
+            return lambda state, perm, offset: run(state, xd, yd, perm, offset)
+
+        # The host yields once per epoch (eval cadence 1, no checkpoints), for as many
+        # epochs as the benchmark asks.
+        trainer = TrainerConfig(epochs=10**6, batch_size=batch, eval_every_epochs=1,
+                                checkpoint_every_epochs=0)
+        cadence = Cadence(trainer, steps, steps * trainer.epochs)
+        permute = jax.jit(epoch_permutation, static_argnums=2)
+        self._epochs = drive(state, run_call, permute, cadence, self.k, len(x), batch,
+                             StepProgress(cadence.total_steps, 0, "off"),
+                             ahead=calls_ahead(jax.devices()))
 
     def run_epoch(self):
-        perm = self._perm(self.state.data_rng, self.epoch, len(self.x))
-        if self.ahead is not None:  # as the trainer does (lepton_jax.loop.drive)
-            perm = jax.block_until_ready(perm)
-        done, losses = 0, []
-        while done < self.steps:
-            k = min(self.k, self.steps - done)
-            self.state, m = self.dp.steps(self.make_step, k)(
-                self.state, self.x, self.y, perm, np.int32(done * self.batch))
-            losses.append(m["loss"])
-            wait_behind(losses, self.ahead)
-            done += k
-        jax.block_until_ready(self.state.params)
-        self.epoch += 1
-        return float(jnp.concatenate(losses)[-1])
+        state, _, losses, _, _ = next(self._epochs)
+        jax.block_until_ready(state.params)
+        return float(losses[-1])
 
 
 class FlaxLeNet5(nn.Module):
