@@ -126,9 +126,11 @@ def test_entry_point_and_package_load_jax_only_when_training():
     import subprocess
     import sys
 
-    code = ("import sys, lepton_jax, lepton_jax.train; assert 'jax' not in sys.modules; "
-            "from lepton_jax import fit, Trainer, sweep; from lepton_jax.loop import fit as f; "
-            "assert fit is f and 'jax' in sys.modules; "
+    code = ("import sys, lepton_jax, lepton_jax.train, lepton_jax.launch, lepton_jax.report; "
+            "assert 'jax' not in sys.modules; "
+            "from lepton_jax import fit, Trainer, sweep, report; "
+            "from lepton_jax.loop import fit as f; from lepton_jax.sweep import sweep as s; "
+            "assert fit is f and sweep is s and callable(report) and 'jax' in sys.modules; "
             "assert set(lepton_jax.__all__) <= set(dir(lepton_jax)); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
