@@ -45,9 +45,40 @@ from lepton_jax.step import epoch_permutation, make_train_step  # noqa: E402
 MODELS = {"lenet5": ModelConfig(name="lenet5"), "mlp": ModelConfig(name="mlp", hidden=[512, 512])}
 
 
+# One compiled epoch-order program for every loop below.
+_PERMUTE = jax.jit(epoch_permutation, static_argnums=2)
+
+
+def trainer_epochs(dp, make_step, xd, yd, state, k, epochs):
+    """The trainer's own host loop (`loop.drive`, as `fit` runs it: fused calls of `k` steps,
+    the epoch order drawn on the device) from `state` over the resident `xd, yd`; yields
+    `(state, losses)` at the end of each of `epochs` epochs. The compiled steps live in `dp`,
+    so a second loop over the same `dp` compiles nothing."""
+    steps = len(xd) // dp.batch_size
+
+    def run_call(kk):
+        run = dp.steps(make_step, kk)
+        return lambda state, perm, offset: run(state, xd, yd, perm, offset)
+
+    trainer = TrainerConfig(epochs=epochs, batch_size=dp.batch_size, eval_every_epochs=1,
+                            checkpoint_every_epochs=0)
+    cadence = Cadence(trainer, steps, steps * epochs)
+    boundaries = drive(state, run_call, _PERMUTE, cadence, k, len(xd), dp.batch_size,
+                       StepProgress(cadence.total_steps, 0, "off"),
+                       ahead=calls_ahead(list(dp.mesh.devices.flat)))
+    for new_state, _, losses, _, _ in boundaries:
+        yield new_state, losses
+
+
+def _steps_per_call(steps_per_call, steps: int) -> int:
+    k = default_steps_per_call(jax.devices()[0].platform) if steps_per_call == "auto" \
+        else steps_per_call
+    return steps if k == "epoch" else int(k)
+
+
 class Ours:
-    """lepton_jax's trainer loop (`loop.drive`, as `fit` runs it): data resident on the device,
-    fused steps, donated state; one epoch per `run_epoch`."""
+    """lepton_jax's trainer loop (`trainer_epochs`): data resident on the device, fused steps,
+    donated state; one epoch per `run_epoch`."""
 
     name = "lepton_jax"
 
@@ -59,29 +90,16 @@ class Ours:
         dp = DataParallel("single" if jax.device_count() == 1 else "jit", jax.devices(), batch)
         state = dp.replicate(create_state(model, tx, x.shape[1:], 0))
         xd, yd = dp.replicate((x, y))
-        k = default_steps_per_call(jax.devices()[0].platform) if steps_per_call == "auto" \
-            else steps_per_call
-        self.k = steps if k == "epoch" else int(k)
+        self.k = _steps_per_call(steps_per_call, steps)
 
         def make_step(axis):
             return make_train_step(model, tx, "classification", axis)
 
-        def run_call(k):
-            run = dp.steps(make_step, k)
-            return lambda state, perm, offset: run(state, xd, yd, perm, offset)
-
-        # The host yields once per epoch (eval cadence 1, no checkpoints), for as many
-        # epochs as the benchmark asks.
-        trainer = TrainerConfig(epochs=10**6, batch_size=batch, eval_every_epochs=1,
-                                checkpoint_every_epochs=0)
-        cadence = Cadence(trainer, steps, steps * trainer.epochs)
-        permute = jax.jit(epoch_permutation, static_argnums=2)
-        self._epochs = drive(state, run_call, permute, cadence, self.k, len(x), batch,
-                             StepProgress(cadence.total_steps, 0, "off"),
-                             ahead=calls_ahead(jax.devices()))
+        # As many epochs as the benchmark asks for.
+        self._epochs = trainer_epochs(dp, make_step, xd, yd, state, self.k, 10**6)
 
     def run_epoch(self):
-        state, _, losses, _, _ = next(self._epochs)
+        state, losses = next(self._epochs)
         jax.block_until_ready(state.params)
         return float(losses[-1])
 
@@ -207,24 +225,19 @@ def time_to_accuracy(x, y, xt, yt, target, batch, epochs, lr, warm=True):
     dp = DataParallel("single" if jax.device_count() == 1 else "jit", jax.devices(), batch)
     xd, yd, xtd = dp.replicate((x, y, xt))
     predict = jax.jit(lambda p, v: jnp.argmax(make_predict(model)(p, v), -1))
-    k = default_steps_per_call(jax.devices()[0].platform)
-    k = steps if k == "epoch" else k
-    make_step = lambda axis: make_train_step(model, tx, "classification", axis)  # noqa: E731
-    perm_fn = jax.jit(epoch_permutation, static_argnums=2)
+
+    def make_step(axis):
+        return make_train_step(model, tx, "classification", axis)
 
     def attempt():
         state = dp.replicate(create_state(model, tx, x.shape[1:], 0))
         t0 = time.perf_counter()
         history = []
-        for epoch in range(epochs):
-            perm = perm_fn(state.data_rng, epoch, len(x))
-            done = 0
-            while done < steps:
-                kk = min(k, steps - done)
-                state, _ = dp.steps(make_step, kk)(state, xd, yd, perm, np.int32(done * batch))
-                done += kk
+        epochs_run = trainer_epochs(dp, make_step, xd, yd, state, _steps_per_call("auto", steps),
+                                    epochs)
+        for epoch, (state, _) in enumerate(epochs_run, 1):
             acc = float((np.asarray(predict(state.params, xtd)) == yt).mean())
-            history.append((epoch + 1, time.perf_counter() - t0, acc))
+            history.append((epoch, time.perf_counter() - t0, acc))
             if acc >= target:
                 break
         return history
