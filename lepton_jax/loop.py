@@ -28,7 +28,7 @@ from lepton_jax.parallel import (DataParallel, calls_ahead, default_steps_per_ca
 from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_predict, make_train_step
-from lepton_jax.writers import ConsoleWriter, JsonlWriter, MultiWriter, WandbWriter
+from lepton_jax.writers import ConsoleWriter, JsonlWriter, MultiWriter, WandbWriter, echo
 
 
 def host_loss(task: str, y: np.ndarray, outputs: np.ndarray) -> float:
@@ -314,7 +314,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
         ckpt.close()
     write_json(run_dir / "result.json", result)
     if primary:
-        print(summary_line(result, data.task, run_dir), flush=True)
+        echo(summary_line(result, data.task, run_dir))
     return result, state
 
 

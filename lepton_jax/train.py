@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -19,7 +21,9 @@ def main(cfg: DictConfig) -> float:
     # Imported here, not above: a multirun's launcher process never trains, and JAX is ~2 s
     # of its start-up.
     from lepton_jax.loop import fit
+    from lepton_jax.writers import log_run_lines
 
+    log_run_lines(logging.getLogger("lepton_jax.run"))  # into train.log too (conf: job_logging)
     hydra_cfg = HydraConfig.get()
     try:
         result = fit(to_config(cfg), hydra_cfg.runtime.output_dir)

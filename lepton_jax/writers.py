@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -54,20 +55,41 @@ def _record_step(line: str) -> int:
         return 1 << 62  # unreadable tail of a killed run: drop it
 
 
+_run_log: Optional[logging.Logger] = None
+
+
+def log_run_lines(logger: Optional[logging.Logger]) -> None:
+    """Sends a run's console lines through `logger` (None: back to plain prints).
+
+    The Hydra task sets this, so the lines also reach the job's log file (`train.log`) with
+    timestamps; the console shows them unchanged (`hydra_app.ConsoleFormatter`).
+    """
+    global _run_log
+    _run_log = logger
+
+
+def echo(line: str, stream: Optional[TextIO] = None) -> None:
+    """Shows one line of a run: printed, or logged when `log_run_lines` chose a logger."""
+    if _run_log is not None:
+        _run_log.info(line)
+    else:
+        print(line, file=stream or sys.stdout, flush=True)
+
+
 class ConsoleWriter:
     """Plain lines, one per record, for logs and non-terminal output."""
 
-    def __init__(self, stream: TextIO = sys.stdout):
-        self.stream = stream
+    def __init__(self, stream: Optional[TextIO] = None):
+        self.stream = stream  # None: sys.stdout at the time of writing (notebooks replace it)
 
     def write_scalars(self, step: int, scalars: dict) -> None:
         parts = [f"step {step}"]
         for key, value in scalars.items():
             parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
-        print(" | ".join(parts), file=self.stream, flush=True)
+        echo(" | ".join(parts), self.stream)
 
     def flush(self) -> None:
-        self.stream.flush()
+        (self.stream or sys.stdout).flush()
 
     def close(self) -> None:
         pass

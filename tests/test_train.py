@@ -28,6 +28,53 @@ def test_default_job_on_digits(tmp_path):
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["test"]["accuracy"] == pytest.approx(_accuracy(proc.stdout), abs=1e-4)
     assert np.asarray(result["test"]["confusion"]).sum() == 180
+    # Hydra's job log keeps the run's lines with timestamps; JAX's start-up INFO stays out.
+    log = (tmp_path / "train.log").read_text()
+    assert re.search(r"\]\[lepton_jax.run\]\[INFO\] - step \d+ \| epoch 1 \|", log), log
+    assert "done: test accuracy" in log
+    assert "libtpu" not in log + proc.stdout + proc.stderr
+    assert re.search(r"^step \d+ \| epoch 1 \|", proc.stdout, re.M), proc.stdout  # no prefix
+
+
+@pytest.mark.slow
+def test_run_lines_print_above_the_progress_bar_on_a_terminal(tmp_path):
+    """On a terminal the rich bar redraws its line; a run's lines must start on their own
+    line (rich clears the bar's line first) instead of being glued to the bar."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from conftest import REPO
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 300, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.Popen([sys.executable, "-m", "lepton_jax.train", "trainer.epochs=2",
+                             f"hydra.run.dir={tmp_path}"], cwd=REPO, env={**env, "TERM": "xterm"},
+                            stdin=follower, stdout=follower, stderr=follower, close_fds=True)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0, out.decode(errors="replace")
+    text = out.decode(errors="replace")
+    assert "━" in text, text  # the bar was drawn
+    for epoch in (1, 2):
+        at = text.index(f"| epoch {epoch} | train/loss")
+        line_start = max(text.rfind("\n", 0, at), text.rfind("\r", 0, at),
+                         text.rfind("\x1b[2K", 0, at) + len("\x1b[2K") - 1)
+        assert re.fullmatch(r"step \d+ ", text[line_start + 1:at]), repr(text[line_start - 80:at])
 
 
 @pytest.mark.slow
