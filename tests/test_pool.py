@@ -214,3 +214,27 @@ def test_workers_start_when_the_sweeper_sets_the_launcher_up(hydra_sweep_runner,
         pids = {ret.return_value for ret in sweep.returns[0]}
     assert len(prestarted) == 1 and len(prestarted[0]) == 2
     assert pids and pids <= prestarted[0]
+
+
+def test_progress_eta_counts_down_between_finished_jobs(monkeypatch, capsys):
+    """The ETA is estimated when a job finishes, then counts down; re-estimating it from the
+    rate at every redraw made it grow while jobs ran."""
+    from types import SimpleNamespace
+
+    from hydra_plugins.lepton_pool import _core
+
+    now = [100.0]
+    monkeypatch.setattr(_core.time, "monotonic", lambda: now[0])
+    run = _core._Run(None, SimpleNamespace(progress="true"), None, None, {}, {}, total=4)
+
+    def eta(at: float) -> str:
+        now[0] = at
+        run._progress()
+        return capsys.readouterr().err.rsplit("ETA ", 1)[1].strip()
+
+    run.done = 1
+    assert eta(110.0) == "0:30"  # 3 jobs left at 10 s each
+    assert eta(115.0) == "0:25"
+    assert eta(150.0) == "0:00"  # overdue: not negative
+    run.done = 2
+    assert eta(160.0) == "1:00"  # re-estimated: 60 s for 2 jobs, 2 left

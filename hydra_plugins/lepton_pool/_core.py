@@ -216,6 +216,7 @@ class _Run:
         self.done = self.failed = 0
         self.first_error_shown = False
         self.started = time.monotonic()
+        self._eta_done, self._eta_end = 0, 0.0  # jobs done at the last ETA estimate, its end
         progress = str(opts.progress).lower()
         self.live = progress == "true" or (progress == "auto" and sys.stderr.isatty())
 
@@ -362,10 +363,15 @@ class _Run:
     def _progress(self) -> None:
         if not self.live:
             return
-        elapsed = time.monotonic() - self.started
+        now = time.monotonic()
         eta = ""
         if self.done:
-            left = (self.total - self.done) * elapsed / self.done
+            # Re-estimated at each finished job from the rate so far, then counted down (a
+            # rate taken at every redraw made the ETA grow while jobs ran).
+            if self.done != self._eta_done:
+                self._eta_done = self.done
+                self._eta_end = now + (self.total - self.done) * (now - self.started) / self.done
+            left = max(self._eta_end - now, 0.0)
             eta = f" · ETA {int(left // 60)}:{int(left % 60):02d}"
         sys.stderr.write(f"\r[pool] {self.done}/{self.total} done · {len(self.running)} running · "
                          f"{self.failed} failed{eta}   ")
