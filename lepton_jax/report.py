@@ -20,6 +20,14 @@ def _flatten(config: dict) -> dict:
     return flat
 
 
+def _monitored_name(done) -> str:
+    """The metric the jobs' `monitor` holds (`trainer.monitor`, resolved when `auto`)."""
+    name = str(done["trainer.monitor"].iloc[0]) if "trainer.monitor" in done else "auto"
+    if name == "auto":
+        name = "val/accuracy" if "val/accuracy" in done else "val/mse"
+    return name
+
+
 def load_jobs(sweep_dir: Path):
     """One row per job directory holding run.json (and result.json when it finished)."""
     import pandas as pd
@@ -83,16 +91,12 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         table = keyed.groupby(by)[metric].agg(["mean", "std", "count"]).reset_index()
     else:
         table = done[[metric]].agg(["mean", "std", "count"]).T.reset_index(drop=True)
-    maximize = "accuracy" in metric or "f1" in metric or "r2" in metric or \
-        (metric == "monitor" and "val/accuracy" in done)
-    best = table.sort_values("mean", ascending=not maximize).iloc[0]
+    name = _monitored_name(done) if metric == "monitor" else metric
+    label = f"{name} (monitored)" if metric == "monitor" else metric
+    maximize = any(k in name for k in ("accuracy", "precision", "recall", "f1", "r2"))
+    best = table.sort_values("mean", ascending=not maximize, kind="stable").iloc[0]
     table.to_csv(root / "report.csv", index=False)
 
-    label = metric
-    if metric == "monitor":
-        label = f"{done['trainer.monitor'].iloc[0]} (monitored)"
-        if label.startswith("auto"):
-            label = "val accuracy (monitored)" if "val/accuracy" in done else "val mse (monitored)"
     for field in swept:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         values = done[field]
@@ -104,8 +108,9 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                     marker="_", markersize=14, linestyle="-" if numeric else "none",
                     capsize=4, label="mean ± std")
         ax.legend(fontsize=8)
+        # A grid spanning ≥ 8× (lr 0.01…0.08) is usually geometric: read it on a log axis.
         if numeric and done[field].nunique() > 2 and (done[field] > 0).all() and \
-                done[field].max() / done[field].min() > 20:
+                done[field].max() / done[field].min() >= 8:
             ax.set_xscale("log")
         ax.set_xlabel(field)
         ax.set_ylabel(label)
@@ -134,17 +139,19 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         from rich.console import Console
         from rich.table import Table
 
-        t = Table(title=f"{root} — {metric} over seeds ({len(done)} finished of {len(jobs)})")
+        console = Console()
+        console.print(f"{root}: {label}, mean ± std over seeds ({len(done)} of {len(jobs)} "
+                      "jobs finished)", soft_wrap=True, markup=False)
+        t = Table()
         for col in [*by, "mean", "std", "count"]:
             t.add_column(col, justify="right")
         for _, r in table.iterrows():
             # iterrows gives one dtype per row (floats), so the count is printed as an int.
             t.add_row(*[str(r[c]) for c in by], f"{r['mean']:.4f}", f"{r['std']:.4f}",
                         str(int(r["count"])))
-        console = Console()
         console.print(t)
         described = ", ".join(f"{c}={best[c]}" for c in by) or "the only config"
-        console.print(f"best: {described} — {metric} {best['mean']:.4f} ± "
+        console.print(f"best: {described} — {name} {best['mean']:.4f} ± "
                       f"{0.0 if best['std'] != best['std'] else best['std']:.4f} "
-                      f"over {int(best['count'])} run(s)")
+                      f"over {int(best['count'])} run(s)", soft_wrap=True, markup=False)
     return table

@@ -1,0 +1,35 @@
+"""`lepton-jax report` on sweep directories written by hand (no training)."""
+
+import json
+
+import pytest
+
+from lepton_jax.report import report
+
+
+def _job(root, name, lr, seed, monitor, value):
+    job = root / name
+    job.mkdir(parents=True)
+    config = {"optim": {"lr": lr}, "seed": seed, "trainer": {"monitor": monitor}}
+    (job / "run.json").write_text(json.dumps({"config": config}))
+    split, metric = monitor.split("/")
+    (job / "result.json").write_text(json.dumps({"monitor": value, split: {metric: value}}))
+    (job / "metrics.jsonl").write_text(json.dumps({"step": 1, "epoch": 1, "train/loss": 1.0,
+                                                   monitor: value}) + "\n")
+
+
+@pytest.mark.parametrize("monitor,best_lr", [("val/loss", 0.1), ("val/f1", 0.01)])
+def test_best_config_follows_the_monitored_metric_direction(tmp_path, capsys, monitor, best_lr):
+    """A loss is minimized, a score maximized; the table names the monitored metric."""
+    values = {0.01: [0.9, 0.8], 0.1: [0.2, 0.3]}
+    n = 0
+    for lr, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            _job(tmp_path, str(n), lr, seed, monitor, value)
+            n += 1
+    table = report(tmp_path)
+    out = capsys.readouterr().out
+    assert f"{monitor} (monitored), mean ± std over seeds (4 of 4 jobs finished)" in out
+    assert f"best: optim.lr={best_lr} — {monitor} " in out
+    assert table.set_index("optim.lr")["mean"].to_dict() == pytest.approx({0.01: 0.85, 0.1: 0.25})
+    assert (tmp_path / "report_monitor_vs_optim.lr.png").read_bytes()[:4] == b"\x89PNG"
