@@ -26,7 +26,7 @@ from lepton_jax.parallel import DataParallel, local_devices
 from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_train_step
-from lepton_jax.writers import JsonlWriter
+from lepton_jax.writers import JsonlWriter, echo
 
 # Fields that enter the step as arrays (optimizer hyperparameters injected into the optimizer
 # state, and the seed behind init, step rng and data order); every other field is structural.
@@ -192,6 +192,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         return lambda states, perms, offset: steps(states, x_train, y_train, perms, offset)
 
     diverged: dict[int, tuple[int, float]] = {}
+    names = _member_names(configs, dirs)
     step = start_step
     try:
         # Each boundary hands back the newest (donated-into) state.
@@ -201,9 +202,13 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                 bad = np.flatnonzero(~np.isfinite(losses[:, i]))
                 if bad.size and i not in diverged:
                     diverged[i] = (step - len(losses) + int(bad[0]) + 1, float(losses[bad[0], i]))
+                    echo(f"job {names[i]} diverged at step {diverged[i][0]} "
+                         f"(loss={diverged[i][1]}); masked, the other members go on")
             live = [i for i in range(members) if i not in diverged]
             if want_eval and live:
                 val = evaluate(states.params, "val") if "val" in evaluate.splits() else None
+                echo(_eval_line(step, step / steps_per_epoch, losses, val, live, names, members,
+                                data.task))
                 for i in live:
                     record = {"epoch": round(step / steps_per_epoch, 4),
                               "train/loss": float(losses[:, i].mean())}
@@ -243,9 +248,33 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         for c in ckpts:
             c.close()
     done = sum(r["status"] == "done" for r in results)
-    print(f"done: population of {members} ({done} finished, {len(diverged)} diverged), "
-          f"{step} steps in {seconds:.1f} s", flush=True)
+    echo(f"done: population of {members} ({done} finished, {len(diverged)} diverged), "
+         f"{step} steps in {seconds:.1f} s")
     return results
+
+
+def _member_names(configs: Sequence[Config], dirs: Sequence[Path]) -> list[str]:
+    """'<job dir name> (<the vectorized values that differ>)', e.g. '6 (optim.lr=0.2 seed=0)'."""
+    flats = [_flat(c) for c in configs]
+    varying = [k for k in VECTORIZABLE if len({repr(f[k]) for f in flats}) > 1]
+    return [f"{d.name} ({' '.join(f'{k}={f[k]}' for k in varying)})" if varying else d.name
+            for d, f in zip(dirs, flats, strict=True)]
+
+
+def _eval_line(step: int, epoch: float, losses: np.ndarray, val: list | None, live: list[int],
+               names: list[str], members: int, task: str) -> str:
+    """One console line per evaluation of the population: the live members'
+    median train loss and their best, median and worst validation score (each member's
+    metrics.jsonl has its own)."""
+    parts = [f"step {step}", f"epoch {epoch:.4g}", f"{len(live)}/{members} members live",
+             f"train/loss median {float(np.median(losses[:, live].mean(axis=0))):.4g}"]
+    if val is not None:
+        key = "accuracy" if task == "classification" else "mse"
+        scores = np.array([val[i][key] for i in live])
+        order = np.argsort(-scores if key == "accuracy" else scores, kind="stable")
+        parts.append(f"val/{key} best {scores[order[0]]:.4g} by job {names[live[order[0]]]}, "
+                     f"median {float(np.median(scores)):.4g}, worst {scores[order[-1]]:.4g}")
+    return " | ".join(parts)
 
 
 def group_population(configs: Sequence[Config], max_population: int = 0) -> list[list[int]]:

@@ -32,6 +32,9 @@ def load_jobs(sweep_dir: Path):
     """One row per job directory holding run.json (and result.json when it finished)."""
     import pandas as pd
 
+    if not sweep_dir.is_dir():
+        raise UserError(f"{sweep_dir} is not a directory; point report at a sweep directory "
+                        "(multirun/<date>/<time> or a sweep() workdir)")
     rows, curves = [], {}
     for run_file in sorted(sweep_dir.glob("*/run.json"), key=lambda p: (len(p.parent.name),
                                                                         p.parent.name)):

@@ -23,14 +23,16 @@ def main(cfg: DictConfig) -> float:
     from lepton_jax.loop import fit
     from lepton_jax.writers import log_run_lines
 
-    log_run_lines(logging.getLogger("lepton_jax.run"))  # into train.log too (conf: job_logging)
     hydra_cfg = HydraConfig.get()
+    log_run_lines(logging.getLogger("lepton_jax.run"))  # into train.log too (conf: job_logging)
     try:
         result = fit(to_config(cfg), hydra_cfg.runtime.output_dir)
     except UserError as e:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             raise  # the launcher records the failed job; the sweep goes on
         fail(str(e))
+    finally:  # later runs in this process (a notebook after sweep()) print again
+        log_run_lines(None)
     return result["monitor"]
 
 

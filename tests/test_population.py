@@ -71,11 +71,19 @@ def _digits(**optim):
                                         checkpoint_every_epochs=1))
 
 
-def test_diverging_member_does_not_disturb_others(tmp_path):
+def test_diverging_member_does_not_disturb_others(tmp_path, capsys):
     good, bad = _digits(lr=0.05, schedule="constant"), _digits(lr=1e5, schedule="constant")
     results = fit_population([good, bad], [tmp_path / "p0", tmp_path / "p1"])
     assert results[0]["status"] == "done"
     assert results[1]["status"] == "diverged" and results[1]["step"] >= 1
+    # Reported when it happens; each evaluation line then counts the live members and names
+    # the best one with the score its metrics.jsonl records.
+    out = capsys.readouterr().out
+    assert f"job p1 (optim.lr=100000.0) diverged at step {results[1]['step']} " in out, out
+    record = json.loads((tmp_path / "p0" / "metrics.jsonl").read_text().splitlines()[0])
+    assert (f"step {record['step']} | epoch 1 | 1/2 members live | train/loss median "
+            f"{record['train/loss']:.4g} | val/accuracy best {record['val/accuracy']:.4g} by job "
+            "p0 (optim.lr=0.05), ") in out, out
     alone = fit(good, tmp_path / "alone")
     _assert_member_equals_standalone(tmp_path / "p0", tmp_path / "alone", results[0], alone)
     assert not (tmp_path / "p1" / "checkpoints").exists() or \

@@ -33,3 +33,12 @@ def test_best_config_follows_the_monitored_metric_direction(tmp_path, capsys, mo
     assert f"best: optim.lr={best_lr} — {monitor} " in out
     assert table.set_index("optim.lr")["mean"].to_dict() == pytest.approx({0.01: 0.85, 0.1: 0.25})
     assert (tmp_path / "report_monitor_vs_optim.lr.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_missing_or_empty_sweep_dir_is_one_clear_error(tmp_path, capsys):
+    from lepton_jax.cli import main as cli
+
+    assert cli(["report", str(tmp_path / "nothere")]) == 2
+    assert f"error: {tmp_path / 'nothere'} is not a directory" in capsys.readouterr().err
+    assert cli(["report", str(tmp_path)]) == 2
+    assert "holds no job directories with run.json" in capsys.readouterr().err
