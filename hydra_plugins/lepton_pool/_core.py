@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 import cloudpickle
 from hydra.core.singleton import Singleton
@@ -83,8 +83,13 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
     try:
         return _launch(launcher, job_overrides, initial_job_idx)
     except PoolError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        fail(e)
+
+
+def fail(error: PoolError) -> NoReturn:
+    """One line naming the bad option, exit status 2, no traceback."""
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
 
 
 def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
@@ -170,13 +175,10 @@ def _new_backend(launcher: Any) -> Any:
 def prestart(launcher: Any) -> Any:
     """Starts the local pool's workers when the sweeper sets the launcher up, so that their
     start-up (interpreter, imports of the task's modules: JAX for lepton_jax) overlaps the
-    sweeper composing every job to validate the batch. Returns None when the options are
-    not valid (`launch` then reports them) or the backend is Ray."""
+    sweeper composing every job to validate the batch. Returns None for Ray. Raises
+    PoolError for bad options (or slots), before the sweeper writes the sweep dir."""
     opts = launcher.params
-    try:
-        check_options(opts)
-    except PoolError:
-        return None
+    check_options(opts)
     if opts.backend != "local":
         return None
     backend = _new_backend(launcher)

@@ -39,6 +39,8 @@ class PoolLauncher(Launcher):
             self.prestarted.close()
         try:
             self.prestarted = _core.prestart(self)
+        except _core.PoolError as e:  # a bad option: said now, before the sweep dir is made
+            _core.fail(e)
         except Exception:  # noqa: BLE001 - launch() starts the pool again and reports why
             self.prestarted = None
         if self.prestarted is not None:
