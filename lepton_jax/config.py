@@ -100,6 +100,7 @@ SCHEDULES = ("constant", "cosine", "warmup_cosine", "one_cycle")
 PROGRESS = ("auto", "rich", "plain", "off")
 PARALLEL = ("auto", "single", "jit", "pmap")
 TASKS = ("auto", "classification", "regression")
+WANDB_MODES = ("offline", "online", "disabled")
 
 
 def _choice(field_name: str, value: str, valid) -> None:
@@ -168,6 +169,7 @@ def validate(config: Config, data_given: bool = False) -> Config:
         _positive("trainer.num_devices", t.num_devices)
     steps_per_call(t)  # raises on a bad value
     _choice("logger.name", config.logger.name, ("console", "wandb"))
+    _choice("logger.wandb_mode", config.logger.wandb_mode, WANDB_MODES)
     return config
 
 

@@ -30,6 +30,8 @@ def _check_error(proc, message):
     (["trainer.batch_size=0"], "trainer.batch_size (0) must be > 0"),
     (["trainer.epochs=0"], "trainer.epochs (0) must be > 0"),
     (["data=mnist", "data.root=/nonexistent/mnist"], "data.root='/nonexistent/mnist' does not exist"),
+    (["logger=wandb", "logger.wandb_mode=ofline"],
+     "logger.wandb_mode='ofline' is not known; valid values: offline, online, disabled"),
 ])
 def test_bad_config(tmp_path, args, message):
     _check_error(run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}"), message)
