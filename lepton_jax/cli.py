@@ -18,7 +18,8 @@ commands:
                                  HTTP server: POST /predict, GET /health (127.0.0.1 by default;
                                  --token or $LEPTON_JAX_TOKEN turns on bearer-token access)
   report SWEEP_DIR [--metric M]  results grouped over seeds (mean ± std), the best config,
-                                 report.csv and PNG plots in SWEEP_DIR
+                                 report.csv and PNG plots in SWEEP_DIR (a run dir: its final
+                                 metrics and learning curves)
 """
 
 
@@ -59,7 +60,8 @@ def _serve(argv: list[str]) -> int:
 
 def _report(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="lepton-jax report")
-    p.add_argument("sweep_dir", help="a Hydra multirun directory or a sweep() workdir")
+    p.add_argument("sweep_dir", help="a Hydra multirun directory, a sweep() workdir, or "
+                   "one run's directory")
     p.add_argument("--metric", default=None, help="column to rank by (default: monitored)")
     args = p.parse_args(argv)
     from lepton_jax.report import report

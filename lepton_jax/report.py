@@ -36,8 +36,11 @@ def load_jobs(sweep_dir: Path):
         raise UserError(f"{sweep_dir} is not a directory; point report at a sweep directory "
                         "(multirun/<date>/<time> or a sweep() workdir)")
     rows, curves = [], {}
-    for run_file in sorted(sweep_dir.glob("*/run.json"), key=lambda p: (len(p.parent.name),
-                                                                        p.parent.name)):
+    run_files = sorted(sweep_dir.glob("*/run.json"), key=lambda p: (len(p.parent.name),
+                                                                   p.parent.name))
+    if not run_files and (sweep_dir / "run.json").exists():
+        run_files = [sweep_dir / "run.json"]  # one run's directory: a sweep of one job
+    for run_file in run_files:
         job = run_file.parent
         row = {"job": job.name, **_flatten(json.loads(run_file.read_text())["config"])}
         result_file = job / "result.json"
@@ -64,12 +67,14 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     """Summarizes a sweep directory; writes report.csv and PNG plots there.
 
     Args:
-        sweep_dir: a Hydra multirun directory or a `sweep()` workdir.
+        sweep_dir: a Hydra multirun directory or a `sweep()` workdir; or one run's
+            directory, for its final metrics and learning curves (`report_curves.png`).
         metric: the column to rank by (default: the jobs' monitored metric).
         print_table: print a table to the console.
 
     Returns:
-        The grouped table (pandas DataFrame): mean, std and count of `metric` per swept config.
+        The grouped table (pandas DataFrame): mean, std and count of `metric` per swept config;
+        for one run, its final metrics per split.
     """
     import matplotlib
 
@@ -78,6 +83,8 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
 
     root = Path(sweep_dir)
     jobs, curves = load_jobs(root)
+    if (root / "run.json").exists():
+        return _report_run(root, curves.get(root.name, []), print_table, plt)
     metric = metric or "monitor"
     if metric not in jobs:
         raise UserError(f"metric {metric!r} is not in the results; try one of "
@@ -157,4 +164,50 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         console.print(f"best: {described} — {name} {best['mean']:.4f} ± "
                       f"{0.0 if best['std'] != best['std'] else best['std']:.4f} "
                       f"over {int(best['count'])} run(s)", soft_wrap=True, markup=False)
+    return table
+
+
+def _report_run(root: Path, records: list, print_table: bool, plt):
+    """One run's directory: final metrics per split (report.csv) and its curves."""
+    import pandas as pd
+
+    result_file = root / "result.json"
+    if not result_file.exists():
+        raise UserError(f"{root} holds no result.json: the run has not finished (rerun its "
+                        "command to resume it)")
+    result = json.loads(result_file.read_text())
+    splits = [s for s in ("val", "test") if s in result]
+    table = pd.DataFrame([{"split": s, **{k: v for k, v in result[s].items()
+                                          if k != "confusion"}} for s in splits])
+    table.to_csv(root / "report.csv", index=False)
+
+    keys = [k for k in ("val/accuracy", "val/mse", "val/loss") if any(k in r for r in records)]
+    fig, axes = plt.subplots(1, 1 + bool(keys), figsize=(5 + 4 * bool(keys), 3.5), squeeze=False)
+    epochs = [r["epoch"] for r in records]
+    axes[0, 0].plot(epochs, [r["train/loss"] for r in records], marker=".")
+    axes[0, 0].set_yscale("log")
+    axes[0, 0].set_xlabel("epoch")
+    axes[0, 0].set_ylabel("train/loss")
+    if keys:
+        axes[0, 1].plot(epochs, [r.get(keys[0]) for r in records], marker=".", color="C1")
+        axes[0, 1].set_xlabel("epoch")
+        axes[0, 1].set_ylabel(keys[0])
+    fig.suptitle(root.name)
+    fig.tight_layout()
+    fig.savefig(root / "report_curves.png", dpi=110)
+    plt.close(fig)
+
+    if print_table:
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        console.print(f"{root}: one run, {result.get('steps')} steps, {result.get('epochs')} "
+                      "epochs", soft_wrap=True, markup=False)
+        t = Table()
+        for col in table.columns:
+            t.add_column(col, justify="left" if col == "split" else "right")
+        for _, r in table.iterrows():
+            t.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in r])
+        console.print(t)
     return table

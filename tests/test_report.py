@@ -42,3 +42,25 @@ def test_a_missing_or_empty_sweep_dir_is_one_clear_error(tmp_path, capsys):
     assert f"error: {tmp_path / 'nothere'} is not a directory" in capsys.readouterr().err
     assert cli(["report", str(tmp_path)]) == 2
     assert "holds no job directories with run.json" in capsys.readouterr().err
+
+
+def test_one_run_directory_reports_its_final_metrics_and_curves(tmp_path, capsys):
+    from lepton_jax.cli import main as cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"config": {"optim": {"lr": 0.1}, "seed": 0}}))
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": 10 * e, "epoch": e, "train/loss": 1.0 / e, "val/accuracy": 0.5 + e / 10})
+        + "\n" for e in (1, 2, 3)))
+    assert cli(["report", str(run)]) == 2  # no result.json yet
+    assert "has not finished" in capsys.readouterr().err
+    val = {"accuracy": 0.8, "f1": 0.75, "loss": 0.4, "confusion": [[1]]}
+    test = {"accuracy": 0.7, "f1": 0.65, "loss": 0.5, "confusion": [[1]]}
+    (run / "result.json").write_text(json.dumps({"steps": 30, "epochs": 3, "val": val,
+                                                 "test": test, "monitor": 0.8}))
+    table = report(run)
+    assert "one run, 30 steps, 3 epochs" in capsys.readouterr().out
+    assert table.to_dict("records") == [{"split": "val", "accuracy": 0.8, "f1": 0.75, "loss": 0.4},
+                                        {"split": "test", "accuracy": 0.7, "f1": 0.65, "loss": 0.5}]
+    assert (run / "report_curves.png").read_bytes()[:4] == b"\x89PNG"
