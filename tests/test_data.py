@@ -104,3 +104,53 @@ def test_csv_task_inference(tmp_path):
     assert d.feature_names == ("f1", "f2", "f3")
     path.write_text("f1,f2,f3,y\n" + "\n".join(f"{a},{b},{c},{a * 0.3}" for a, b, c in x))
     assert load_dataset(DataConfig(name="csv", root=str(path))).task == "regression"
+
+
+@pytest.fixture
+def mirrors(tmp_path, mnist_root):
+    """Three MNIST mirrors on 127.0.0.1: one serving damaged files, one serving nothing (404),
+    one serving the real files. Stopped when the test ends."""
+    import functools
+    import http.server
+    import threading
+
+    damaged, empty = tmp_path / "damaged", tmp_path / "empty"
+    damaged.mkdir()
+    empty.mkdir()
+    for f in mnist_root.glob("*.gz"):  # a valid gzip of other bytes: the checksum catches it
+        (damaged / f.name).write_bytes(gzip.compress(b"not mnist"))
+    servers = []
+    for folder in (damaged, empty, mnist_root):
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+        handler.log_message = lambda *a, **k: None
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    yield [f"http://127.0.0.1:{s.server_address[1]}/" for s in servers]
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def test_download_verifies_each_file_and_falls_back_to_the_next_mirror(tmp_path, mnist_root,
+                                                                      mirrors, monkeypatch,
+                                                                      capsys):
+    from lepton_jax.data import mnist
+
+    for var in ("no_proxy", "NO_PROXY"):  # loopback only, even where a proxy is configured
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
+    monkeypatch.setattr(mnist, "MIRRORS", tuple(mirrors))
+    root = tmp_path / "fetched"
+    (x, y), (xt, yt) = load_mnist(root, fetch=True)
+    assert x.shape == (60000, 28, 28, 1) and xt.shape == (10000, 28, 28, 1)
+    for f in mnist_root.glob("*.gz"):
+        assert (root / f.name).read_bytes() == f.read_bytes()
+    assert not list(root.glob("*.part"))
+    assert f"downloading {mirrors[0]}train-images-idx3-ubyte.gz" in capsys.readouterr().err
+
+    monkeypatch.setattr(mnist, "MIRRORS", tuple(mirrors[:2]))
+    with pytest.raises(UserError, match=rf"could not download train-images-idx3-ubyte.gz: "
+                                        rf"{mirrors[0]}: checksum mismatch; {mirrors[1]}: "
+                                        r"HTTP Error 404"):
+        load_mnist(tmp_path / "nowhere", fetch=True)
+    assert not list((tmp_path / "nowhere").iterdir())  # nothing half-written

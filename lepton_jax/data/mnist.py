@@ -68,6 +68,30 @@ def read_idx(path: Path, magic: int, shape: tuple) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def _fetch(url: str) -> bytes:
+    """The bytes at `url`, with a progress bar on a terminal (a line otherwise)."""
+    import sys
+
+    from lepton_jax.progress import is_interactive
+
+    print(f"downloading {url}", file=sys.stderr, flush=True)
+    with urllib.request.urlopen(url, timeout=30) as r:
+        size = int(r.headers.get("Content-Length") or 0) or None
+        if not is_interactive():
+            return r.read()
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                                   TransferSpeedColumn)
+
+        chunks = []
+        with Progress(TextColumn(url.rsplit("/", 1)[-1]), BarColumn(), DownloadColumn(),
+                      TransferSpeedColumn(), transient=True) as bar:
+            task = bar.add_task("download", total=size)
+            while chunk := r.read(1 << 16):
+                chunks.append(chunk)
+                bar.advance(task, len(chunk))
+        return b"".join(chunks)
+
+
 def download(root: Path) -> None:
     """Fetches missing files from the public mirrors and verifies their sha256."""
     root.mkdir(parents=True, exist_ok=True)
@@ -78,8 +102,7 @@ def download(root: Path) -> None:
         errors = []
         for mirror in MIRRORS:
             try:
-                with urllib.request.urlopen(mirror + name, timeout=30) as r:
-                    payload = r.read()
+                payload = _fetch(mirror + name)
             except OSError as e:
                 errors.append(f"{mirror}: {e}")
                 continue
