@@ -125,9 +125,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         ax.set_xlabel(field)
         ax.set_ylabel(label)
         ax.set_title(f"{label} vs {field}")
-        fig.tight_layout()
-        fig.savefig(root / f"report_{metric.replace('/', '_')}_vs_{field}.png", dpi=110)
-        plt.close(fig)
+        _save(fig, root / f"report_{metric.replace('/', '_')}_vs_{field}.png", plt)
     fig, ax = plt.subplots(figsize=(6, 4))
     curve_key = next((k for k in ("val/accuracy", "val/mse", "val/loss") if any(
         k in r for records in curves.values() for r in records)), "train/loss")
@@ -141,30 +139,43 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     ax.set_title("learning curves per job")
     if len(curves) <= 12:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(root / "report_curves.png", dpi=110)
-    plt.close(fig)
+    _save(fig, root / "report_curves.png", plt)
 
     if print_table:
-        from rich.console import Console
-        from rich.table import Table
-
-        console = Console()
-        console.print(f"{root}: {label}, mean ± std over seeds ({len(done)} of {len(jobs)} "
-                      "jobs finished)", soft_wrap=True, markup=False)
-        t = Table()
-        for col in [*by, "mean", "std", "count"]:
-            t.add_column(col, justify="right")
-        for _, r in table.iterrows():
-            # iterrows gives one dtype per row (floats), so the count is printed as an int.
-            t.add_row(*[str(r[c]) for c in by], f"{r['mean']:.4f}", f"{r['std']:.4f}",
-                        str(int(r["count"])))
-        console.print(t)
+        # iterrows gives one dtype per row (floats), so the count is printed as an int.
+        rows = [[*(str(r[c]) for c in by), f"{r['mean']:.4f}", f"{r['std']:.4f}",
+                 str(int(r["count"]))] for _, r in table.iterrows()]
         described = ", ".join(f"{c}={best[c]}" for c in by) or "the only config"
-        console.print(f"best: {described} — {name} {best['mean']:.4f} ± "
-                      f"{0.0 if best['std'] != best['std'] else best['std']:.4f} "
-                      f"over {int(best['count'])} run(s)", soft_wrap=True, markup=False)
+        _print_table(f"{root}: {label}, mean ± std over seeds ({len(done)} of {len(jobs)} "
+                     "jobs finished)", [*by, "mean", "std", "count"], rows,
+                     f"best: {described} — {name} {best['mean']:.4f} ± "
+                     f"{0.0 if best['std'] != best['std'] else best['std']:.4f} "
+                     f"over {int(best['count'])} run(s)")
     return table
+
+
+def _save(fig, path: Path, plt) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _print_table(header: str, columns: list, rows: list, footer: str = "") -> None:
+    """A header line, a rich table (the first column left-aligned when it holds names),
+    and an optional footer; plain lines are never hard-wrapped."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(header, soft_wrap=True, markup=False)
+    t = Table()
+    for col in columns:
+        t.add_column(col, justify="left" if col == "split" else "right")
+    for row in rows:
+        t.add_row(*row)
+    console.print(t)
+    if footer:
+        console.print(footer, soft_wrap=True, markup=False)
 
 
 def _report_run(root: Path, records: list, print_table: bool, plt):
@@ -193,21 +204,11 @@ def _report_run(root: Path, records: list, print_table: bool, plt):
         axes[0, 1].set_xlabel("epoch")
         axes[0, 1].set_ylabel(keys[0])
     fig.suptitle(root.name)
-    fig.tight_layout()
-    fig.savefig(root / "report_curves.png", dpi=110)
-    plt.close(fig)
+    _save(fig, root / "report_curves.png", plt)
 
     if print_table:
-        from rich.console import Console
-        from rich.table import Table
-
-        console = Console()
-        console.print(f"{root}: one run, {result.get('steps')} steps, {result.get('epochs')} "
-                      "epochs", soft_wrap=True, markup=False)
-        t = Table()
-        for col in table.columns:
-            t.add_column(col, justify="left" if col == "split" else "right")
-        for _, r in table.iterrows():
-            t.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in r])
-        console.print(t)
+        rows = [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in r]
+                for _, r in table.iterrows()]
+        _print_table(f"{root}: one run, {result.get('steps')} steps, {result.get('epochs')} "
+                     "epochs", list(table.columns), rows)
     return table
