@@ -185,3 +185,11 @@ def test_entry_point_and_package_load_jax_only_when_training():
 
     with pytest.raises(AttributeError, match="no attribute 'Fit'"):
         lepton_jax.Fit  # noqa: B018
+
+
+def test_help_names_the_defaults_and_shows_examples():
+    proc = run_cli("--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("lepton_jax: trains one model"), proc.stdout[:200]
+    assert "model: lenet5, linear, mlp" in proc.stdout  # Hydra's groups, still listed
+    assert "Examples:\n  python -m lepton_jax.train model=lenet5" in proc.stdout
