@@ -27,23 +27,10 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
-class ConsoleFormatter(logging.Formatter):
-    """The Hydra task's console lines: a run's own lines as they are (the log file keeps
-    Hydra's timestamped format), other messages with their source and level."""
-
-    def __init__(self):
-        super().__init__("[%(name)s][%(levelname)s] - %(message)s")
-
-    def format(self, record: logging.LogRecord) -> str:
-        if record.name.startswith("lepton_jax") and record.levelno == logging.INFO:
-            return record.getMessage()
-        return super().format(record)
-
-
 class ConsoleHandler(logging.StreamHandler):
     """Hydra's console handler, writing to `sys.stdout` as it is at each record: the live
     progress bar (rich) replaces it to print lines above the bar, and a handler that kept
-    the original stream glued them to the bar's line."""
+    the original stream glued a warning logged during training to the bar's line."""
 
     def __init__(self, stream=None):  # Hydra's default config passes ext://sys.stdout
         super().__init__(sys.stdout)

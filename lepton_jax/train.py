@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -24,15 +22,15 @@ def main(cfg: DictConfig) -> float:
     from lepton_jax.writers import log_run_lines
 
     hydra_cfg = HydraConfig.get()
-    log_run_lines(logging.getLogger("lepton_jax.run"))  # into train.log too (conf: job_logging)
+    log_run_lines(True)  # the run's lines also go to Hydra's train.log
     try:
         result = fit(to_config(cfg), hydra_cfg.runtime.output_dir)
     except UserError as e:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             raise  # the launcher records the failed job; the sweep goes on
         fail(str(e))
-    finally:  # later runs in this process (a notebook after sweep()) print again
-        log_run_lines(None)
+    finally:  # later runs in this process (a notebook after sweep()) write no train.log
+        log_run_lines(False)
     return result["monitor"]
 
 

@@ -55,25 +55,28 @@ def _record_step(line: str) -> int:
         return 1 << 62  # unreadable tail of a killed run: drop it
 
 
-_run_log: Optional[logging.Logger] = None
+_log_files = False  # also copy run lines into the log files Hydra set up (train.log)
 
 
-def log_run_lines(logger: Optional[logging.Logger]) -> None:
-    """Sends a run's console lines through `logger` (None: back to plain prints).
+def log_run_lines(enabled: bool) -> None:
+    """Whether `echo` also writes each line, timestamped, to the root logger's log files.
 
-    The Hydra task sets this, so the lines also reach the job's log file (`train.log`) with
-    timestamps; the console shows them unchanged (`hydra_app.ConsoleFormatter`).
+    The Hydra task turns this on for its run, so a job's `train.log` keeps its lines; the
+    console still gets plain prints (through whatever `sys.stdout` is then: a progress bar's
+    redirect, a notebook), whatever `hydra/job_logging` the user chose (`disabled`, `none`).
     """
-    global _run_log
-    _run_log = logger
+    global _log_files
+    _log_files = enabled
 
 
 def echo(line: str, stream: Optional[TextIO] = None) -> None:
-    """Shows one line of a run: printed, or logged when `log_run_lines` chose a logger."""
-    if _run_log is not None:
-        _run_log.info(line)
-    else:
-        print(line, file=stream or sys.stdout, flush=True)
+    """Shows one line of a run: printed, and copied to the log files (`log_run_lines`)."""
+    print(line, file=stream or sys.stdout, flush=True)
+    if _log_files:
+        record = logging.LogRecord("lepton_jax.run", logging.INFO, __file__, 0, line, None, None)
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.handle(record)
 
 
 class ConsoleWriter:

@@ -36,6 +36,16 @@ def test_default_job_on_digits(tmp_path):
     assert re.search(r"^step \d+ \| epoch 1 \|", proc.stdout, re.M), proc.stdout  # no prefix
 
 
+def test_run_lines_print_whatever_job_logging_hydra_is_given(tmp_path):
+    """The console lines are prints, so `hydra/job_logging=disabled` silences Hydra's logging
+    but not the run's results (nor does it leave a train.log)."""
+    proc = run_cli("hydra/job_logging=disabled", "trainer.epochs=1", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert _accuracy(proc.stdout) > 0.5
+    assert re.search(r"^step \d+ \| epoch 1 \|", proc.stdout, re.M), proc.stdout
+    assert not (tmp_path / "train.log").exists()
+
+
 @pytest.mark.slow
 def test_run_lines_print_above_the_progress_bar_on_a_terminal(tmp_path):
     """On a terminal the rich bar redraws its line; a run's lines must start on their own
