@@ -111,8 +111,7 @@ def _computed_once(y: jax.Array) -> jax.Array:
 
 def _conv_relu_pool_fwd(x, kernel, bias, padding):
     y = _computed_once(_conv_by_shifts(x, kernel, padding) + bias)
-    n, h, w, c = y.shape
-    top = y.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+    top = _max_pool_2x2(y)
     # The pooled maximum is kept for the backward pass: the tie mask compares each window
     # with this very value (ReLU commutes with the maximum).
     return jax.nn.relu(top), (x, kernel, y, top)
