@@ -173,6 +173,15 @@ def validate(config: Config, data_given: bool = False) -> Config:
     return config
 
 
+def monitor_name(monitor: str, task: str, has_val: bool) -> str:
+    """The metric `trainer.monitor` names: `auto` is the validation accuracy (classification)
+    or MSE (regression), on the test split when there is no validation split."""
+    if monitor != "auto":
+        return monitor
+    split = "val" if has_val else "test"
+    return f"{split}/accuracy" if task == "classification" else f"{split}/mse"
+
+
 def steps_per_call(trainer: TrainerConfig) -> "int | str":
     """Parses trainer.steps_per_call: a positive int, or "epoch"/"auto" (resolved by the loop)."""
     value = str(trainer.steps_per_call).strip()

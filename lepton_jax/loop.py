@@ -165,10 +165,8 @@ def resolve_steps_per_call(trainer: TrainerConfig, platform: str, steps_per_epoc
 
 
 def monitor_value(result: dict, monitor: str, task: str) -> float:
-    """The metric a sweeper optimizes: `val/accuracy` (classification) or `val/mse`."""
-    if monitor == "auto":
-        split = "val" if "val" in result else "test"
-        monitor = f"{split}/accuracy" if task == "classification" else f"{split}/mse"
+    """The metric a sweeper optimizes (`config.monitor_name`)."""
+    monitor = config_lib.monitor_name(monitor, task, "val" in result)
     split, _, name = monitor.partition("/")
     try:
         return float(result[split][name])

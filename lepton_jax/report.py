@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from lepton_jax.config import monitor_name
 from lepton_jax.errors import UserError
 
 
@@ -21,11 +22,11 @@ def _flatten(config: dict) -> dict:
 
 
 def _monitored_name(done) -> str:
-    """The metric the jobs' `monitor` holds (`trainer.monitor`, resolved when `auto`)."""
-    name = str(done["trainer.monitor"].iloc[0]) if "trainer.monitor" in done else "auto"
-    if name == "auto":
-        name = "val/accuracy" if "val/accuracy" in done else "val/mse"
-    return name
+    """The metric the jobs' `monitor` holds: `trainer.monitor`, resolved as training did
+    (`config.monitor_name`), with the task and splits read off the reported metrics."""
+    monitor = str(done["trainer.monitor"].iloc[0]) if "trainer.monitor" in done else "auto"
+    task = "classification" if any(c.endswith("/accuracy") for c in done) else "regression"
+    return monitor_name(monitor, task, has_val=any(c.startswith("val/") for c in done))
 
 
 def load_jobs(sweep_dir: Path):

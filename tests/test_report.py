@@ -64,3 +64,18 @@ def test_one_run_directory_reports_its_final_metrics_and_curves(tmp_path, capsys
     assert table.to_dict("records") == [{"split": "val", "accuracy": 0.8, "f1": 0.75, "loss": 0.4},
                                         {"split": "test", "accuracy": 0.7, "f1": 0.65, "loss": 0.5}]
     assert (run / "report_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_auto_monitor_without_a_validation_split_is_the_test_accuracy(tmp_path, capsys):
+    """Training resolves `auto` to test/accuracy when there is no validation split (val
+    fraction 0); the report names and ranks that metric, not val/mse."""
+    for n, (lr, value) in enumerate([(0.01, 0.6), (0.1, 0.9)]):
+        _job(tmp_path, str(n), lr, 0, "test/accuracy", value)
+        run = tmp_path / str(n) / "run.json"
+        config = json.loads(run.read_text())
+        config["config"]["trainer"]["monitor"] = "auto"
+        run.write_text(json.dumps(config))
+    report(tmp_path)
+    out = capsys.readouterr().out
+    assert "test/accuracy (monitored)" in out
+    assert "best: optim.lr=0.1 — test/accuracy 0.9000" in out
