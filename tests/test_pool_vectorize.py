@@ -80,7 +80,7 @@ def test_grouping_by_structural_fields(tmp_path):
 
 
 def test_interrupted_vectorized_sweep_resumes(tmp_path):
-    args = [*SMALL, "trainer.epochs=4", "trainer.checkpoint_every_steps=10", "optim.lr=0.02,0.05",
+    args = [*SMALL, "trainer.epochs=12", "trainer.checkpoint_every_steps=10", "optim.lr=0.02,0.05",
             "seed=0,1", "hydra/launcher=pool", "hydra.launcher.vectorize=true",
             "hydra.launcher.slots=1", "trainer.progress=plain"]
     reference = run_cli("-m", *args, f"hydra.sweep.dir={tmp_path / 'ref'}", cwd=tmp_path)
