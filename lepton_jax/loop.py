@@ -24,7 +24,7 @@ from lepton_jax.models import build_model
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import (DataParallel, calls_ahead, default_steps_per_call,
                                  initialize_processes, local_devices, over_members,
-                                 resolve_strategy, to_host, wait_behind)
+                                 resolve_strategy, to_host, unstack_members, wait_behind)
 from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_predict, make_train_step
@@ -47,7 +47,8 @@ class Evaluator:
     def __init__(self, model, data: DataSplits, chunk: int, place,
                  population: Optional[str] = None):
         """`population`: params carry a leading member axis, predicted as the population
-        trains (`over_members` mode: "vmap" or "map"); None for a single run."""
+        trains (`over_members` mode "vmap" or "map", or "host": each member through the
+        single-run program); None for a single run."""
         self.data = data
         self.population = population
         self._predict = make_predict(model)
@@ -65,7 +66,7 @@ class Evaluator:
             padded = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
             self._splits[name] = (place(padded), y, size)
         predict_all = self._predict_all
-        if population is not None:
+        if population not in (None, "host"):
             def predict_all(params, x, size):
                 return over_members(lambda p: self._predict_all(p, x, size), population)(params)
         self._jitted = jax.jit(predict_all, static_argnums=2)
@@ -81,7 +82,10 @@ class Evaluator:
     def __call__(self, params, split: str, with_confusion: bool = False):
         """Metrics of `split`; a list with one dict per member for a population."""
         x, y, size = self._splits[split]
-        outputs = to_host(self._jitted(params, x, size))
+        if self.population == "host":
+            outputs = [to_host(self._jitted(p, x, size)) for p in unstack_members(params)]
+        else:
+            outputs = to_host(self._jitted(params, x, size))
         if self.population is not None:
             return [self._metrics(y, out[: len(y)], with_confusion) for out in outputs]
         return self._metrics(y, outputs[: len(y)], with_confusion)

@@ -67,10 +67,25 @@ def check_population(configs: Sequence[Config]) -> None:
                             f"values; vectorizable fields: {', '.join(VECTORIZABLE)}")
 
 
-def population_mode(config: Config, platform: str) -> str:
-    """vmap everywhere except convolutions on XLA:CPU, which run vmapped (as grouped
-    convolutions) about 2x slower than member by member (measured: LeNet-5, 8 members)."""
-    return "map" if platform == "cpu" and config.model.name == "lenet5" else "vmap"
+def population_mode(config: Config, platform: str, num_devices: int = 1) -> str:
+    """vmap everywhere except convolutions on XLA:CPU: there a LeNet-5 step took 4x longer
+    per member vmapped (grouped convolutions) or looped inside the program (`lax.map`, 60 ms
+    vs 14 ms alone), so members call the standalone program one after another from the host
+    ("host"; "map" when members are split over several devices)."""
+    if platform == "cpu" and config.model.name == "lenet5":
+        return "host" if num_devices == 1 else "map"
+    return "vmap"
+
+
+def cpu_steps_per_call(steps_per_epoch: int) -> int:
+    """`trainer.steps_per_call=auto` for a vmapped population on XLA:CPU: the largest divisor
+    of the epoch up to 32 steps (one compiled program covers the epoch, and the progress bar
+    still moves), or the whole epoch when that divisor is below 4. Fusing steps there measured
+    faster there, unlike for a single run: a 16-member MLP 784-512-512-10 b128 step took 64 ms
+    26 at a time and 85 ms one per call (alternating in one process; the whole 16-point sweep
+    of `scripts/bench_population.py` on one slot: 22.0 s instead of 24.8 s)."""
+    best = max(d for d in range(1, min(32, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+    return best if best >= 4 else steps_per_epoch
 
 
 def member_bytes(model, input_shape: tuple, batch_size: int) -> int:
@@ -135,8 +150,10 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     used = max(d for d in range(1, len(devices) + 1) if members % d == 0)
     dp = DataParallel("population", devices[:used], t.batch_size)
     platform = dp.mesh.devices.flat[0].platform
+    mode = population_mode(base, platform, used)
     fused = resolve_steps_per_call(t, platform, steps_per_epoch)
-    mode = population_mode(base, platform)
+    if mode == "vmap" and platform == "cpu" and config_lib.steps_per_call(t) == "auto":
+        fused = cpu_steps_per_call(steps_per_epoch)
     model = build_model(base.model, data.num_outputs)
     if not _fits_memory:
         cap, per_member, free = _memory_cap(model, data.input_shape, t.batch_size, devices[:used])
