@@ -1,10 +1,10 @@
 """Whole-sweep wall time: the multirun vectorized through the pool launcher vs the same
 multirun through Hydra's basic launcher (one job after another), each command alternating.
 
-    python scripts/bench_population.py [--points 4x4] [--repeats 2]
+    python scripts/bench_population.py [--points 4x4] [--repeats 2] [--model mlp|lenet5]
 
-Sweep: MLP 784-512-512-10, first 10,000 MNIST training images, 2 epochs, batch 128,
-4 learning rates x 4 seeds. Prints a table and writes JSON (machine, jax version, commit).
+Sweep: MLP 784-512-512-10 (or LeNet-5), first 10,000 MNIST training images, 2 epochs,
+batch 128, 4 learning rates x 4 seeds. Prints a table and writes JSON (machine, jax version, commit).
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def commands(mnist: str, lrs: list[float], seeds: list[int], workdir: Path, epochs: int):
-    common = ["model.hidden=[512,512]", "data.name=mnist", f"data.root={mnist}",
+def commands(mnist: str, lrs: list[float], seeds: list[int], workdir: Path, epochs: int,
+             model: str = "mlp"):
+    net = ["model.hidden=[512,512]"] if model == "mlp" else [f"model={model}"]
+    common = [*net, "data.name=mnist", f"data.root={mnist}",
               "data.val_fraction=0.05", "data.limit=10000",
               f"trainer.epochs={epochs}", "trainer.batch_size=128", "trainer.progress=off",
               "logger.name=console"]
@@ -54,6 +56,7 @@ def main() -> None:
     p.add_argument("--points", default="4x4", help="learning rates x seeds")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--model", default="mlp", choices=["mlp", "lenet5"])
     p.add_argument("--out", default=None)
     args = p.parse_args()
     n_lr, n_seed = map(int, args.points.split("x"))
@@ -64,7 +67,7 @@ def main() -> None:
     for r in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             for name, cmd in commands(args.mnist, lrs, seeds, Path(tmp) / str(r),
-                                      args.epochs).items():
+                                      args.epochs, args.model).items():
                 t0 = time.perf_counter()
                 out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
                 walls.setdefault(name, []).append(time.perf_counter() - t0)
@@ -73,11 +76,12 @@ def main() -> None:
                 print(f"round {r} {name}: {walls[name][-1]:.1f} s", flush=True)
     med = {k: statistics.median(v) for k, v in walls.items()}
     speedup = {k: med["hydra_basic"] / v for k, v in med.items() if k != "hydra_basic"}
-    result = {"env": environment(), "points": n_lr * n_seed, "lrs": lrs, "seeds": seeds,
+    result = {"env": environment(), "model": args.model, "points": n_lr * n_seed, "lrs": lrs, "seeds": seeds,
               "wall_s": walls, "median_s": med, "speedup_vs_basic": speedup}
-    print(f"{n_lr * n_seed} points, whole multirun command (median of {args.repeats}):")
+    print(f"{args.model}, {n_lr * n_seed} points, whole multirun command (median of {args.repeats}):")
     for name, seconds in med.items():
-        ratio = f"{speedup[name]:.2f}x faster" if name in speedup else "baseline"
+        ratio = ("baseline" if name not in speedup else f"{speedup[name]:.2f}x faster"
+                 if speedup[name] >= 1 else f"{1 / speedup[name]:.2f}x slower")
         print(f"  {name:<22} {seconds:6.1f} s  {ratio}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
