@@ -80,7 +80,7 @@ def population_mode(config: Config, platform: str, num_devices: int = 1) -> str:
 def cpu_steps_per_call(steps_per_epoch: int) -> int:
     """`trainer.steps_per_call=auto` for a vmapped population on XLA:CPU: the largest divisor
     of the epoch up to 32 steps (one compiled program covers the epoch, and the progress bar
-    still moves), or the whole epoch when that divisor is below 4. Fusing steps there measured
+    still moves), or the whole epoch when that divisor is below 4. Fusing steps measured
     faster there, unlike for a single run: a 16-member MLP 784-512-512-10 b128 step took 64 ms
     26 at a time and 85 ms one per call (alternating in one process; the whole 16-point sweep
     of `scripts/bench_population.py` on one slot: 22.0 s instead of 24.8 s)."""
