@@ -23,7 +23,7 @@ from lepton_jax.modelfile import jsonable
 from lepton_jax.models import build_model
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import (DataParallel, calls_ahead, default_steps_per_call,
-                                 initialize_processes, local_devices, over_members,
+                                 initialize_processes, local_devices,
                                  resolve_strategy, to_host, unstack_members, wait_behind)
 from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
@@ -47,8 +47,8 @@ class Evaluator:
     def __init__(self, model, data: DataSplits, chunk: int, place,
                  population: Optional[str] = None):
         """`population`: params carry a leading member axis, predicted as the population
-        trains (`over_members` mode "vmap" or "map", or "host": each member through the
-        single-run program); None for a single run."""
+        trains (`DataParallel.population_steps` mode "vmap", or "host": each member through
+        the single run's program); None for a single run."""
         self.data = data
         self.population = population
         self._predict = make_predict(model)
@@ -68,7 +68,7 @@ class Evaluator:
         predict_all = self._predict_all
         if population not in (None, "host"):
             def predict_all(params, x, size):
-                return over_members(lambda p: self._predict_all(p, x, size), population)(params)
+                return jax.vmap(lambda p: self._predict_all(p, x, size))(params)
         self._jitted = jax.jit(predict_all, static_argnums=2)
 
     def _predict_all(self, params, x, size):

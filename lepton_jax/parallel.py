@@ -79,18 +79,6 @@ def wait_behind(pending: list, ahead: Optional[int]) -> None:
         jax.block_until_ready(pending[-1 - ahead])
 
 
-def over_members(fn: Callable, mode: str) -> Callable:
-    """`fn` mapped over a leading member axis of all its arguments, inside one program:
-    `"vmap"` batches the members into one computation, `"map"` runs them one after another
-    (`lax.map`), each with exactly its standalone shapes (see `DataParallel.population_steps`;
-    `"host"` members are called from the host, see `unstack_members`)."""
-    if mode == "vmap":
-        return jax.vmap(fn)
-    if mode == "map":
-        return lambda *args: jax.lax.map(lambda member: fn(*member), args)
-    raise UserError(f"population mode {mode!r} is not known; valid: vmap, map, host")
-
-
 @jax.jit
 def unstack_members(tree) -> list:
     """A tree with a leading member axis as one tree per member (one device call)."""
@@ -188,11 +176,10 @@ class DataParallel:
         """Like `steps`, for a population: state leaves and `perms` carry a leading member
         axis, and each member steps on its own batch order.
 
-        `mode="vmap"` batches the members into one computation (the fast path for dense
-        layers and on accelerators); `"map"` loops over them inside the same device program
-        (`lax.map`), keeping each member's operations exactly its standalone shapes; `"host"`
-        (one device only) calls the standalone run's own compiled program once per member:
-        on XLA:CPU LeNet-5 stepped 4x slower per member vmapped or inside a loop than alone.
+        `mode="vmap"` batches the members into one computation (`jax.vmap`); `"host"` (one
+        device only) calls the standalone run's own compiled program once per member, one
+        after another: on XLA:CPU a LeNet-5 member stepped 4x slower vmapped, or looped
+        inside one program with `lax.map`, than alone (`population.population_mode`).
         """
         key = ("population", k, mode)
         if key not in self._compiled and mode == "host":
@@ -209,7 +196,9 @@ class DataParallel:
 
             self._compiled[key] = host
         if key not in self._compiled:
-            bs, step = self.batch_size, over_members(make_step(None), mode)
+            if mode != "vmap":
+                raise UserError(f"population mode {mode!r} is not known; valid: vmap, host")
+            bs, step = self.batch_size, jax.vmap(make_step(None))
 
             def run(states, x, y, perms, start):
                 idx = jax.lax.dynamic_slice_in_dim(perms, start, k * bs, axis=1)

@@ -67,14 +67,12 @@ def check_population(configs: Sequence[Config]) -> None:
                             f"values; vectorizable fields: {', '.join(VECTORIZABLE)}")
 
 
-def population_mode(config: Config, platform: str, num_devices: int = 1) -> str:
-    """vmap everywhere except convolutions on XLA:CPU: there a LeNet-5 step took 4x longer
-    per member vmapped (grouped convolutions) or looped inside the program (`lax.map`, 60 ms
-    vs 14 ms alone), so members call the standalone program one after another from the host
-    ("host"; "map" when members are split over several devices)."""
-    if platform == "cpu" and config.model.name == "lenet5":
-        return "host" if num_devices == 1 else "map"
-    return "vmap"
+def population_mode(config: Config, platform: str) -> str:
+    """vmap everywhere except convolutions on XLA:CPU: there a LeNet-5 member's step took
+    60 ms looped inside one program (`lax.map`) and ~50 ms vmapped (grouped convolutions)
+    where the same step alone took 14 ms, so members call the standalone program one after
+    another from the host ("host", on one device: CPU devices share the same cores)."""
+    return "host" if platform == "cpu" and config.model.name == "lenet5" else "vmap"
 
 
 def cpu_steps_per_call(steps_per_epoch: int) -> int:
@@ -147,10 +145,10 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     # The population axis is the parallelism: members split over as many local devices as
     # divide their number evenly (trainer.num_devices caps them).
     devices = local_devices(t.num_devices)
-    used = max(d for d in range(1, len(devices) + 1) if members % d == 0)
+    platform = devices[0].platform
+    mode = population_mode(base, platform)
+    used = 1 if mode == "host" else max(d for d in range(1, len(devices) + 1) if members % d == 0)
     dp = DataParallel("population", devices[:used], t.batch_size)
-    platform = dp.mesh.devices.flat[0].platform
-    mode = population_mode(base, platform, used)
     fused = resolve_steps_per_call(t, platform, steps_per_epoch)
     if mode == "vmap" and platform == "cpu" and config_lib.steps_per_call(t) == "auto":
         fused = cpu_steps_per_call(steps_per_epoch)
