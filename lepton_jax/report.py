@@ -107,6 +107,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     maximize = any(k in name for k in ("accuracy", "precision", "recall", "f1", "r2"))
     best = table.sort_values("mean", ascending=not maximize, kind="stable").iloc[0]
     table.to_csv(root / "report.csv", index=False)
+    written = [root / "report.csv"]
 
     for field in swept:
         fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -126,7 +127,8 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         ax.set_xlabel(field)
         ax.set_ylabel(label)
         ax.set_title(f"{label} vs {field}")
-        _save(fig, root / f"report_{metric.replace('/', '_')}_vs_{field}.png", plt)
+        written.append(_save(fig, root / f"report_{metric.replace('/', '_')}_vs_{field}.png",
+                             plt))
     fig, ax = plt.subplots(figsize=(6, 4))
     curve_key = next((k for k in ("val/accuracy", "val/mse", "val/loss") if any(
         k in r for records in curves.values() for r in records)), "train/loss")
@@ -140,7 +142,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     ax.set_title("learning curves per job")
     if len(curves) <= 12:
         ax.legend(fontsize=7)
-    _save(fig, root / "report_curves.png", plt)
+    written.append(_save(fig, root / "report_curves.png", plt))
 
     if print_table:
         # iterrows gives one dtype per row (floats), so the count is printed as an int.
@@ -151,14 +153,19 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                      "jobs finished)", [*by, "mean", "std", "count"], rows,
                      f"best: {described} — {name} {best['mean']:.4f} ± "
                      f"{0.0 if best['std'] != best['std'] else best['std']:.4f} "
-                     f"over {int(best['count'])} run(s)")
+                     f"over {int(best['count'])} run(s)\n{_wrote(written)}")
     return table
 
 
-def _save(fig, path: Path, plt) -> None:
+def _save(fig, path: Path, plt) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
+
+
+def _wrote(paths: list[Path]) -> str:
+    return f"wrote {', '.join(p.name for p in paths)} in {paths[0].parent}"
 
 
 def _print_table(header: str, columns: list, rows: list, footer: str = "") -> None:
@@ -205,11 +212,11 @@ def _report_run(root: Path, records: list, print_table: bool, plt):
         axes[0, 1].set_xlabel("epoch")
         axes[0, 1].set_ylabel(keys[0])
     fig.suptitle(root.name)
-    _save(fig, root / "report_curves.png", plt)
+    curves = _save(fig, root / "report_curves.png", plt)
 
     if print_table:
         rows = [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in r]
                 for _, r in table.iterrows()]
         _print_table(f"{root}: one run, {result.get('steps')} steps, {result.get('epochs')} "
-                     "epochs", list(table.columns), rows)
+                     "epochs", list(table.columns), rows, _wrote([root / "report.csv", curves]))
     return table

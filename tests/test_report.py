@@ -31,6 +31,8 @@ def test_best_config_follows_the_monitored_metric_direction(tmp_path, capsys, mo
     out = capsys.readouterr().out
     assert f"{monitor} (monitored), mean ± std over seeds (4 of 4 jobs finished)" in out
     assert f"best: optim.lr={best_lr} — {monitor} " in out
+    assert (f"wrote report.csv, report_monitor_vs_optim.lr.png, report_monitor_vs_seed.png, "
+            f"report_curves.png in {tmp_path}") in out
     assert table.set_index("optim.lr")["mean"].to_dict() == pytest.approx({0.01: 0.85, 0.1: 0.25})
     assert (tmp_path / "report_monitor_vs_optim.lr.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -60,7 +62,9 @@ def test_one_run_directory_reports_its_final_metrics_and_curves(tmp_path, capsys
     (run / "result.json").write_text(json.dumps({"steps": 30, "epochs": 3, "val": val,
                                                  "test": test, "monitor": 0.8}))
     table = report(run)
-    assert "one run, 30 steps, 3 epochs" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "one run, 30 steps, 3 epochs" in out
+    assert f"wrote report.csv, report_curves.png in {run}" in out
     assert table.to_dict("records") == [{"split": "val", "accuracy": 0.8, "f1": 0.75, "loss": 0.4},
                                         {"split": "test", "accuracy": 0.7, "f1": 0.65, "loss": 0.5}]
     assert (run / "report_curves.png").read_bytes()[:4] == b"\x89PNG"
