@@ -30,6 +30,10 @@ def test_faults_are_retried_or_reported_and_the_others_finish(app):
     assert list(table.overrides) == [f"+x={x} {faults}" for x in range(6)]
     log = proc.stdout + proc.stderr
     assert "job 1 (+x=1 +fault1=raise" in log and "failed: ValueError: boom in job x=1" in log
+    # Hydra's sweeper then raises the first failure: one line, not a stack of Hydra's frames.
+    assert "Traceback" not in proc.stderr
+    assert (f"job 1 (+x=1 {faults}) failed: ValueError: boom in job x=1; its output: "
+            f"{sweep}/1/stderr.log") in proc.stderr
     assert "killed by SIGKILL" in log and "timed out after 4 s" in log
     # Every job that finished did so once; its output went to its own job dir.
     assert runs(sweep) == {"0": ["0 "], "2": ["2 "], "3": ["3 "], "5": ["5 "]}

@@ -17,6 +17,7 @@ from typing import Any, NoReturn, Optional, Sequence
 import cloudpickle
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from hydra_plugins.lepton_pool._job import JobContext, Outcome, remembering
@@ -31,8 +32,11 @@ INTERRUPT_GRACE_S = 3.0
 _ids = itertools.count()
 
 
-class JobError(Exception):
-    """Why the launcher gave up on a job (faults after retries, cancelled, interrupted)."""
+class JobError(CompactHydraException):
+    """Why a job failed, in one line: Hydra's sweeper raises the first failed job's return
+    value after the batch, and prints this kind without a stack of its own frames. The job's
+    own exception, when it raised one, is the `__cause__` (its traceback is in the job dir's
+    stderr.log)."""
 
 
 @dataclass
@@ -155,7 +159,24 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
     log.info(f"{len(todo)} jobs ran in {time.monotonic() - run.started:.2f} s "
              f"({run.done - run.failed} completed, {run.failed} failed)")
     launcher.launched.update(num for num, _ in jobs)
+    for num, _ in jobs:
+        ret = results[num]
+        if ret.status == JobStatus.FAILED and not isinstance(ret._return_value, JobError):
+            row = rows.get(num, {})
+            where = f"; its output: {row['dir']}/stderr.log" if row.get("dir") else ""
+            error = JobError(f"job {num} ({row.get('overrides', '')}) failed: "
+                             f"{_one_line(ret._return_value).rstrip('.')}{where}")
+            error.__cause__ = ret._return_value
+            ret._return_value = error
     return [results[num] for num, _ in jobs]
+
+
+def _one_line(error: BaseException) -> str:
+    """`Type: message`; the last line of a traceback that came back as text (JobFailed)."""
+    text = str(error).strip()
+    if "\n" in text:
+        return text.splitlines()[-1]
+    return f"{type(error).__name__}: {text}"
 
 
 def _context(launcher: Any) -> JobContext:
