@@ -4,15 +4,18 @@ keep the manifest and summary, and hand Hydra one JobReturn per job."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import itertools
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, Optional, Sequence
+from typing import Any, Iterator, NoReturn, Optional, Sequence
 
 import cloudpickle
 from hydra.core.singleton import Singleton
@@ -171,6 +174,23 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
     return [results[num] for num, _ in jobs]
 
 
+@contextlib.contextmanager
+def _interrupt_between() -> Iterator[None]:
+    """Holds a SIGINT that arrives inside the block and raises it (KeyboardInterrupt) when the
+    block ends; a no-op outside the main thread, where Python cannot set signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+    if held:
+        raise KeyboardInterrupt
+
+
 def _one_line(error: BaseException) -> str:
     """`Type: message`; the last line of a traceback that came back as text (JobFailed)."""
     text = str(error).strip()
@@ -247,22 +267,25 @@ class _Run:
         self.queue.extend(units)
         aborted = None
         while (self.queue or self.running) and aborted is None:
-            while self.queue and self.backend.free() > 0:
-                unit = self.queue.popleft()
-                unit.attempts += 1
-                unit.started = time.monotonic()
-                self.backend.submit(unit)
-                self.running[unit.id] = unit
-            for unit, kind, value in self.backend.wait(0.1):
-                self.running.pop(unit.id, None)
-                aborted = self._settle(unit, kind, value) or aborted
-            if self.opts.timeout is not None:
-                now = time.monotonic()
-                for unit in list(self.running.values()):
-                    if now - unit.started > self.opts.timeout and not unit.killing:
-                        unit.killing = True
-                        self.backend.kill(unit, f"timed out after {self.opts.timeout:g} s")
-            self._progress()
+            # Ctrl-C takes effect between rounds: inside one, it could land between reading a
+            # job's result and recording it, and the finished job would run again on resume.
+            with _interrupt_between():
+                while self.queue and self.backend.free() > 0:
+                    unit = self.queue.popleft()
+                    unit.attempts += 1
+                    unit.started = time.monotonic()
+                    self.backend.submit(unit)
+                    self.running[unit.id] = unit
+                for unit, kind, value in self.backend.wait(0.1):
+                    self.running.pop(unit.id, None)
+                    aborted = self._settle(unit, kind, value) or aborted
+                if self.opts.timeout is not None:
+                    now = time.monotonic()
+                    for unit in list(self.running.values()):
+                        if now - unit.started > self.opts.timeout and not unit.killing:
+                            unit.killing = True
+                            self.backend.kill(unit, f"timed out after {self.opts.timeout:g} s")
+                self._progress()
         if aborted is not None:
             self.give_up(aborted, "CANCELLED")
         if self.live:
