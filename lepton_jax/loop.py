@@ -22,8 +22,8 @@ from lepton_jax.metrics import compute_metrics
 from lepton_jax.modelfile import jsonable
 from lepton_jax.models import build_model
 from lepton_jax.optim import make_optimizer
-from lepton_jax.parallel import (DataParallel, calls_ahead, default_steps_per_call,
-                                 initialize_processes, local_devices,
+from lepton_jax.parallel import (DataParallel, calls_ahead, cpu_steps_per_call,
+                                 default_steps_per_call, initialize_processes, local_devices,
                                  resolve_strategy, to_host, unstack_members, wait_behind)
 from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
@@ -161,10 +161,14 @@ def drive(state, run_call, permute, cadence: Cadence, fused: int, n: int, batch_
             yield state, step, losses, want_eval, want_ckpt
 
 
-def resolve_steps_per_call(trainer: TrainerConfig, platform: str, steps_per_epoch: int) -> int:
+def resolve_steps_per_call(trainer: TrainerConfig, platform: str, steps_per_epoch: int,
+                           vmapped: bool = False) -> int:
+    """`trainer.steps_per_call` as a number; `vmapped`: for a vmapped population, which
+    fuses steps on XLA:CPU where a single run does not (`cpu_steps_per_call`)."""
     fused = config_lib.steps_per_call(trainer)
     if fused == "auto":
-        fused = default_steps_per_call(platform)
+        fused = (cpu_steps_per_call(steps_per_epoch) if vmapped and platform == "cpu"
+                 else default_steps_per_call(platform))
     return steps_per_epoch if fused == "epoch" else fused
 
 

@@ -75,17 +75,6 @@ def population_mode(config: Config, platform: str) -> str:
     return "host" if platform == "cpu" and config.model.name == "lenet5" else "vmap"
 
 
-def cpu_steps_per_call(steps_per_epoch: int) -> int:
-    """`trainer.steps_per_call=auto` for a vmapped population on XLA:CPU: the largest divisor
-    of the epoch up to 32 steps (one compiled program covers the epoch, and the progress bar
-    still moves), or the whole epoch when that divisor is below 4. Fusing steps measured
-    faster there, unlike for a single run: a 16-member MLP 784-512-512-10 b128 step took 64 ms
-    26 at a time and 85 ms one per call (alternating in one process; the whole 16-point sweep
-    of `scripts/bench_population.py` on one slot: 22.0 s instead of 24.8 s)."""
-    best = max(d for d in range(1, min(32, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
-    return best if best >= 4 else steps_per_epoch
-
-
 def member_bytes(model, input_shape: tuple, batch_size: int) -> int:
     """Estimated device memory one member needs while training: parameters four times over
     (params, momentum, gradients, update) plus every layer's activations twice (forward
@@ -149,9 +138,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     mode = population_mode(base, platform)
     used = 1 if mode == "host" else max(d for d in range(1, len(devices) + 1) if members % d == 0)
     dp = DataParallel("population", devices[:used], t.batch_size)
-    fused = resolve_steps_per_call(t, platform, steps_per_epoch)
-    if mode == "vmap" and platform == "cpu" and config_lib.steps_per_call(t) == "auto":
-        fused = cpu_steps_per_call(steps_per_epoch)
+    fused = resolve_steps_per_call(t, platform, steps_per_epoch, vmapped=mode == "vmap")
     model = build_model(base.model, data.num_outputs)
     if not _fits_memory:
         cap, per_member, free = _memory_cap(model, data.input_shape, t.batch_size, devices[:used])

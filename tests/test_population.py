@@ -195,6 +195,6 @@ def test_population_larger_than_memory_trains_in_chunks(tmp_path, monkeypatch, c
 
 
 def test_cpu_population_fuses_steps_by_a_divisor_of_the_epoch():
-    from lepton_jax.population import cpu_steps_per_call
+    from lepton_jax.parallel import cpu_steps_per_call
 
     assert [cpu_steps_per_call(n) for n in (78, 22, 468, 37, 64, 3, 1)] == [26, 22, 26, 37, 32, 3, 1]
