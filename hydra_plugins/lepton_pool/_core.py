@@ -162,15 +162,6 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
     log.info(f"{len(todo)} jobs ran in {time.monotonic() - run.started:.2f} s "
              f"({run.done - run.failed} completed, {run.failed} failed)")
     launcher.launched.update(num for num, _ in jobs)
-    for num, _ in jobs:
-        ret = results[num]
-        if ret.status == JobStatus.FAILED and not isinstance(ret._return_value, JobError):
-            row = rows.get(num, {})
-            where = f"; its output: {row['dir']}/stderr.log" if row.get("dir") else ""
-            error = JobError(f"job {num} ({row.get('overrides', '')}) failed: "
-                             f"{_one_line(ret._return_value).rstrip('.')}{where}")
-            error.__cause__ = ret._return_value
-            ret._return_value = error
     return [results[num] for num, _ in jobs]
 
 
@@ -189,14 +180,6 @@ def _interrupt_between() -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
     if held:
         raise KeyboardInterrupt
-
-
-def _one_line(error: BaseException) -> str:
-    """`Type: message`; the last line of a traceback that came back as text (JobFailed)."""
-    text = str(error).strip()
-    if "\n" in text:
-        return text.splitlines()[-1]
-    return f"{type(error).__name__}: {text}"
 
 
 def _context(launcher: Any) -> JobContext:
@@ -349,11 +332,15 @@ class _Run:
             return None
         self.failed += 1
         self.done += 1
+        last = (outcome.error.strip().splitlines() or ["?"])[-1].rstrip(".")
+        where = f"; its output: {outcome.job_dir}/stderr.log" if outcome.job_dir else ""
+        line = f"job {num} ({' '.join(overrides)}) failed: {last}{where}"
+        if not isinstance(value, JobError):  # what Hydra's sweeper raises: this one line
+            ret._return_value = JobError(line)
+            ret._return_value.__cause__ = value
         if not self.first_error_shown:
             self.first_error_shown = True
-            last = (outcome.error.strip().splitlines() or ["?"])[-1]
-            where = f"; its output: {outcome.job_dir}/stderr.log" if outcome.job_dir else ""
-            log.error(f"job {num} ({' '.join(overrides)}) failed: {last}{where}")
+            log.error(line)
         else:
             log.error(f"job {num} failed")
         if self.opts.fail_fast:
