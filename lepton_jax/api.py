@@ -157,9 +157,12 @@ class Model:
         """Raw model outputs (logits, or regression values) for raw input rows."""
         import jax
 
+        from lepton_jax.parallel import compiler_options
+
         if getattr(self, "_apply", None) is None:
             module = self._module()
-            self._apply = jax.jit(lambda p, v: module.apply({"params": p}, v))
+            self._apply = jax.jit(lambda p, v: module.apply({"params": p}, v),
+                                  compiler_options=compiler_options(jax.default_backend()))
         x = self._prepare(x)
         # Pad the row count to a power of two: a server sees many batch sizes, and each
         # distinct shape would otherwise compile anew.

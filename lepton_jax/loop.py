@@ -45,10 +45,12 @@ class Evaluator:
     """Predicts a whole split in fixed-size chunks on the device (one compile per split)."""
 
     def __init__(self, model, data: DataSplits, chunk: int, place,
-                 population: Optional[str] = None):
+                 population: Optional[str] = None,
+                 compiler_options: Optional[dict[str, str]] = None):
         """`population`: params carry a leading member axis, predicted as the population
         trains (`DataParallel.population_steps` mode "vmap", or "host": each member through
-        the single run's program); None for a single run."""
+        the single run's program); None for a single run. `compiler_options`: XLA options
+        for the prediction program (`parallel.compiler_options`)."""
         self.data = data
         self.population = population
         self._predict = make_predict(model)
@@ -69,7 +71,7 @@ class Evaluator:
         if population not in (None, "host"):
             def predict_all(params, x, size):
                 return jax.vmap(lambda p: self._predict_all(p, x, size))(params)
-        self._jitted = jax.jit(predict_all, static_argnums=2)
+        self._jitted = jax.jit(predict_all, static_argnums=2, compiler_options=compiler_options)
 
     def _predict_all(self, params, x, size):
         chunks = x.reshape(-1, size, *x.shape[1:])
@@ -247,10 +249,10 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     total_steps = steps_per_epoch * t.epochs
     primary = initialize_processes() == 1 or jax.process_index() == 0
     devices = local_devices(t.num_devices)
+    model = build_model(config.model, data.num_outputs)
     dp = DataParallel(resolve_strategy(t.parallel, len(devices)), devices, t.batch_size)
     fused = resolve_steps_per_call(t, devices[0].platform, steps_per_epoch)
 
-    model = build_model(config.model, data.num_outputs)
     tx = make_optimizer(config.optim, total_steps, steps_per_epoch)
     state = dp.replicate(create_state(model, tx, data.input_shape, config.seed))
 
@@ -273,7 +275,8 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     writer = _make_writer(config, run_dir, keep_until_step=start_step) if primary \
         else MultiWriter([])
     progress = StepProgress(total_steps, start_step, t.progress)
-    evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate)
+    evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate,
+                         compiler_options=dp.compiler_options)
     x_train, y_train = dp.replicate((data.x_train, data.y_train))
     permute = jax.jit(epoch_permutation, static_argnums=2, out_shardings=dp.replicated)
 

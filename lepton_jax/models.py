@@ -59,7 +59,7 @@ def _conv_by_shifts(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
     layer: ~1.2 ms vs ~6 ms forward at batch 128)."""
     kh, kw = kernel.shape[:2]
     if padding == "SAME":
-        x = jnp.pad(x, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)))
+        x = _same_padding(x, kh, kw)
     out_h, out_w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
     out = None
     for i in range(kh):
@@ -133,11 +133,51 @@ def _conv_relu_pool_bwd(padding, residuals, g):
 _conv_relu_pool_by_shifts.defvjp(_conv_relu_pool_fwd, _conv_relu_pool_bwd)
 
 
+@jax.custom_vjp
+def _conv_valid_spread_grad(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """XLA's VALID convolution, with the input gradient computed as one matmul that
+    spreads each output position's gradient over its window, then a sum of the shifted
+    windows. XLA:CPU computes that gradient as a padded convolution, slowly: LeNet-5's
+    second layer at batch 128 took 4.6 ms of a 14.2 ms train step; this way the step takes
+    12.1 ms, with parameters equal to within 2e-9 after 3 steps."""
+    return _xla_conv(x, kernel, "VALID")
+
+
+def _conv_valid_spread_grad_fwd(x, kernel):
+    return _xla_conv(x, kernel, "VALID"), (x, kernel)
+
+
+def _conv_valid_spread_grad_bwd(residuals, g):
+    x, kernel = residuals
+    kh, kw, c_in, c_out = kernel.shape
+    (dkernel,) = jax.vjp(lambda k: _xla_conv(x, k, "VALID"), kernel)[1](g)
+    n, out_h, out_w, _ = g.shape
+    # (n, out_h, out_w, kh * kw, c_in): HWIO flattens its (i, j, c_in) rows in this order.
+    spread = (g.reshape(-1, c_out) @ kernel.reshape(-1, c_out).T).reshape(
+        n, out_h, out_w, kh * kw, c_in)
+    h, w = x.shape[1:3]
+    dx = None
+    for i in range(kh):
+        for j in range(kw):
+            term = jnp.pad(spread[:, :, :, i * kw + j],
+                           ((0, 0), (i, h - out_h - i), (j, w - out_w - j), (0, 0)))
+            dx = term if dx is None else dx + term
+    return dx, dkernel
+
+
+_conv_valid_spread_grad.defvjp(_conv_valid_spread_grad_fwd, _conv_valid_spread_grad_bwd)
+
+
+def _same_padding(x: jax.Array, kh: int, kw: int) -> jax.Array:
+    return jnp.pad(x, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)))
+
+
 class Conv(nn.Module):
     """A stride-1 2-D convolution with the parameters of `flax.linen.Conv` (kernel HWIO,
     bias), optionally followed by ReLU and 2x2 max pooling (`relu_pool`), lowered per
     backend: on CPU, a `relu_pool` block with at most `shift_max_in` input channels is
-    `_conv_relu_pool_by_shifts`; everything else uses XLA's convolution."""
+    `_conv_relu_pool_by_shifts`, and other convolutions `_conv_valid_spread_grad`; other
+    backends use XLA's convolution."""
 
     features: int
     kernel_size: tuple[int, int]
@@ -152,10 +192,15 @@ class Conv(nn.Module):
                             (*self.kernel_size, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         kernel, bias = kernel.astype(x.dtype), bias.astype(x.dtype)
-        if (self.relu_pool and x.shape[-1] <= self.shift_max_in
-                and jax.default_backend() == "cpu"):
+        on_cpu = jax.default_backend() == "cpu"
+        if self.relu_pool and x.shape[-1] <= self.shift_max_in and on_cpu:
             return _conv_relu_pool_by_shifts(x, kernel, bias, self.padding)
-        y = _xla_conv(x, kernel, self.padding) + bias
+        if on_cpu:
+            if self.padding == "SAME":
+                x = _same_padding(x, *self.kernel_size)
+            y = _conv_valid_spread_grad(x, kernel) + bias
+        else:
+            y = _xla_conv(x, kernel, self.padding) + bias
         return _max_pool_2x2(nn.relu(y)) if self.relu_pool else y
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from functools import partial
+from functools import cache, partial
 from typing import Callable, Optional
 
 import jax
@@ -139,6 +139,8 @@ class DataParallel:
         self.mesh = Mesh(np.asarray(devices), (AXIS,))
         self.replicated = NamedSharding(self.mesh, P())
         self.batch_sharding = NamedSharding(self.mesh, P(AXIS))
+        # XLA options for every program compiled here (and for evaluation: `Evaluator`).
+        self.compiler_options = compiler_options(devices[0].platform)
         self._compiled: dict[int, Callable] = {}
 
     @property
@@ -212,7 +214,8 @@ class DataParallel:
             rep = self.replicated
             if self.num_devices == 1:
                 self._compiled[key] = jax.jit(run, in_shardings=(rep,) * 5,
-                                              out_shardings=(rep, rep), donate_argnums=(0,))
+                                              out_shardings=(rep, rep), donate_argnums=(0,),
+                                              compiler_options=self.compiler_options)
             else:
                 # Members split over devices, the dataset on each: every device runs the same
                 # population program on its own members, with no communication at all.
@@ -223,7 +226,7 @@ class DataParallel:
                 self._compiled[key] = jax.jit(
                     local, in_shardings=(members, rep, rep, members, rep),
                     out_shardings=(members, NamedSharding(self.mesh, P(None, AXIS))),
-                    donate_argnums=(0,))
+                    donate_argnums=(0,), compiler_options=self.compiler_options)
         return self._compiled[key]
 
     def _build(self, make_step: Callable, k: int) -> Callable:
@@ -263,7 +266,37 @@ class DataParallel:
                             "auto, single, jit, pmap")
         rep = self.replicated
         return jax.jit(run, in_shardings=(rep, rep, rep, rep, rep), out_shardings=(rep, rep),
-                       donate_argnums=(0,))
+                       donate_argnums=(0,), compiler_options=self.compiler_options)
+
+
+# YNNPACK library fusions, XLA:CPU's default for dots, reductions and elementwise ops in
+# jax 0.10, turned off: an empty list of fusion types.
+_NO_YNN = ("xla_cpu_experimental_ynn_fusion_type", "")
+
+
+@cache
+def _compiler_accepts(option: str, value: str) -> bool:
+    try:
+        jax.jit(lambda a: a + 1, compiler_options={option: value}).lower(jnp.zeros(())).compile()
+    except jax.errors.JaxRuntimeError:  # a jaxlib without this option
+        return False
+    return True
+
+
+def compiler_options(platform: str) -> dict[str, str] | None:
+    """XLA options for the training and evaluation programs on `platform`, by measurement.
+
+    XLA:CPU compiles without YNNPACK fusions, for two reasons. With them, a vmapped
+    population's batched matmuls rounded differently from its members' standalone runs (on
+    an AVX-512 Xeon an MLP member's parameters drifted 4.5e-4 apart, relative, over 2
+    epochs); without them every member equals its standalone run bitwise there. And
+    LeNet-5 trains faster without them (b128 step 19-20 ms with, 16-17 ms without; they
+    ran its small convolution gradients and pooling reductions slowly). The cost: a single
+    MLP 784-512-512-10 b128 step 0-6 % slower (3.3-3.4 vs 3.3-3.6 ms); a 16-member
+    population of it took as long either way (15.0-15.2 vs 15.3-15.6 s)."""
+    if platform == "cpu" and _compiler_accepts(*_NO_YNN):
+        return dict([_NO_YNN])
+    return None
 
 
 def default_steps_per_call(platform: str) -> str | int:

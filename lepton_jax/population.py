@@ -137,9 +137,9 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     platform = devices[0].platform
     mode = population_mode(base, platform)
     used = 1 if mode == "host" else max(d for d in range(1, len(devices) + 1) if members % d == 0)
+    model = build_model(base.model, data.num_outputs)
     dp = DataParallel("population", devices[:used], t.batch_size)
     fused = resolve_steps_per_call(t, platform, steps_per_epoch, vmapped=mode == "vmap")
-    model = build_model(base.model, data.num_outputs)
     if not _fits_memory:
         cap, per_member, free = _memory_cap(model, data.input_shape, t.batch_size, devices[:used])
         if members > cap:
@@ -180,7 +180,8 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                                      "strategy": "population", "devices": used,
                                      "population": members})
     writers = [JsonlWriter(d / "metrics.jsonl", keep_until_step=start_step) for d in dirs]
-    evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate, population=mode)
+    evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate, population=mode,
+                         compiler_options=dp.compiler_options)
     x_train, y_train = dp.replicate((data.x_train, data.y_train))
     permute = jax.jit(jax.vmap(epoch_permutation, in_axes=(0, None, None)), static_argnums=2)
     cadence = Cadence(t, steps_per_epoch, total_steps)

@@ -34,7 +34,10 @@ def _assert_member_equals_standalone(member_dir, alone_dir, member, alone, rel_n
 
 @pytest.mark.slow
 # On XLA:CPU LeNet-5 members run through the standalone run's own compiled step, one after
-# another (population mode "host"), so they must equal their standalone runs exactly.
+# another (population mode "host"), so they must equal their standalone runs exactly. MLP
+# members are vmapped: bitwise equal on the Intel Xeon this was written on (XLA:CPU without
+# YNNPACK fusions, `parallel.compiler_options`); with those fusions they drifted 4.5e-4 apart
+# there, so 1e-4 is a real bound, left above zero for CPUs whose batched matmuls round apart.
 @pytest.mark.parametrize("model,limit,epochs,rel_norm,rel_loss", [
     (ModelConfig(name="mlp", hidden=[128, 64]), 5000, 2, 1e-4, 1e-3),
     (ModelConfig(name="lenet5"), 5000, 2, 0, 0),
