@@ -113,6 +113,29 @@ def test_conv_block_gradient_wrt_input_matches_autodiff(padding, inputs):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("x_shape,k_shape", [((3, 14, 14, 6), (5, 5, 6, 16)),
+                                             ((2, 9, 7, 4), (3, 2, 4, 5))])
+def test_conv_input_gradient_by_spread_matches_autodiff(x_shape, k_shape):
+    """The CPU convolution whose input gradient is a matmul plus shifted adds (LeNet-5's
+    second layer) gives XLA's convolution and JAX's gradients, non-square kernels included."""
+    from lepton_jax.models import _conv_valid_spread_grad, _xla_conv
+
+    x = jax.random.normal(jax.random.PRNGKey(7), x_shape)
+    kernel = jax.random.normal(jax.random.PRNGKey(8), k_shape) * 0.3
+    weights = jax.random.normal(jax.random.PRNGKey(9), _xla_conv(x, kernel, "VALID").shape)
+
+    def ours(a, k):
+        return jnp.sum(_conv_valid_spread_grad(a, k) * weights)
+
+    def plain(a, k):
+        return jnp.sum(_xla_conv(a, k, "VALID") * weights)
+
+    np.testing.assert_allclose(ours(x, kernel), plain(x, kernel), rtol=1e-5)
+    for got, want in zip(jax.grad(ours, (0, 1))(x, kernel), jax.grad(plain, (0, 1))(x, kernel),
+                         strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_lenet5_starts_from_uniform_predictions():
     """The output layer starts at zero: every seed's initial loss is ln(10), whatever the
     He-normal layers below give (random ones left some seeds at chance on MNIST)."""
