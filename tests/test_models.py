@@ -113,19 +113,25 @@ def test_conv_block_gradient_wrt_input_matches_autodiff(padding, inputs):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("band_max", [None, 0], ids=["band", "too-wide"])
 @pytest.mark.parametrize("x_shape,k_shape", [((3, 14, 14, 6), (5, 5, 6, 16)),
                                              ((2, 9, 7, 4), (3, 2, 4, 5))])
-def test_conv_input_gradient_by_spread_matches_autodiff(x_shape, k_shape):
-    """The CPU convolution whose input gradient is a matmul plus shifted adds (LeNet-5's
-    second layer) gives XLA's convolution and JAX's gradients, non-square kernels included."""
-    from lepton_jax.models import _conv_valid_spread_grad, _xla_conv
+def test_conv_input_gradient_by_band_matmul_matches_autodiff(x_shape, k_shape, band_max,
+                                                              monkeypatch):
+    """The CPU convolution whose input gradient is a band matmul plus row-shifted adds
+    (LeNet-5's second layer) gives XLA's convolution and JAX's gradients, non-square kernels
+    included."""
+    from lepton_jax import models
+    from lepton_jax.models import _conv_valid_band_grad, _xla_conv
 
+    if band_max is not None:  # a band larger than this falls back to XLA's own gradient
+        monkeypatch.setattr(models, "_BAND_MAX", band_max)
     x = jax.random.normal(jax.random.PRNGKey(7), x_shape)
     kernel = jax.random.normal(jax.random.PRNGKey(8), k_shape) * 0.3
     weights = jax.random.normal(jax.random.PRNGKey(9), _xla_conv(x, kernel, "VALID").shape)
 
     def ours(a, k):
-        return jnp.sum(_conv_valid_spread_grad(a, k) * weights)
+        return jnp.sum(_conv_valid_band_grad(a, k) * weights)
 
     def plain(a, k):
         return jnp.sum(_xla_conv(a, k, "VALID") * weights)
