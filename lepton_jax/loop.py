@@ -249,10 +249,10 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     total_steps = steps_per_epoch * t.epochs
     primary = initialize_processes() == 1 or jax.process_index() == 0
     devices = local_devices(t.num_devices)
-    model = build_model(config.model, data.num_outputs)
     dp = DataParallel(resolve_strategy(t.parallel, len(devices)), devices, t.batch_size)
     fused = resolve_steps_per_call(t, devices[0].platform, steps_per_epoch)
 
+    model = build_model(config.model, data.num_outputs)
     tx = make_optimizer(config.optim, total_steps, steps_per_epoch)
     state = dp.replicate(create_state(model, tx, data.input_shape, config.seed))
 

@@ -52,6 +52,10 @@ def _xla_conv(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
     return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_CONV_DIMS)
 
 
+def _same_padding(x: jax.Array, kh: int, kw: int) -> jax.Array:
+    return jnp.pad(x, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)))
+
+
 def _conv_by_shifts(x: jax.Array, kernel: jax.Array, padding: str) -> jax.Array:
     """The convolution as a sum over kernel offsets of shifted input windows times the
     kernel's (in, out) matrix at that offset. With one or a few input channels XLA:CPU
@@ -177,10 +181,6 @@ def _conv_valid_band_grad_bwd(residuals, g):
 
 
 _conv_valid_band_grad.defvjp(_conv_valid_band_grad_fwd, _conv_valid_band_grad_bwd)
-
-
-def _same_padding(x: jax.Array, kh: int, kw: int) -> jax.Array:
-    return jnp.pad(x, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)))
 
 
 class Conv(nn.Module):

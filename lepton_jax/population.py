@@ -137,9 +137,9 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     platform = devices[0].platform
     mode = population_mode(base, platform)
     used = 1 if mode == "host" else max(d for d in range(1, len(devices) + 1) if members % d == 0)
-    model = build_model(base.model, data.num_outputs)
     dp = DataParallel("population", devices[:used], t.batch_size)
     fused = resolve_steps_per_call(t, platform, steps_per_epoch, vmapped=mode == "vmap")
+    model = build_model(base.model, data.num_outputs)
     if not _fits_memory:
         cap, per_member, free = _memory_cap(model, data.input_shape, t.batch_size, devices[:used])
         if members > cap:
