@@ -185,3 +185,21 @@ def test_cli_on_simulated_cpu_devices_does_not_hang(tmp_path, mnist_root, model_
         env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "on 2 device(s)" in run.stdout
+
+
+def test_cpu_train_step_compiles_without_ynn_fusions(digits):
+    """XLA:CPU programs are compiled without YNNPACK fusions (`parallel.compiler_options`):
+    with them a vmapped population's matmuls rounded apart from its members' standalone runs.
+    The default compile of the same step has them, so the option is what removes them."""
+    state, make_step = _setup(digits)
+    dp = DataParallel("single", jax.local_devices()[:1], BATCH)
+    assert dp.compiler_options == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    x, y = dp.replicate((digits.x_train, digits.y_train))
+    perm = dp.replicate(epoch_permutation(state.data_rng, 0, len(digits.x_train)))
+    args = (dp.replicate(state), x, y, perm, np.int32(0))
+    ours = dp.steps(make_step, 1).lower(*args).compile().as_text()
+    plain = DataParallel("single", jax.local_devices()[:1], BATCH)
+    plain.compiler_options = None
+    default = plain.steps(make_step, 1).lower(*args).compile().as_text()
+    assert "__ynn_fusion" in default
+    assert "__ynn_fusion" not in ours
