@@ -168,6 +168,10 @@ def validate(config: Config, data_given: bool = False) -> Config:
     if t.num_devices is not None:
         _positive("trainer.num_devices", t.num_devices)
     steps_per_call(t)  # raises on a bad value
+    if not t.compilation_cache.strip():
+        # An empty path would put the cache in the working directory (a checkout, say).
+        raise UserError("trainer.compilation_cache is empty; use auto (the user cache folder), "
+                        "off, or a folder path")
     _choice("logger.name", config.logger.name, ("console", "wandb"))
     _choice("logger.wandb_mode", config.logger.wandb_mode, WANDB_MODES)
     return config

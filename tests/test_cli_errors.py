@@ -30,6 +30,7 @@ def _check_error(proc, message):
     (["trainer.batch_size=0"], "trainer.batch_size (0) must be > 0"),
     (["trainer.epochs=0"], "trainer.epochs (0) must be > 0"),
     (["data=mnist", "data.root=/nonexistent/mnist"], "data.root='/nonexistent/mnist' does not exist"),
+    (["trainer.compilation_cache="], "trainer.compilation_cache is empty; use auto"),
     (["logger=wandb", "logger.wandb_mode=ofline"],
      "logger.wandb_mode='ofline' is not known; valid values: offline, online, disabled"),
 ])
