@@ -201,5 +201,7 @@ def test_cpu_train_step_compiles_without_ynn_fusions(digits):
     plain = DataParallel("single", jax.local_devices()[:1], BATCH)
     plain.compiler_options = None
     default = plain.steps(make_step, 1).lower(*args).compile().as_text()
-    assert "__ynn_fusion" in default
     assert "__ynn_fusion" not in ours
+    if "__ynn_fusion" not in default:
+        # XLA:CPU chooses YNNPACK per CPU; where it does not, there is nothing to remove.
+        pytest.skip("XLA:CPU's default compile has no YNNPACK fusions on this CPU")
