@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from pathlib import Path
 from typing import Optional
@@ -129,20 +130,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         ax.set_title(f"{label} vs {field}")
         written.append(_save(fig, root / f"report_{metric.replace('/', '_')}_vs_{field}.png",
                              plt))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    curve_key = next((k for k in ("val/accuracy", "val/mse", "val/loss") if any(
-        k in r for records in curves.values() for r in records)), "train/loss")
-    described = {row["job"]: ", ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept)
-                 for _, row in jobs.iterrows()}
-    for job, records in curves.items():
-        ax.plot([r["epoch"] for r in records], [r.get(curve_key) for r in records],
-                label=f"{job}: {described.get(job, '')}", alpha=0.8)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(curve_key)
-    ax.set_title("learning curves per job")
-    if len(curves) <= 12:
-        ax.legend(fontsize=7)
-    written.append(_save(fig, root / "report_curves.png", plt))
+    written.append(_plot_curves(root, jobs, curves, swept, by, plt))
 
     if print_table:
         # iterrows gives one dtype per row (floats), so the count is printed as an int.
@@ -155,6 +143,66 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                      f"{0.0 if best['std'] != best['std'] else best['std']:.4f} "
                      f"over {int(best['count'])} run(s)\n{_wrote(written)}")
     return table
+
+
+def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt) -> Path:
+    """report_curves.png: train loss and the validation metric per job over epochs.
+
+    Jobs are coloured by the first swept field other than the seed (numbers in order on a
+    sequential colormap, other values in distinct colours), so a config's seeds share a
+    colour and the trend reads at a glance;
+    a diverged job's curve ends in a black cross. A seeds-only sweep of at most 12 jobs gets
+    one legend entry per job."""
+    curve_key = next((k for k in ("val/accuracy", "val/mse", "val/loss") if any(
+        k in r for records in curves.values() for r in records)), None)
+    keys = ["train/loss", *([curve_key] if curve_key else [])]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys) + 1.5, 3.8), squeeze=False)
+    rows = jobs.set_index("job")
+    field = by[0] if by else None
+    colors = {}  # str(value) -> colour, in the values' order
+    if field is not None:
+        values = list(rows[field].unique())
+        numeric = all(isinstance(v, numbers.Number) and v == v for v in values)
+        values.sort(key=lambda v: v if numeric else str(v))
+        cmap = plt.get_cmap("viridis" if numeric or len(values) > 10 else "tab10")
+        for i, v in enumerate(values):
+            # viridis up to 0.9: its last tenth is too pale to read on white.
+            colors[str(v)] = cmap(i / max(len(values) - 1, 1) * 0.9) \
+                if cmap.name == "viridis" else cmap(i)
+    for job, records in curves.items():
+        if not records or job not in rows.index:
+            continue
+        row = rows.loc[job]
+        if field is not None:
+            color, label = colors[str(row[field])], f"{field}={row[field]}"
+        else:
+            color = None
+            label = f"{job}: " + ", ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept)
+        epochs = [r["epoch"] for r in records]
+        for ax, key in zip(axes[0], keys, strict=True):
+            ax.plot(epochs, [r.get(key) for r in records], color=color, alpha=0.75, label=label)
+            if row["status"] == "diverged":
+                ax.plot(epochs[-1:], [records[-1].get(key)], "x", color="black", markersize=8,
+                        label="diverged")
+    for ax, key in zip(axes[0], keys, strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+    axes[0, 0].set_yscale("log")
+    fig.suptitle("learning curves per job" + (f", coloured by {field}" if field else ""))
+    first = {}  # one legend entry per label: a value's seeds share theirs
+    for handle, name in zip(*axes[0, 0].get_legend_handles_labels(), strict=True):
+        first.setdefault(name, handle)
+    if field is not None:  # the values' order, then "diverged"
+        order = [f"{field}={v}" for v in values] + ["diverged"]
+        first = {name: first[name] for name in order if name in first}
+    names, handles = list(first), list(first.values())
+    if handles and (field is not None or len(curves) <= 12):
+        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+                   frameon=False)
+    fig.tight_layout()
+    fig.savefig(root / "report_curves.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return root / "report_curves.png"
 
 
 def _save(fig, path: Path, plt) -> Path:

@@ -83,3 +83,36 @@ def test_auto_monitor_without_a_validation_split_is_the_test_accuracy(tmp_path, 
     out = capsys.readouterr().out
     assert "test/accuracy (monitored)" in out
     assert "best: optim.lr=0.1 — test/accuracy 0.9000" in out
+
+
+def test_learning_curves_are_coloured_by_the_swept_value_and_mark_divergence(tmp_path,
+                                                                             monkeypatch):
+    """report_curves.png: a config's seeds share one colour, configs get distinct colours in
+    the order of their values, the legend names them, and a diverged job ends in a cross."""
+    import matplotlib.pyplot as plt
+
+    n = 0
+    for lr in (0.1, 0.01, 0.03):
+        for seed in (0, 1):
+            _job(tmp_path, str(n), lr, seed, "val/accuracy", 0.5 + lr)
+            n += 1
+    # Job 5 (lr 0.03, seed 1) diverged after its first evaluation.
+    (tmp_path / "5" / "result.json").write_text(json.dumps({"status": "diverged", "step": 3}))
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
+    report(tmp_path, print_table=False)
+    curves = next(f for f in figures if f._suptitle is not None
+                  and f._suptitle.get_text().startswith("learning curves"))
+    assert curves._suptitle.get_text() == "learning curves per job, coloured by optim.lr"
+    loss_ax, val_ax = curves.axes
+    assert (loss_ax.get_ylabel(), val_ax.get_ylabel()) == ("train/loss", "val/accuracy")
+    lines = [ln for ln in loss_ax.get_lines() if ln.get_linestyle() == "-"]
+    colour = {int(job): ln.get_color() for job, ln in enumerate(lines)}
+    assert len(colour) == 6
+    assert colour[0] == colour[1] and colour[2] == colour[3] and colour[4] == colour[5]
+    assert len({colour[0], colour[2], colour[4]}) == 3
+    legend = [t.get_text() for t in curves.legends[0].get_texts()]
+    assert legend == ["optim.lr=0.01", "optim.lr=0.03", "optim.lr=0.1", "diverged"]
+    crosses = [ln for ln in loss_ax.get_lines() if ln.get_marker() == "x"]
+    assert len(crosses) == 1 and crosses[0].get_color() == "black"
