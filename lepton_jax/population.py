@@ -197,10 +197,13 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     diverged: dict[int, tuple[int, float]] = {}
     names = _member_names(configs, dirs)
     step = start_step
+    clock = _Stopwatch(started)
+    clock.lap("setup")
     try:
         # Each boundary hands back the newest (donated-into) state.
         boundaries = drive(states, run_call, permute, cadence, fused, n, t.batch_size, progress)
         for states, step, losses, want_eval, want_ckpt in boundaries:
+            clock.lap("training")
             for i in range(members):
                 bad = np.flatnonzero(~np.isfinite(losses[:, i]))
                 if bad.size and i not in diverged:
@@ -218,14 +221,17 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                     if val is not None:
                         record.update({f"val/{key}": v for key, v in val[i].items()})
                     writers[i].write_scalars(step, record)
+            clock.lap("evaluation")
             if want_ckpt:
                 members_now = jax.device_get(states)  # one transfer, then slice on the host
                 for i in live:
                     ckpts[i].save(jax.tree.map(lambda a, i=i: a[i], members_now), wait=False)
                 for i in live:
                     ckpts[i].wait()
+            clock.lap("checkpoints")
         results = []
         finals = {s: evaluate(states.params, s, with_confusion=True) for s in evaluate.splits()}
+        clock.lap("evaluation")
         seconds = round(time.perf_counter() - started, 3)
         for i in range(members):
             if i in diverged:
@@ -235,7 +241,8 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
             else:
                 result = {"status": "done", "steps": step, "epochs": t.epochs,
                           "strategy": "population", "devices": used, "population": members,
-                          "resumed_from": start_step or None, "seconds": seconds}
+                          "resumed_from": start_step or None, "seconds": seconds,
+                          "timing": clock.rounded()}
                 for split, per_member in finals.items():
                     result[split] = per_member[i]
                 result["monitor"] = monitor_value(result, t.monitor, data.task)
@@ -252,8 +259,30 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
             c.close()
     done = sum(r["status"] == "done" for r in results)
     echo(f"done: population of {members} ({done} finished, {len(diverged)} diverged), "
-         f"{step} steps in {seconds:.1f} s")
+         f"{step} steps in {seconds:.1f} s ({clock.summary()})")
     return results
+
+
+class _Stopwatch:
+    """Wall time per phase of a population's run (its done line and result.json): setup
+    (data, states, checkpoint managers), training (device calls, the first one compiling),
+    evaluation and checkpoints, so a slow sweep says where its time went."""
+
+    def __init__(self, start: float):
+        self.totals: dict[str, float] = {}
+        self._last = start
+
+    def lap(self, phase: str) -> None:
+        """Adds the time since the previous lap to `phase`."""
+        now = time.perf_counter()
+        self.totals[phase] = self.totals.get(phase, 0.0) + now - self._last
+        self._last = now
+
+    def rounded(self) -> dict[str, float]:
+        return {phase: round(seconds, 3) for phase, seconds in self.totals.items()}
+
+    def summary(self) -> str:
+        return ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in self.totals.items())
 
 
 def _member_names(configs: Sequence[Config], dirs: Sequence[Path]) -> list[str]:

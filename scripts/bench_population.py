@@ -115,8 +115,11 @@ def standalone_vs_population(mnist: str, members: int, out: str | None) -> None:
         results = fit_population(configs, [Path(tmp) / "pop" / str(i) for i in range(members)])
         pop = time.perf_counter() - t0
     done = sum(r["status"] == "done" for r in results)
+    # Where the population's time went (setup, training, evaluation, checkpoints).
+    timing = next((r["timing"] for r in results if r["status"] == "done"), None)
     result = {"env": environment(), "members": members, "standalone_s": alone,
-              "population_s": pop, "ratio": pop / alone, "finished": done}
+              "population_s": pop, "ratio": pop / alone, "finished": done,
+              "population_timing": timing}
     print(f"one standalone run {alone:.2f} s; population of {members} {pop:.2f} s "
           f"({pop / alone:.2f}x one run); {done} finished", flush=True)
     if out:

@@ -1,6 +1,7 @@
 """Population training: every vmapped member equals its standalone run."""
 
 import json
+import re
 
 import jax
 import numpy as np
@@ -81,6 +82,14 @@ def test_diverging_member_does_not_disturb_others(tmp_path, capsys):
     assert (f"step {record['step']} | epoch 1 | 1/2 members live | train/loss median "
             f"{record['train/loss']:.4g} | val/accuracy best {record['val/accuracy']:.4g} by job "
             "p0 (optim.lr=0.05), ") in out, out
+    # The done line and result.json say where the time went.
+    timing = results[0]["timing"]
+    assert list(timing) == ["setup", "training", "evaluation", "checkpoints"]
+    assert all(v > 0 for v in timing.values())
+    assert sum(timing.values()) == pytest.approx(results[0]["seconds"], abs=0.01)
+    assert re.search(r"done: population of 2 \(1 finished, 1 diverged\), \d+ steps in [\d.]+ s "
+                     r"\(setup [\d.]+ s, training [\d.]+ s, evaluation [\d.]+ s, "
+                     r"checkpoints [\d.]+ s\)", out), out
     alone = fit(good, tmp_path / "alone")
     _assert_member_equals_standalone(tmp_path / "p0", tmp_path / "alone", results[0], alone)
     assert not (tmp_path / "p1" / "checkpoints").exists() or \
