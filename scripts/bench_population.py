@@ -5,6 +5,11 @@ multirun through Hydra's basic launcher (one job after another), each command al
 
 Sweep: MLP 784-512-512-10 (or LeNet-5), first 10,000 MNIST training images, 2 epochs,
 batch 128, 4 learning rates x 4 seeds. Prints a table and writes JSON (machine, jax version, commit).
+
+    python scripts/bench_population.py --standalone-vs-population N [OUT.json] [--tiny]
+
+One standalone run vs an N-member population of it in one process (issue 5's GPU target);
+`--tiny` swaps in a 16-unit MLP on digits, to see the per-member overheads on a CPU.
 """
 
 from __future__ import annotations
@@ -91,9 +96,14 @@ if __name__ == "__main__" and "--standalone-vs-population" not in sys.argv:
     main()
 
 
-def standalone_vs_population(mnist: str, members: int, out: str | None) -> None:
+def standalone_vs_population(mnist: str, members: int, out: str | None,
+                             tiny: bool = False) -> None:
     """In one process: one standalone `fit` vs a `members`-point population of the same MLP
-    (lrs x 4 seeds), each timed end to end (data, compile, train, eval, checkpoints)."""
+    (lrs x 4 seeds), each timed end to end (data, compile, train, eval, checkpoints).
+
+    `tiny`: an MLP with one hidden layer of 16 on scikit-learn's digits instead, whose
+    arithmetic is negligible even on a CPU, so the ratio shows the per-member overheads a GPU
+    run of the real MLP sees."""
     import dataclasses
 
     from lepton_jax import Config, DataConfig, ModelConfig, OptimConfig, TrainerConfig, fit
@@ -104,6 +114,9 @@ def standalone_vs_population(mnist: str, members: int, out: str | None) -> None:
                   data=DataConfig(name="mnist", root=mnist, val_fraction=0.05, limit=10000),
                   optim=OptimConfig(lr=0.05),
                   trainer=TrainerConfig(epochs=2, batch_size=128, progress="off"))
+    if tiny:
+        base = dataclasses.replace(base, model=ModelConfig(hidden=[16]),
+                                   data=DataConfig(name="digits"))
     seeds = 4
     configs = [dataclasses.replace(base, seed=s, optim=dataclasses.replace(base.optim, lr=lr))
                for lr in [0.005 * (i + 1) for i in range(members // seeds)] for s in range(seeds)]
@@ -117,7 +130,7 @@ def standalone_vs_population(mnist: str, members: int, out: str | None) -> None:
     done = sum(r["status"] == "done" for r in results)
     # Where the population's time went (setup, training, evaluation, checkpoints).
     timing = next((r["timing"] for r in results if r["status"] == "done"), None)
-    result = {"env": environment(), "members": members, "standalone_s": alone,
+    result = {"env": environment(), "members": members, "tiny": tiny, "standalone_s": alone,
               "population_s": pop, "ratio": pop / alone, "finished": done,
               "population_timing": timing}
     print(f"one standalone run {alone:.2f} s; population of {members} {pop:.2f} s "
@@ -128,5 +141,6 @@ def standalone_vs_population(mnist: str, members: int, out: str | None) -> None:
 
 if __name__ == "__main__" and "--standalone-vs-population" in sys.argv:
     i = sys.argv.index("--standalone-vs-population")
+    rest = [a for a in sys.argv[i + 2:] if a != "--tiny"]
     standalone_vs_population(os.environ.get("LEPTON_MNIST_ROOT", str(REPO.parent / "shared/data/mnist")),
-                             int(sys.argv[i + 1]), sys.argv[i + 2] if len(sys.argv) > i + 2 else None)
+                             int(sys.argv[i + 1]), rest[0] if rest else None, "--tiny" in sys.argv)
