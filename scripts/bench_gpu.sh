@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU check in one call (about 6 minutes on an H100): device facts, training throughput
 # against PyTorch eager and the Flax-examples loop, time to 99 % MNIST test accuracy (warm, and
-# cold with a warm compile cache), a full `fit` smoke run, and a 64-member population against
-# one standalone run (issue 5; twice: the first process fills the compile cache).
+# cold with a warm compile cache), a full `fit` smoke run, per-kernel profiles of the LeNet-5
+# step, and a 64-member population against one standalone run (issue 5; twice: the first
+# process fills the compile cache).
 #
 #   LEPTON_MNIST_ROOT=/path/to/mnist bash scripts/bench_gpu.sh OUT_DIR
 # Needs jax with CUDA, flax, optax, orbax-checkpoint, torch; run from the repo root.
@@ -28,6 +29,12 @@ cfg = Config(model=ModelConfig(name="lenet5"), data=DataConfig(name="mnist", roo
              trainer=TrainerConfig(epochs=5, batch_size=128, progress="plain"))
 fit(cfg, tempfile.mkdtemp())
 PY
+
+# Where the LeNet-5 step's time goes on the GPU: per-kernel tables (PERF_NOTES' first lead).
+python3 scripts/profile_step.py --model lenet5 --batch 128 --steps-per-call 100 --calls 5 \
+  --top 25 --out "$OUT/gpu_profile_lenet5_b128.json"
+python3 scripts/profile_step.py --model lenet5 --batch 8192 --steps-per-call 7 --calls 5 \
+  --top 25 --out "$OUT/gpu_profile_lenet5_b8192.json"
 
 for run in cold warm; do
   LEPTON_MNIST_ROOT="$MNIST" python3 scripts/bench_population.py --standalone-vs-population 64 \
