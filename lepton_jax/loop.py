@@ -164,12 +164,14 @@ def drive(state, run_call, permute, cadence: Cadence, fused: int, n: int, batch_
 
 
 def resolve_steps_per_call(trainer: TrainerConfig, platform: str, steps_per_epoch: int,
-                           vmapped: bool = False) -> int:
-    """`trainer.steps_per_call` as a number; `vmapped`: for a vmapped population, which
-    fuses steps on XLA:CPU where a single run does not (`cpu_steps_per_call`)."""
+                           vmapped: bool = False, num_devices: int = 1) -> int:
+    """`trainer.steps_per_call` as a number. `auto` on XLA:CPU fuses steps
+    (`cpu_steps_per_call`) for a vmapped population and for a run on one device; with
+    several CPU devices it stays at one step per call (`default_steps_per_call`)."""
     fused = config_lib.steps_per_call(trainer)
     if fused == "auto":
-        fused = (cpu_steps_per_call(steps_per_epoch) if vmapped and platform == "cpu"
+        fused = (cpu_steps_per_call(steps_per_epoch)
+                 if platform == "cpu" and (vmapped or num_devices == 1)
                  else default_steps_per_call(platform))
     return steps_per_epoch if fused == "epoch" else fused
 
@@ -250,7 +252,8 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     primary = initialize_processes() == 1 or jax.process_index() == 0
     devices = local_devices(t.num_devices)
     dp = DataParallel(resolve_strategy(t.parallel, len(devices)), devices, t.batch_size)
-    fused = resolve_steps_per_call(t, devices[0].platform, steps_per_epoch)
+    fused = resolve_steps_per_call(t, devices[0].platform, steps_per_epoch,
+                                   num_devices=dp.num_devices)
 
     model = build_model(config.model, data.num_outputs)
     tx = make_optimizer(config.optim, total_steps, steps_per_epoch)
@@ -270,7 +273,8 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     write_json = _write_json if primary else (lambda path, payload: None)
     write_json(run_dir / "run.json", {"config": config_lib.to_dict(config),
                                        "data": data_info(data),
-                                       "strategy": dp.strategy, "devices": dp.num_devices})
+                                       "strategy": dp.strategy, "devices": dp.num_devices,
+                                       "steps_per_call": fused})
 
     writer = _make_writer(config, run_dir, keep_until_step=start_step) if primary \
         else MultiWriter([])

@@ -68,10 +68,10 @@ def check_population(configs: Sequence[Config]) -> None:
 
 
 def population_mode(config: Config, platform: str) -> str:
-    """vmap everywhere except convolutions on XLA:CPU: there a LeNet-5 member's step took
-    60 ms looped inside one program (`lax.map`) and ~50 ms vmapped (grouped convolutions)
-    where the same step alone took 14 ms, so members call the standalone program one after
-    another from the host ("host", on one device: CPU devices share the same cores)."""
+    """vmap everywhere except convolutions on XLA:CPU: there a vmapped LeNet-5 member's
+    step took twice its standalone step (8 members on one core: 24.7-27.4 vs 12.5 ms; the
+    batched convolutions run as slow grouped ones), so members call the standalone program
+    one after another from the host ("host", on one device: CPU devices share the cores)."""
     return "host" if platform == "cpu" and config.model.name == "lenet5" else "vmap"
 
 
@@ -178,7 +178,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     for config, d in zip(configs, dirs, strict=True):
         _write_json(d / "run.json", {"config": config_lib.to_dict(config), "data": data_info(data),
                                      "strategy": "population", "devices": used,
-                                     "population": members})
+                                     "population": members, "steps_per_call": fused})
     writers = [JsonlWriter(d / "metrics.jsonl", keep_until_step=start_step) for d in dirs]
     evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate, population=mode,
                          compiler_options=dp.compiler_options)

@@ -36,8 +36,8 @@ from lepton_jax.config import ModelConfig, OptimConfig, TrainerConfig  # noqa: E
 from lepton_jax.data.mnist import load_mnist  # noqa: E402
 from lepton_jax.models import build_model  # noqa: E402
 from lepton_jax.optim import make_optimizer  # noqa: E402
-from lepton_jax.loop import Cadence, drive  # noqa: E402
-from lepton_jax.parallel import DataParallel, calls_ahead, default_steps_per_call  # noqa: E402
+from lepton_jax.loop import Cadence, drive, resolve_steps_per_call  # noqa: E402
+from lepton_jax.parallel import DataParallel, calls_ahead  # noqa: E402
 from lepton_jax.progress import StepProgress  # noqa: E402
 from lepton_jax.state import create_state  # noqa: E402
 from lepton_jax.step import epoch_permutation, make_train_step  # noqa: E402
@@ -71,9 +71,11 @@ def trainer_epochs(dp, make_step, xd, yd, state, k, epochs):
 
 
 def _steps_per_call(steps_per_call, steps: int) -> int:
-    k = default_steps_per_call(jax.devices()[0].platform) if steps_per_call == "auto" \
-        else steps_per_call
-    return steps if k == "epoch" else int(k)
+    """What the trainer's `trainer.steps_per_call` resolves to here (`auto`: per backend and
+    device count, `loop.resolve_steps_per_call`)."""
+    return resolve_steps_per_call(TrainerConfig(steps_per_call=str(steps_per_call)),
+                                  jax.devices()[0].platform, steps,
+                                  num_devices=jax.device_count())
 
 
 class Ours:

@@ -1,5 +1,8 @@
 """Data parallelism on 4 simulated CPU devices: jit and pmap strategies equal one device."""
 
+import json
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +15,7 @@ from lepton_jax.data import DataSplits, load_dataset
 from lepton_jax.errors import UserError
 from lepton_jax.models import build_model
 from lepton_jax.optim import make_optimizer
+from lepton_jax.loop import resolve_steps_per_call
 from lepton_jax.parallel import DataParallel, local_devices
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_train_step
@@ -185,6 +189,46 @@ def test_cli_on_simulated_cpu_devices_does_not_hang(tmp_path, mnist_root, model_
         env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "on 2 device(s)" in run.stdout
+
+
+def test_auto_steps_per_call_by_backend_and_device_count(tmp_path, digits):
+    """`trainer.steps_per_call=auto`: a whole epoch per call on GPU; on XLA:CPU the largest
+    divisor of the epoch up to 32 for one device or a vmapped population, one step with
+    several devices. run.json records what a run used."""
+    auto = TrainerConfig()
+    assert resolve_steps_per_call(auto, "gpu", 78) == 78
+    assert resolve_steps_per_call(auto, "cpu", 78) == 26
+    assert resolve_steps_per_call(auto, "cpu", 78, num_devices=4) == 1
+    assert resolve_steps_per_call(auto, "cpu", 78, vmapped=True, num_devices=4) == 26
+    assert resolve_steps_per_call(TrainerConfig(steps_per_call="3"), "cpu", 78,
+                                  num_devices=4) == 3
+    for devices, expected in ((1, 22), (4, 1)):  # digits: 1,437 rows, batch 64: 22 steps
+        config = Config(data=DataConfig(name="digits"), model=ModelConfig(hidden=[8]),
+                        trainer=TrainerConfig(epochs=1, batch_size=64, num_devices=devices,
+                                              progress="off"))
+        fit(config, tmp_path / str(devices))
+        run = json.loads((tmp_path / str(devices) / "run.json").read_text())
+        assert (run["devices"], run["steps_per_call"]) == (devices, expected)
+
+
+def test_cpu_fused_lenet5_steps_run_convolutions_in_the_fast_form():
+    """Inside the `lax.scan` of fused steps, every convolution of a LeNet-5 train step has
+    XLA:CPU's NHWC/HWIO labels (`b01f_01io->b01f`), the form it runs fast. XLA's own kernel
+    gradient has permuted labels, which XLA:CPU left as they were inside a loop: a fused
+    LeNet-5 step took 7x longer than a plain one (`models._conv_kernel_grad`)."""
+    model = build_model(MC(name="lenet5"), 10)
+    tx = make_optimizer(OptimConfig(lr=0.05), 100, 10)
+    state = create_state(model, tx, (28, 28, 1), 0)
+    dp = DataParallel("single", jax.local_devices()[:1], 16)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 28, 28, 1), np.float32), rng.integers(0, 10, 64).astype(np.int32)
+    perm = epoch_permutation(state.data_rng, 0, 64)
+    steps = dp.steps(lambda axis: make_train_step(model, tx, "classification", axis), 4)
+    hlo = steps.lower(dp.replicate(state), x, y, perm, np.int32(0)).compile().as_text()
+    convolutions = [line for line in hlo.splitlines() if " convolution(" in line]
+    assert " while(" in hlo and len(convolutions) == 3  # conv2 forward, both kernel gradients
+    labels = {re.search(r"dim_labels=([^,\s]+)", line).group(1) for line in convolutions}
+    assert labels == {"b01f_01io->b01f"}
 
 
 def test_cpu_train_step_compiles_without_ynn_fusions(digits):
