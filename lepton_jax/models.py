@@ -181,9 +181,10 @@ def _conv_valid_band_grad_bwd(residuals, g):
     kh, kw, c_in, c_out = kernel.shape
     n, out_h, out_w, _ = g.shape
     h, w = x.shape[1:3]
-    if out_w * c_out * kh * w * c_in > _BAND_MAX:
-        return jax.vjp(lambda a, k: _xla_conv(a, k, "VALID"), x, kernel)[1](g)
     dkernel = _conv_kernel_grad(x, g, kernel.shape, "VALID")
+    if out_w * c_out * kh * w * c_in > _BAND_MAX:
+        (dx,) = jax.vjp(lambda a: _xla_conv(a, kernel, "VALID"), x)[1](g)
+        return dx, dkernel
     # band[(v, o), (i, b, c)] = kernel[i, b - v, c, o] where 0 <= b - v < kw: one output row's
     # gradient (out_w positions x c_out) times it gives, for each kernel row i, the input row's
     # gradient (w x c_in) that output row sends i rows down.
