@@ -150,9 +150,8 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt) -> 
 
     Jobs are coloured by the first swept field other than the seed (numbers in order on a
     sequential colormap, other values in distinct colours), so a config's seeds share a
-    colour and the trend reads at a glance;
-    a diverged job's curve ends in a black cross. A seeds-only sweep of at most 12 jobs gets
-    one legend entry per job."""
+    colour and the trend reads at a glance; a diverged job's curve ends in a black cross.
+    A seeds-only sweep of at most 12 jobs gets one legend entry per job."""
     curve_key = next((k for k in ("val/accuracy", "val/mse", "val/loss") if any(
         k in r for records in curves.values() for r in records)), None)
     keys = ["train/loss", *([curve_key] if curve_key else [])]
@@ -199,15 +198,13 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt) -> 
     if handles and (field is not None or len(curves) <= 12):
         fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
                    frameon=False)
-    fig.tight_layout()
-    fig.savefig(root / "report_curves.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return root / "report_curves.png"
+    # The legend sits outside the axes: the saved area grows to hold it.
+    return _save(fig, root / "report_curves.png", plt, bbox_inches="tight")
 
 
-def _save(fig, path: Path, plt) -> Path:
+def _save(fig, path: Path, plt, **savefig) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, **savefig)
     plt.close(fig)
     return path
 
