@@ -83,16 +83,16 @@ def profile(model_name: str, batch: int, steps_per_call: int, calls: int, trace_
     import jax.numpy as jnp
     import numpy as np
 
-    from lepton_jax.config import ModelConfig, OptimConfig
+    from lepton_jax.config import OptimConfig
     from lepton_jax.models import build_model
     from lepton_jax.optim import make_optimizer
     from lepton_jax.parallel import DataParallel
     from lepton_jax.state import create_state
     from lepton_jax.step import epoch_permutation, make_train_step
 
-    config = ModelConfig(name="lenet5") if model_name == "lenet5" else \
-        ModelConfig(name="mlp", hidden=[512, 512])
-    model = build_model(config, 10)
+    from scripts.bench import MODELS
+
+    model = build_model(MODELS[model_name], 10)
     n = batch * steps_per_call
     tx = make_optimizer(OptimConfig(lr=0.05, schedule="constant"), n, n)
     dp = DataParallel("single", jax.local_devices()[:1], batch)
