@@ -22,9 +22,9 @@ from lepton_jax.metrics import compute_metrics
 from lepton_jax.modelfile import jsonable
 from lepton_jax.models import build_model
 from lepton_jax.optim import make_optimizer
-from lepton_jax.parallel import (DataParallel, calls_ahead, cpu_steps_per_call,
-                                 default_steps_per_call, initialize_processes, local_devices,
-                                 resolve_strategy, to_host, unstack_members, wait_behind)
+from lepton_jax.parallel import (DataParallel, calls_ahead, default_steps_per_call,
+                                 initialize_processes, local_devices, resolve_strategy, to_host,
+                                 unstack_members, wait_behind)
 from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_predict, make_train_step
@@ -165,14 +165,12 @@ def drive(state, run_call, permute, cadence: Cadence, fused: int, n: int, batch_
 
 def resolve_steps_per_call(trainer: TrainerConfig, platform: str, steps_per_epoch: int,
                            vmapped: bool = False, num_devices: int = 1) -> int:
-    """`trainer.steps_per_call` as a number. `auto` on XLA:CPU fuses steps
-    (`cpu_steps_per_call`) for a vmapped population and for a run on one device; with
-    several CPU devices it stays at one step per call (`default_steps_per_call`)."""
+    """`trainer.steps_per_call` as a number; `auto` per `default_steps_per_call`. A run on
+    several devices all-reduces its gradients; a vmapped population's members do not talk."""
     fused = config_lib.steps_per_call(trainer)
     if fused == "auto":
-        fused = (cpu_steps_per_call(steps_per_epoch)
-                 if platform == "cpu" and (vmapped or num_devices == 1)
-                 else default_steps_per_call(platform))
+        fused = default_steps_per_call(platform, steps_per_epoch,
+                                       all_reduces=not vmapped and num_devices > 1)
     return steps_per_epoch if fused == "epoch" else fused
 
 

@@ -300,12 +300,15 @@ def compiler_options(platform: str) -> dict[str, str] | None:
     return None
 
 
-def default_steps_per_call(platform: str) -> str | int:
-    """Measured choice per backend: a whole epoch per call on GPU/TPU (4x faster there); on
-    XLA:CPU one step per call, which `loop.resolve_steps_per_call` keeps only for runs over
-    several CPU devices: their in-process all-reduces once hung behind queued calls
-    (`calls_ahead`), so they are not given longer programs."""
-    return 1 if platform == "cpu" else "epoch"
+def default_steps_per_call(platform: str, steps_per_epoch: int,
+                          all_reduces: bool) -> str | int:
+    """`trainer.steps_per_call=auto`, measured per backend: a whole epoch per call on GPU/TPU
+    (4x faster there); on XLA:CPU `cpu_steps_per_call`, except for a program that all-reduces
+    over several CPU devices, which keeps one step per call: those in-process all-reduces
+    once hung behind queued calls (`calls_ahead`), so they are not given longer programs."""
+    if platform != "cpu":
+        return "epoch"
+    return 1 if all_reduces else cpu_steps_per_call(steps_per_epoch)
 
 
 def cpu_steps_per_call(steps_per_epoch: int) -> int:
