@@ -212,7 +212,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                          f"(loss={diverged[i][1]}); masked, the other members go on")
             live = [i for i in range(members) if i not in diverged]
             if want_eval and live:
-                val = evaluate(states.params, "val") if "val" in evaluate.splits() else None
+                val = evaluate(states.params, "val", step=step) if "val" in evaluate.splits() else None
                 echo(_eval_line(step, step / steps_per_epoch, losses, val, live, names, members,
                                 data.task))
                 for i in live:
@@ -230,7 +230,8 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                     ckpts[i].wait()
             clock.lap("checkpoints")
         results = []
-        finals = {s: evaluate(states.params, s, with_confusion=True) for s in evaluate.splits()}
+        finals = {s: evaluate(states.params, s, with_confusion=True, step=step)
+                  for s in evaluate.splits()}
         clock.lap("evaluation")
         seconds = round(time.perf_counter() - started, 3)
         for i in range(members):

@@ -109,6 +109,44 @@ def test_same_seed_gives_identical_metrics(tmp_path):
     assert a.count("val/accuracy") >= 2
 
 
+def test_final_evaluation_reuses_the_last_periodic_predictions(tmp_path, monkeypatch):
+    """Validating at the last step and then finishing predicts the validation split once,
+    not twice; the final metrics are those of that prediction (plus the confusion matrix)."""
+    from lepton_jax import loop
+    from lepton_jax.population import fit_population
+
+    calls = []
+    original = loop.Evaluator.__init__
+
+    def counting(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        jitted = self._jitted
+
+        def predict(params, x, size):
+            calls.append(len(x))
+            return jitted(params, x, size)
+        self._jitted = predict
+
+    monkeypatch.setattr(loop.Evaluator, "__init__", counting)
+    config = _small()
+    for run in ("alone", "population"):
+        calls.clear()
+        if run == "alone":
+            result = fit(config, tmp_path / run)
+        else:
+            result, = fit_population([config], [tmp_path / run])
+        val_rows = int(np.sum(result["val"]["confusion"]))
+        test_rows = int(np.sum(result["test"]["confusion"]))
+        # Padded to whole chunks, so compare counts: epochs 1 and 2, then the test split.
+        assert len(calls) == 3, (run, calls)
+        assert calls[0] == calls[1] >= val_rows and calls[2] >= test_rows
+        records = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").open()]
+        last_val = [r for r in records if "val/accuracy" in r][-1]
+        final = records[-1]
+        assert final["final/val/accuracy"] == last_val["val/accuracy"] == result["val"]["accuracy"]
+        assert final["final/val/loss"] == last_val["val/loss"]
+
+
 def test_different_seed_differs(tmp_path):
     config = _small()
     fit(config, tmp_path / "a")
