@@ -62,6 +62,12 @@ def test_bad_csv(tmp_path, text, args, message):
     _check_error(proc, message)
 
 
+def test_csv_root_that_is_a_folder(tmp_path):
+    proc = run_cli("data=csv", "model=linear", f"data.root={tmp_path}",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    _check_error(proc, f"CSV file '{tmp_path}' is a folder; point it at the CSV file inside it")
+
+
 def _digest(run_dir: Path) -> dict:
     """Contents of everything our code wrote (Hydra's own .hydra/ and log excluded)."""
     return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()

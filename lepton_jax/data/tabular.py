@@ -18,6 +18,8 @@ def _read_frame(path: str | None, what: str) -> pd.DataFrame:
     if not path:
         raise UserError("data.root is not set; point it at the CSV file, e.g. data.root=data.csv")
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise UserError(f"{what} {path!r} is a folder; point it at the CSV file inside it")
     if not file.is_file():
         raise UserError(f"{what} {path!r} does not exist; check the path")
     try:
