@@ -35,6 +35,9 @@ python3 scripts/profile_step.py --model lenet5 --batch 128 --steps-per-call 100 
   --top 25 --out "$OUT/gpu_profile_lenet5_b128.json"
 python3 scripts/profile_step.py --model lenet5 --batch 8192 --steps-per-call 7 --calls 5 \
   --top 25 --out "$OUT/gpu_profile_lenet5_b8192.json"
+# The 64-member MLP population's step (issue 5), one epoch of 10,000 images per call.
+python3 scripts/profile_step.py --model mlp --population 64 --steps-per-call 78 --calls 5 \
+  --top 25 --out "$OUT/gpu_profile_population64_mlp.json"
 
 for run in cold warm; do
   LEPTON_MNIST_ROOT="$MNIST" python3 scripts/bench_population.py --standalone-vs-population 64 \
