@@ -59,6 +59,29 @@ def test_vectorized_sweep_matches_the_job_by_job_sweep(tmp_path):
         "DivergedError" in vector.stdout + vector.stderr
 
 
+def test_optuna_drives_populations_batch_by_batch(tmp_path):
+    """Optuna's sweeper hands the launcher a batch of n_jobs trials at a time; each batch
+    trains as one population, and the study sees one result per trial."""
+    import yaml
+
+    sweep = tmp_path / "optuna"
+    proc = run_cli("-m", *SMALL, "hydra/sweeper=optuna", "hydra.sweeper.n_trials=6",
+                   "hydra.sweeper.n_jobs=3", "hydra.sweeper.direction=maximize",
+                   "hydra.sweeper.sampler.seed=1", "optim.lr=interval(0.01,0.2)", "seed=choice(0,1)",
+                   "hydra/launcher=pool", "hydra.launcher.vectorize=true", "hydra.launcher.slots=1",
+                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("launching 3 jobs as 1 population") == 2, proc.stdout
+    table = summary(sweep)
+    assert list(table.index) == list(range(6)) and set(table.status) == {"COMPLETED"}
+    for job in range(6):
+        result = json.loads((sweep / str(job) / "result.json").read_text())
+        assert result["strategy"] == "population" and result["population"] == 3
+        assert result["monitor"] == pytest.approx(float(table.metric[job]))
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(table.metric.astype(float)))
+
+
 def test_grouping_by_structural_fields(tmp_path):
     tiny = ["data.limit=300", "trainer.epochs=1", "trainer.batch_size=50", "trainer.eval_every_epochs=0"]
     proc = run_cli("-m", *tiny, "model=mlp,lenet5", "optim.lr=0.01,0.02,0.05", "seed=0,1",
