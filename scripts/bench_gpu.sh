@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Every GPU check in one call (about 6 minutes on an H100): device facts, training throughput
+# Every GPU check in one call (about 8 minutes on an H100): device facts, training throughput
 # against PyTorch eager and the Flax-examples loop, time to 99 % MNIST test accuracy (warm, and
 # cold with a warm compile cache), a full `fit` smoke run, per-kernel profiles of the LeNet-5
 # step, and a 64-member population against one standalone run (issue 5; twice: the first
-# process fills the compile cache).
+# process fills the compile cache; then as whole commands).
 #
 #   LEPTON_MNIST_ROOT=/path/to/mnist bash scripts/bench_gpu.sh OUT_DIR
 # Needs jax with CUDA, flax, optax, orbax-checkpoint, torch; run from the repo root.
@@ -40,6 +40,10 @@ python3 scripts/profile_step.py --model mlp --population 64 --steps-per-call 78 
   --top 25 --out "$OUT/gpu_profile_population64_mlp.json"
 
 for run in cold warm; do
-  LEPTON_MNIST_ROOT="$MNIST" python3 scripts/bench_population.py --standalone-vs-population 64 \
-    "$OUT/gpu_population64_$run.json"
+  python3 scripts/bench_population.py --mnist "$MNIST" --standalone-vs-population 64 \
+    --out "$OUT/gpu_population64_$run.json"
 done
+# The same as the commands a user types: one run vs the 64-point vectorized multirun (needs
+# hydra-core: the wheels in ../shared/ENV_NOTES.md).
+python3 scripts/bench_population.py --mnist "$MNIST" --standalone-vs-population 64 --commands \
+  --repeats 2 --out "$OUT/gpu_population64_commands.json"

@@ -6,10 +6,13 @@ multirun through Hydra's basic launcher (one job after another), each command al
 Sweep: MLP 784-512-512-10 (or LeNet-5), first 10,000 MNIST training images, 2 epochs,
 batch 128, 4 learning rates x 4 seeds. Prints a table and writes JSON (machine, jax version, commit).
 
-    python scripts/bench_population.py --standalone-vs-population N [OUT.json] [--tiny]
+    python scripts/bench_population.py --standalone-vs-population N [--tiny] [--commands] [--out OUT.json]
 
-One standalone run vs an N-member population of it in one process (issue 5's GPU target);
-`--tiny` swaps in a 16-unit MLP on digits, to see the per-member overheads on a CPU.
+One standalone run vs an N-point sweep of it (issue 5's GPU target): in one process (`fit` vs
+`fit_population`), or with `--commands` as the commands a user types (one `python -m
+lepton_jax.train` vs the N-point multirun vectorized through the pool launcher, each run once
+untimed to fill the compile cache, then alternating). `--tiny` swaps in a 16-unit MLP on
+digits, to see the per-member overheads on a CPU.
 """
 
 from __future__ import annotations
@@ -63,7 +66,23 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--model", default="mlp", choices=["mlp", "lenet5"])
     p.add_argument("--out", default=None)
+    p.add_argument("--standalone-vs-population", type=int, default=0, metavar="N",
+                   help="one standalone run vs an N-point population of it (a multiple of 4)")
+    p.add_argument("--tiny", action="store_true", help="with --standalone-vs-population: a "
+                   "16-unit MLP on digits, whose arithmetic is negligible")
+    p.add_argument("--commands", action="store_true", help="with --standalone-vs-population: "
+                   "time the whole commands instead of fit calls in one process")
     args = p.parse_args()
+    if args.standalone_vs_population:
+        if args.standalone_vs_population % 4:
+            p.error("--standalone-vs-population takes a multiple of 4 (lrs x 4 seeds)")
+        if args.commands:
+            standalone_vs_sweep_commands(args.mnist, args.standalone_vs_population, args.out,
+                                         args.tiny, args.repeats)
+        else:
+            standalone_vs_population(args.mnist, args.standalone_vs_population, args.out,
+                                     args.tiny)
+        return
     n_lr, n_seed = map(int, args.points.split("x"))
     lrs = [round(0.01 * 2 ** i, 4) for i in range(n_lr)]
     seeds = list(range(n_seed))
@@ -90,10 +109,6 @@ def main() -> None:
         print(f"  {name:<22} {seconds:6.1f} s  {ratio}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__" and "--standalone-vs-population" not in sys.argv:
-    main()
 
 
 def standalone_vs_population(mnist: str, members: int, out: str | None,
@@ -139,8 +154,51 @@ def standalone_vs_population(mnist: str, members: int, out: str | None,
         Path(out).write_text(json.dumps(result, indent=2))
 
 
-if __name__ == "__main__" and "--standalone-vs-population" in sys.argv:
-    i = sys.argv.index("--standalone-vs-population")
-    rest = [a for a in sys.argv[i + 2:] if a != "--tiny"]
-    standalone_vs_population(os.environ.get("LEPTON_MNIST_ROOT", str(REPO.parent / "shared/data/mnist")),
-                             int(sys.argv[i + 1]), rest[0] if rest else None, "--tiny" in sys.argv)
+def standalone_vs_sweep_commands(mnist: str, members: int, out: str | None, tiny: bool,
+                                 repeats: int) -> None:
+    """The same comparison as whole commands: `python -m lepton_jax.train` for one point vs
+    the `members`-point multirun, vectorized through the pool launcher (one population per
+    slot; one slot per GPU). Each command runs once untimed first (compile cache), then
+    `repeats` times alternating; medians."""
+    from scripts.bench import environment
+
+    if tiny:
+        common = ["model.hidden=[16]", "data.name=digits"]
+    else:
+        common = ["model.hidden=[512,512]", "data.name=mnist", f"data.root={mnist}",
+                  "data.val_fraction=0.05", "data.limit=10000"]
+    common += ["trainer.epochs=2", "trainer.batch_size=128", "trainer.progress=off",
+               "logger.name=console"]
+    lrs = [round(0.005 * (i + 1), 4) for i in range(members // 4)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    walls: dict[str, list[float]] = {"standalone": [], "sweep": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats + 1):
+            cmds = {
+                "standalone": [sys.executable, "-m", "lepton_jax.train", *common,
+                               f"optim.lr={lrs[0]}", "seed=0", f"hydra.run.dir={tmp}/alone{r}"],
+                "sweep": [sys.executable, "-m", "lepton_jax.train", "-m", *common,
+                          f"optim.lr={','.join(map(str, lrs))}", "seed=0,1,2,3",
+                          "hydra/launcher=pool", "hydra.launcher.vectorize=true",
+                          f"hydra.sweep.dir={tmp}/sweep{r}"],
+            }
+            for name, cmd in cmds.items():
+                t0 = time.perf_counter()
+                done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+                if done.returncode:
+                    raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+                if r:  # round 0 fills the compile cache
+                    walls[name].append(time.perf_counter() - t0)
+                    print(f"round {r} {name}: {walls[name][-1]:.2f} s", flush=True)
+    med = {k: statistics.median(v) for k, v in walls.items()}
+    ratio = med["sweep"] / med["standalone"]
+    print(f"whole commands (median of {repeats}): one standalone run {med['standalone']:.2f} s; "
+          f"{members}-point vectorized sweep {med['sweep']:.2f} s ({ratio:.2f}x one run)")
+    if out:
+        Path(out).write_text(json.dumps(
+            {"env": environment(), "members": members, "tiny": tiny, "wall_s": walls,
+             "median_s": med, "ratio": ratio}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
