@@ -1,4 +1,5 @@
 import gzip
+import os
 
 import numpy as np
 import pytest
@@ -18,6 +19,57 @@ def test_digits_resized_to_28x28_and_split_without_overlap():
     # Normalization statistics come from the training split alone.
     assert abs(float(d.x_train.mean())) < 1e-4 and abs(float(d.x_train.std()) - 1) < 1e-3
     assert abs(float(d.x_test.mean())) > 1e-4
+
+
+def test_digits_are_cached_on_disk_and_equal_a_fresh_build(tmp_path):
+    """A second process loads the resized digits from the cache folder without importing
+    scikit-learn; the cached arrays equal scikit-learn's, resized again here."""
+    import subprocess
+    import sys
+
+    from scipy.ndimage import zoom
+    from sklearn.datasets import load_digits
+
+    script = ("import sys, numpy as np; from lepton_jax.data import digits_arrays; "
+              "x, y = digits_arrays(); np.savez(sys.argv[1], x=x, y=y); "
+              "print('sklearn' in sys.modules, x.flags.writeable)")
+    env = {**os.environ, "LEPTON_JAX_CACHE_DIR": str(tmp_path / "cache" / "xla")}
+    runs = [subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{i}.npz")], env=env,
+                           capture_output=True, text=True, check=True).stdout.split()
+            for i in range(2)]
+    assert runs == [["True", "False"], ["False", "False"]]
+    assert len(list((tmp_path / "cache" / "digits").glob("*.npz"))) == 1
+    bunch = load_digits()
+    expected = zoom(bunch.images.astype(np.float32) / 16.0, (1, 3.5, 3.5), order=1).clip(0, 1)
+    for i in range(2):
+        with np.load(tmp_path / f"{i}.npz") as got:
+            np.testing.assert_array_equal(got["x"][..., 0], expected.astype(np.float32))
+            np.testing.assert_array_equal(got["y"], bunch.target)
+
+
+def test_damaged_cache_entry_is_rebuilt(tmp_path, monkeypatch):
+    from lepton_jax.data.cache import disk_cached
+
+    monkeypatch.setenv("LEPTON_JAX_CACHE_DIR", str(tmp_path / "xla"))
+    builds = []
+
+    def build():
+        builds.append(1)
+        return {"a": np.arange(3.0)}
+
+    first = disk_cached("thing", ("k", 1), ["a"], build)
+    (entry,) = (tmp_path / "thing").glob("*.npz")
+    np.testing.assert_array_equal(disk_cached("thing", ("k", 1), ["a"], build)["a"], first["a"])
+    assert len(builds) == 1
+    entry.write_bytes(entry.read_bytes()[:20])  # cut short
+    np.testing.assert_array_equal(disk_cached("thing", ("k", 1), ["a"], build)["a"], first["a"])
+    assert len(builds) == 2
+    np.testing.assert_array_equal(np.load(entry)["a"], first["a"])  # replaced whole
+    disk_cached("thing", ("k", 2), ["a"], build)  # another key: another entry
+    assert len(builds) == 3 and len(list((tmp_path / "thing").glob("*.npz"))) == 2
+    monkeypatch.setenv("LEPTON_JAX_DATA_CACHE", "off")
+    disk_cached("thing", ("k", 1), ["a"], build)
+    assert len(builds) == 4
 
 
 def test_split_depends_on_seed_only():

@@ -9,10 +9,10 @@ import os
 import struct
 import urllib.request
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
+from lepton_jax.data.cache import disk_cached
 from lepton_jax.errors import UserError
 
 FILES = {
@@ -148,37 +148,14 @@ def _stat(path: Path):
         return None
 
 
-def _disk_cache(folder: str, stamps: tuple) -> Optional[Path]:
-    """Where decoded arrays of these exact files are kept (a cold start then skips gunzip)."""
-    if None in stamps or os.environ.get("LEPTON_JAX_DATA_CACHE", "on") == "off":
-        return None
-    from lepton_jax.compile_cache import default_cache_dir
-
-    key = hashlib.sha256(repr((folder, stamps)).encode()).hexdigest()[:20]
-    return default_cache_dir().parent / "mnist" / f"{key}.npz"
-
-
 @functools.lru_cache(maxsize=2)
 def _decode(folder: str, stamps: tuple):
-    cache = _disk_cache(folder, stamps)
-    arrays = None
-    if cache is not None and cache.exists():
-        try:
-            with np.load(cache) as saved:
-                arrays = {key: saved[key] for key in FILES}
-        except (OSError, ValueError, KeyError):
-            arrays = None  # a damaged cache entry: decode the files again
-    if arrays is None:
-        arrays = {key: read_idx(Path(folder) / name, magic, shape)
-                  for key, (name, magic, shape) in FILES.items()}
-        if cache is not None:
-            try:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")
-                np.savez(tmp, **arrays)
-                os.replace(tmp, cache)
-            except OSError:
-                pass  # a read-only home: decode every time
+    def decode():
+        return {key: read_idx(Path(folder) / name, magic, shape)
+                for key, (name, magic, shape) in FILES.items()}
+
+    # Keyed by the files' path, sizes and times: a cold start then skips gunzip.
+    arrays = decode() if None in stamps else disk_cached("mnist", (folder, stamps), FILES, decode)
 
     def images(a):
         # One pass into one new array (astype then / made two, and page-faulted both: ~10x
