@@ -55,6 +55,18 @@ def commands(mnist: str, lrs: list[float], seeds: list[int], workdir: Path, epoc
     }
 
 
+def population_timings(sweep_dir: Path) -> list[dict]:
+    """Each population's wall-time split (setup, training, evaluation, checkpoints), read from
+    its members' result.json (members of one population share it); [] for plain jobs."""
+    seen = []
+    for result in sorted(sweep_dir.glob("*/result.json")):
+        r = json.loads(result.read_text())
+        split = {"population": r.get("population"), "timing": r.get("timing")}
+        if r.get("strategy") == "population" and split not in seen:
+            seen.append(split)
+    return seen
+
+
 def main() -> None:
     from scripts.bench import environment
 
@@ -87,6 +99,7 @@ def main() -> None:
     lrs = [round(0.01 * 2 ** i, 4) for i in range(n_lr)]
     seeds = list(range(n_seed))
     walls: dict[str, list[float]] = {}
+    timings: dict[str, list] = {}  # per vectorized command and round: each population's split
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for r in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
@@ -97,11 +110,18 @@ def main() -> None:
                 walls.setdefault(name, []).append(time.perf_counter() - t0)
                 if out.returncode:
                     raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
-                print(f"round {r} {name}: {walls[name][-1]:.1f} s", flush=True)
+                sweep = next(a for a in cmd if a.startswith("hydra.sweep.dir=")).split("=", 1)[1]
+                split = population_timings(Path(sweep))
+                if split:
+                    timings.setdefault(name, []).append(split)
+                print(f"round {r} {name}: {walls[name][-1]:.1f} s"
+                      + "".join(f"; population of {t['population']}: {t['timing']}" for t in split),
+                      flush=True)
     med = {k: statistics.median(v) for k, v in walls.items()}
     speedup = {k: med["hydra_basic"] / v for k, v in med.items() if k != "hydra_basic"}
     result = {"env": environment(), "model": args.model, "points": n_lr * n_seed, "lrs": lrs, "seeds": seeds,
-              "wall_s": walls, "median_s": med, "speedup_vs_basic": speedup}
+              "wall_s": walls, "median_s": med, "speedup_vs_basic": speedup,
+              "population_timing": timings}
     print(f"{args.model}, {n_lr * n_seed} points, whole multirun command (median of {args.repeats}):")
     for name, seconds in med.items():
         ratio = ("baseline" if name not in speedup else f"{speedup[name]:.2f}x faster"
@@ -172,6 +192,7 @@ def standalone_vs_sweep_commands(mnist: str, members: int, out: str | None, tiny
     lrs = [round(0.005 * (i + 1), 4) for i in range(members // 4)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     walls: dict[str, list[float]] = {"standalone": [], "sweep": []}
+    timings: list = []  # per sweep round: each population's split
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(repeats + 1):
             cmds = {
@@ -189,7 +210,12 @@ def standalone_vs_sweep_commands(mnist: str, members: int, out: str | None, tiny
                     raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
                 if r:  # round 0 fills the compile cache
                     walls[name].append(time.perf_counter() - t0)
-                    print(f"round {r} {name}: {walls[name][-1]:.2f} s", flush=True)
+                    split = population_timings(Path(tmp) / f"sweep{r}") if name == "sweep" else []
+                    if split:
+                        timings.append(split)
+                    print(f"round {r} {name}: {walls[name][-1]:.2f} s" + "".join(
+                        f"; population of {t['population']}: {t['timing']}" for t in split),
+                        flush=True)
     med = {k: statistics.median(v) for k, v in walls.items()}
     ratio = med["sweep"] / med["standalone"]
     print(f"whole commands (median of {repeats}): one standalone run {med['standalone']:.2f} s; "
@@ -197,7 +223,7 @@ def standalone_vs_sweep_commands(mnist: str, members: int, out: str | None, tiny
     if out:
         Path(out).write_text(json.dumps(
             {"env": environment(), "members": members, "tiny": tiny, "wall_s": walls,
-             "median_s": med, "ratio": ratio}, indent=2))
+             "median_s": med, "ratio": ratio, "population_timing": timings}, indent=2))
 
 
 if __name__ == "__main__":
