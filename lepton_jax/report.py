@@ -134,15 +134,23 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
 
     if print_table:
         # iterrows gives one dtype per row (floats), so the count is printed as an int.
-        rows = [[*(str(r[c]) for c in by), f"{r['mean']:.4f}", f"{r['std']:.4f}",
-                 str(int(r["count"]))] for _, r in table.iterrows()]
+        # Sampled values (Optuna's 0.036673518333094415) shown to 6 digits; one run has no
+        # spread ("–", not pandas' nan); the best line keeps the exact value to copy.
+        rows = [[*(_short(r[c]) for c in by), f"{r['mean']:.4f}",
+                 f"{r['std']:.4f}" if r["count"] > 1 else "–", str(int(r["count"]))]
+                for _, r in table.iterrows()]
         described = ", ".join(f"{c}={best[c]}" for c in by) or "the only config"
+        spread = (f"± {best['std']:.4f} over {int(best['count'])} runs" if best["count"] > 1
+                  else "(1 run)")
         _print_table(f"{root}: {label}, mean ± std over seeds ({len(done)} of {len(jobs)} "
                      "jobs finished)", [*by, "mean", "std", "count"], rows,
-                     f"best: {described} — {name} {best['mean']:.4f} ± "
-                     f"{0.0 if best['std'] != best['std'] else best['std']:.4f} "
-                     f"over {int(best['count'])} run(s)\n{_wrote(written)}")
+                     f"best: {described} — {name} {best['mean']:.4f} {spread}\n"
+                     f"{_wrote(written)}")
     return table
+
+
+def _short(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt) -> Path:
