@@ -31,18 +31,33 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+def overrides(mnist: str, epochs: int = 2, model: str = "mlp", tiny: bool = False) -> list[str]:
+    """The benchmarked job: MLP 784-512-512-10 (or `model`) on the first 10,000 MNIST training
+    images, batch 128; `tiny`: a 16-unit MLP on digits instead."""
+    if tiny:
+        job = ["model.hidden=[16]", "data.name=digits"]
+    else:
+        net = ["model.hidden=[512,512]"] if model == "mlp" else [f"model={model}"]
+        job = [*net, "data.name=mnist", f"data.root={mnist}", "data.val_fraction=0.05",
+               "data.limit=10000"]
+    return [*job, f"trainer.epochs={epochs}", "trainer.batch_size=128", "trainer.progress=off",
+            "logger.name=console"]
+
+
+def round_line(r: int, name: str, seconds: float, split: list[dict], digits: int = 1) -> str:
+    return f"round {r} {name}: {seconds:.{digits}f} s" + "".join(
+        f"; population of {t['population']}: {t['timing']}" for t in split)
+
+
 def commands(mnist: str, lrs: list[float], seeds: list[int], workdir: Path, epochs: int,
-             model: str = "mlp"):
-    net = ["model.hidden=[512,512]"] if model == "mlp" else [f"model={model}"]
-    common = [*net, "data.name=mnist", f"data.root={mnist}",
-              "data.val_fraction=0.05", "data.limit=10000",
-              f"trainer.epochs={epochs}", "trainer.batch_size=128", "trainer.progress=off",
-              "logger.name=console"]
+             model: str = "mlp") -> dict[str, tuple[list[str], Path]]:
+    """Each compared multirun: its command and its sweep dir."""
+    common = overrides(mnist, epochs, model)
     sweep = [f"optim.lr={','.join(map(str, lrs))}", f"seed={','.join(map(str, seeds))}"]
 
     def multirun(name, *extra):
-        return [sys.executable, "-m", "lepton_jax.train", "-m", *common, *sweep, *extra,
-                f"hydra.sweep.dir={workdir / name}"]
+        return ([sys.executable, "-m", "lepton_jax.train", "-m", *common, *sweep, *extra,
+                 f"hydra.sweep.dir={workdir / name}"], workdir / name)
 
     return {
         # Hydra's default: one job after another in the launcher's process.
@@ -103,20 +118,17 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for r in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            for name, cmd in commands(args.mnist, lrs, seeds, Path(tmp) / str(r),
-                                      args.epochs, args.model).items():
+            for name, (cmd, sweep) in commands(args.mnist, lrs, seeds, Path(tmp) / str(r),
+                                               args.epochs, args.model).items():
                 t0 = time.perf_counter()
                 out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
                 walls.setdefault(name, []).append(time.perf_counter() - t0)
                 if out.returncode:
                     raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
-                sweep = next(a for a in cmd if a.startswith("hydra.sweep.dir=")).split("=", 1)[1]
-                split = population_timings(Path(sweep))
+                split = population_timings(sweep)
                 if split:
                     timings.setdefault(name, []).append(split)
-                print(f"round {r} {name}: {walls[name][-1]:.1f} s"
-                      + "".join(f"; population of {t['population']}: {t['timing']}" for t in split),
-                      flush=True)
+                print(round_line(r, name, walls[name][-1], split), flush=True)
     med = {k: statistics.median(v) for k, v in walls.items()}
     speedup = {k: med["hydra_basic"] / v for k, v in med.items() if k != "hydra_basic"}
     result = {"env": environment(), "model": args.model, "points": n_lr * n_seed, "lrs": lrs, "seeds": seeds,
@@ -182,13 +194,7 @@ def standalone_vs_sweep_commands(mnist: str, members: int, out: str | None, tiny
     `repeats` times alternating; medians."""
     from scripts.bench import environment
 
-    if tiny:
-        common = ["model.hidden=[16]", "data.name=digits"]
-    else:
-        common = ["model.hidden=[512,512]", "data.name=mnist", f"data.root={mnist}",
-                  "data.val_fraction=0.05", "data.limit=10000"]
-    common += ["trainer.epochs=2", "trainer.batch_size=128", "trainer.progress=off",
-               "logger.name=console"]
+    common = overrides(mnist, tiny=tiny)
     lrs = [round(0.005 * (i + 1), 4) for i in range(members // 4)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     walls: dict[str, list[float]] = {"standalone": [], "sweep": []}
@@ -213,9 +219,7 @@ def standalone_vs_sweep_commands(mnist: str, members: int, out: str | None, tiny
                     split = population_timings(Path(tmp) / f"sweep{r}") if name == "sweep" else []
                     if split:
                         timings.append(split)
-                    print(f"round {r} {name}: {walls[name][-1]:.2f} s" + "".join(
-                        f"; population of {t['population']}: {t['timing']}" for t in split),
-                        flush=True)
+                    print(round_line(r, name, walls[name][-1], split, digits=2), flush=True)
     med = {k: statistics.median(v) for k, v in walls.items()}
     ratio = med["sweep"] / med["standalone"]
     print(f"whole commands (median of {repeats}): one standalone run {med['standalone']:.2f} s; "
