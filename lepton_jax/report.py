@@ -125,6 +125,8 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         if numeric and done[field].nunique() > 2 and (done[field] > 0).all() and \
                 done[field].max() / done[field].min() >= 8:
             ax.set_xscale("log")
+        if numeric and done[field].nunique() <= 12:
+            _tick_at_values(ax.xaxis, sorted(done[field].unique()))
         ax.set_xlabel(field)
         ax.set_ylabel(label)
         ax.set_title(f"{label} vs {field}")
@@ -151,6 +153,29 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
 
 def _short(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _tick_at_values(axis, values: list) -> None:
+    """A grid's few values as the axis's only ticks, written as in the table (0.01, 0.08, not
+    10⁻² with crowded 3×10⁻² minor labels; seeds 0, 1, 2, not 0.5 steps)."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    axis.set_ticks(values, [_short(v) for v in values])
+    axis.set_minor_locator(NullLocator())
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _epoch_axis(ax, longest: int) -> None:
+    """Epochs are counted in whole numbers; a curve of a few evaluations gets its points
+    marked, so two evaluations do not read as a straight trend."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if longest <= 20:
+        for line in ax.get_lines():
+            if line.get_marker() in (None, "None", ""):
+                line.set_marker(".")
 
 
 def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt) -> Path:
@@ -191,8 +216,9 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt) -> 
             if row["status"] == "diverged":
                 ax.plot(epochs[-1:], [records[-1].get(key)], "x", color="black", markersize=8,
                         label="diverged")
+    longest = max((len(r) for r in curves.values()), default=0)
     for ax, key in zip(axes[0], keys, strict=True):
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax, longest)
         ax.set_ylabel(key)
     axes[0, 0].set_yscale("log")
     fig.suptitle("learning curves per job" + (f", coloured by {field}" if field else ""))
@@ -258,12 +284,12 @@ def _report_run(root: Path, records: list, print_table: bool, plt):
     epochs = [r["epoch"] for r in records]
     axes[0, 0].plot(epochs, [r["train/loss"] for r in records], marker=".")
     axes[0, 0].set_yscale("log")
-    axes[0, 0].set_xlabel("epoch")
     axes[0, 0].set_ylabel("train/loss")
     if keys:
         axes[0, 1].plot(epochs, [r.get(keys[0]) for r in records], marker=".", color="C1")
-        axes[0, 1].set_xlabel("epoch")
         axes[0, 1].set_ylabel(keys[0])
+    for ax in axes[0]:
+        _epoch_axis(ax, len(records))
     fig.suptitle(root.name)
     curves = _save(fig, root / "report_curves.png", plt)
 

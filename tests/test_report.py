@@ -131,3 +131,34 @@ def test_learning_curves_are_coloured_by_the_swept_value_and_mark_divergence(tmp
     assert legend == ["optim.lr=0.01", "optim.lr=0.03", "optim.lr=0.1", "diverged"]
     crosses = [ln for ln in loss_ax.get_lines() if ln.get_marker() == "x"]
     assert len(crosses) == 1 and crosses[0].get_color() == "black"
+
+
+def test_plots_tick_the_swept_values_and_whole_epochs(tmp_path, monkeypatch):
+    """A grid's plot is ticked at its values as the table writes them (a log axis has no
+    crowded minor labels); seeds tick as integers; learning curves tick whole epochs and mark
+    each evaluation when there are few."""
+    import matplotlib.pyplot as plt
+
+    n = 0
+    for lr in (0.01, 0.02, 0.04, 0.08):
+        for seed in (0, 1, 2):
+            _job(tmp_path, str(n), lr, seed, "val/accuracy", 0.5 + lr)
+            n += 1
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
+    report(tmp_path, print_table=False)
+    by_title = {f.axes[0].get_title(): f.axes[0] for f in figures if f.axes[0].get_title()}
+    lr_ax = by_title["val/accuracy (monitored) vs optim.lr"]
+    assert lr_ax.get_xscale() == "log"
+    assert [t.get_text() for t in lr_ax.get_xticklabels()] == ["0.01", "0.02", "0.04", "0.08"]
+    assert list(lr_ax.get_xticks()) == [0.01, 0.02, 0.04, 0.08]
+    assert [t.get_text() for t in lr_ax.get_xticklabels(minor=True)] in ([], [""] * len(
+        lr_ax.get_xticks(minor=True)))
+    seed_ax = by_title["val/accuracy (monitored) vs seed"]
+    assert [t.get_text() for t in seed_ax.get_xticklabels()] == ["0", "1", "2"]
+    curves = next(f for f in figures if f._suptitle is not None)
+    for ax in curves.axes:
+        ax.set_xlim(0.5, 3.5)  # the locator is asked again for a wider span
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+        assert {ln.get_marker() for ln in ax.get_lines()} == {"."}
