@@ -12,7 +12,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from lepton_jax.config import Config, DataConfig, ModelConfig, OptimConfig, TrainerConfig
+from lepton_jax.config import (Config, DataConfig, ModelConfig, OptimConfig, TrainerConfig,
+                               validate_data)
 from lepton_jax.data import DataSplits, RawData, from_table, load_raw, make_splits
 from lepton_jax.errors import UserError
 from lepton_jax.modelfile import jsonable
@@ -23,7 +24,7 @@ class Dataset:
 
     def __init__(self, raw: RawData, config: DataConfig):
         self.raw = raw
-        self.config = config
+        self.config = validate_data(config, prefix="")
         self._splits: dict[bool, DataSplits] = {}
 
     @classmethod
@@ -33,18 +34,21 @@ class Dataset:
         `categorical` columns are one-hot encoded (the categories are recorded)."""
         config = DataConfig(name="csv", root=str(path), target=target, task=task,
                             categorical=list(categorical), **split)
+        config = validate_data(config, prefix="")  # before reading any file
         return cls(load_raw(config), config)
 
     @classmethod
     def mnist(cls, root: str | os.PathLike, download: bool = False, **split) -> "Dataset":
         config = DataConfig(name="mnist", root=str(root), download=download,
                             **{"val_fraction": 0.05, **split})
+        config = validate_data(config, prefix="")  # before reading any file
         return cls(load_raw(config), config)
 
     @classmethod
     def digits(cls, **split) -> "Dataset":
         """scikit-learn's bundled 8x8 digits, resized to 28x28."""
         config = DataConfig(name="digits", **split)
+        config = validate_data(config, prefix="")  # before reading any file
         return cls(load_raw(config), config)
 
     @classmethod

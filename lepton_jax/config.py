@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import typing
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Union
 
 from lepton_jax.errors import UserError
 
@@ -117,6 +119,92 @@ def _positive(field_name: str, value, allow_zero: bool = False) -> None:
         raise UserError(f"{field_name} ({value}) must be {bound}; pass a value {bound}")
 
 
+# Fields parsed from text after the type check: the schema says str, Python may pass an int.
+_ALSO_INT = {"trainer.steps_per_call"}
+
+
+def _fits(value, kind) -> bool:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is Any:
+        return True
+    if origin is Union:
+        return any(_fits(value, a) for a in args)
+    if kind is type(None):
+        return value is None
+    if origin in (list, List):
+        return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value)
+    if kind is bool:
+        return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy's bool
+    if kind is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _describe(kind) -> str:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is Union:
+        return " or ".join("None" if a is type(None) else _describe(a) for a in args)
+    if origin in (list, List):
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(
+            args[0], _describe(args[0]))
+    return {bool: "True or False", int: "an integer", float: "a number", str: "a string"}.get(
+        kind, getattr(kind, "__name__", str(kind)))
+
+
+def native_value(value):
+    """numpy scalars (a grid from `np.linspace`, a value read off an array) as Python's own
+    numbers, lists of them as lists: OmegaConf and JSON take only those."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [native_value(v) for v in value]
+    return value
+
+
+def native(config):
+    """A copy of a config dataclass with every value through `native_value`."""
+    return dataclasses.replace(config, **{
+        f.name: native(v) if dataclasses.is_dataclass(v) and not isinstance(v, type)
+        else native_value(v) for f in dataclasses.fields(config)
+        for v in [getattr(config, f.name)]})
+
+
+def check_types(config, prefix: str = "") -> None:
+    """Python callers (the notebook API, `fit`, `sweep`) skip Hydra's typed schema: a value
+    of the wrong type (`lr="0.1"`, `epochs=2.5`, `val_fraction="test"`) is refused here with
+    its field's name instead of failing deep inside training.
+
+    Raises:
+        UserError: naming the field, the value and the type it takes.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, kind, name = getattr(config, f.name), hints[f.name], f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, kind):
+                raise UserError(f"{name} is a {type(value).__name__}; pass a {kind.__name__}")
+            check_types(value, f"{name}.")
+        elif not (_fits(value, kind) or name in _ALSO_INT and _fits(value, int)):
+            wanted = _describe(kind) + (" or an integer" if name in _ALSO_INT else "")
+            raise UserError(f"{name}={value!r} is not {wanted}; pass {wanted}")
+
+
+def validate_data(data: DataConfig, prefix: str = "data.") -> DataConfig:
+    """The checks a dataset's split settings need (also run when the notebook API builds a
+    Dataset, before any file is read or split made); returns the config with native values."""
+    data = native(data)
+    check_types(data, prefix)
+    for name in ("val_fraction", "test_fraction"):
+        value = getattr(data, name)
+        if not 0.0 <= value < 1.0:
+            raise UserError(f"{prefix}{name} ({value}) must be in [0, 1)")
+    if data.limit is not None:
+        _positive(f"{prefix}limit", data.limit)
+    return data
+
+
 def validate(config: Config, data_given: bool = False) -> Config:
     """Checks every value a run depends on before any work starts.
 
@@ -129,6 +217,8 @@ def validate(config: Config, data_given: bool = False) -> Config:
     from lepton_jax.models import MODELS, ACTIVATIONS
     from lepton_jax.optim import OPTIMIZERS
 
+    config = native(config)
+    check_types(config)
     if not 0 <= config.seed <= MAX_SEED:
         # JAX keys are 32-bit: larger seeds would be cut and collide with smaller ones.
         raise UserError(f"seed ({config.seed}) must be in [0, {MAX_SEED}]; pick a seed in "
@@ -140,12 +230,7 @@ def validate(config: Config, data_given: bool = False) -> Config:
     if not data_given:
         _choice("data.name", config.data.name, sorted(DATASETS))
     _choice("data.task", config.data.task, TASKS)
-    for name in ("val_fraction", "test_fraction"):
-        value = getattr(config.data, name)
-        if not 0.0 <= value < 1.0:
-            raise UserError(f"data.{name} ({value}) must be in [0, 1)")
-    if config.data.limit is not None:
-        _positive("data.limit", config.data.limit)
+    config.data = validate_data(config.data)
     _choice("optim.name", config.optim.name, sorted(OPTIMIZERS))
     _positive("optim.lr", config.optim.lr)
     if not 0.0 <= config.optim.momentum < 1.0:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from lepton_jax.config import Config
+from lepton_jax.config import Config, check_types, native, native_value
 from lepton_jax.errors import UserError
 
 
@@ -18,7 +18,8 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict]:
     for key in keys:
         if isinstance(grid[key], (str, bytes)) or not hasattr(grid[key], "__iter__"):
             raise UserError(f"sweep grid value for {key!r} must be a list of values")
-    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
+    columns = [[native_value(v) for v in grid[key]] for key in keys]  # np.linspace grids too
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*columns)]
 
 
 def with_overrides(config: Config, point: Mapping[str, Any]) -> Config:
@@ -31,9 +32,12 @@ def with_overrides(config: Config, point: Mapping[str, Any]) -> Config:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    config = native(config)
+    check_types(config)
     cfg = OmegaConf.structured(config)
     try:
         for key, value in point.items():
+            value = native_value(value)
             try:
                 OmegaConf.update(cfg, key, value, merge=False)
             except OmegaConfBaseException:

@@ -166,3 +166,46 @@ def test_trainer_resumes_from_its_workdir(tmp_path):
     resumed = [line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
                if "event" not in line]
     assert resumed == uninterrupted.splitlines()
+
+
+def test_wrong_types_from_python_are_refused_naming_the_field(tmp_path):
+    """Python callers skip Hydra's typed schema: a wrong type is one UserError naming the
+    field before any file is read or written, not a TypeError from deep inside a split."""
+    from lepton_jax import Config, DataConfig, TrainerConfig, fit
+
+    digits = Dataset.digits()
+    with pytest.raises(UserError, match="val_fraction='test' is not a number"):
+        digits.split("test")
+    with pytest.raises(UserError, match="limit=2.5 is not an integer or None"):
+        Dataset.digits(limit=2.5)
+    with pytest.raises(UserError, match="root=3 is not a string or None"):
+        Dataset(digits.raw, DataConfig(root=3))
+    trainer = Trainer(model=Model.mlp(hidden=[16]), dataset=digits, lr="0.1",
+                      workdir=tmp_path / "run")
+    with pytest.raises(UserError, match="optim.lr='0.1' is not a number; pass a number"):
+        trainer.train(epochs=1)
+    with pytest.raises(UserError, match=r"model.hidden=\['16'\] is not a list of integers"):
+        Trainer(model=Model.mlp(hidden=["16"]), dataset=digits,
+                workdir=tmp_path / "run").train(epochs=1)
+    with pytest.raises(UserError, match="trainer.epochs=2.5 is not an integer"):
+        fit(Config(trainer=TrainerConfig(epochs=2.5)), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_numpy_numbers_train_like_python_numbers(tmp_path):
+    """Values read off numpy (np.float64 lr, np.int64 epochs, an array of widths) are taken
+    as the Python numbers they hold: the run equals one given plain numbers, and run.json
+    records plain JSON numbers."""
+    digits = Dataset.digits()
+
+    def run(name, lr, epochs, hidden, val):
+        trainer = Trainer(model=Model.mlp(hidden=hidden), dataset=digits.split(val),
+                          lr=lr, workdir=tmp_path / name, progress="off")
+        return trainer.train(epochs=epochs)
+
+    plain = run("plain", 0.05, 1, [16], 0.2)
+    numpy = run("numpy", np.float64(0.05), np.int64(1), np.array([16]), np.float64(0.2))
+    assert plain.equals(numpy)
+    config = json.loads((tmp_path / "numpy" / "run.json").read_text())["config"]
+    assert config["optim"]["lr"] == 0.05 and config["model"]["hidden"] == [16]
+    assert config["data"]["val_fraction"] == 0.2

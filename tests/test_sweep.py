@@ -53,3 +53,17 @@ def test_sweep_through_the_pool_launcher_matches_in_process(tmp_path):
     assert set(pool["node"].str.rsplit("/", n=1).str[-1]) == {"slot0", "slot1"}
     with pytest.raises(UserError, match="already holds a sweep"):
         sweep(_base(), grid, workdir=tmp_path / "pool", launcher="pool")
+
+
+def test_numpy_grids_become_python_numbers():
+    """A grid built with numpy (np.linspace, np.arange) sweeps like a list of floats/ints."""
+    import numpy as np
+
+    from lepton_jax.sweep import grid_points, with_overrides
+
+    points = grid_points({"optim.lr": np.linspace(0.02, 0.1, 2), "seed": np.arange(2)})
+    assert points == [{"optim.lr": 0.02, "seed": 0}, {"optim.lr": 0.02, "seed": 1},
+                      {"optim.lr": 0.1, "seed": 0}, {"optim.lr": 0.1, "seed": 1}]
+    assert {type(v) for p in points for v in p.values()} == {float, int}
+    config = with_overrides(_base(), {"optim.lr": np.float32(0.5), "seed": np.int64(3)})
+    assert (config.optim.lr, config.seed) == (0.5, 3) and type(config.seed) is int
