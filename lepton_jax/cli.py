@@ -12,8 +12,9 @@ USAGE = """usage: lepton-jax COMMAND [ARGS]
 commands:
   train [overrides]              train with Hydra overrides (-m for a sweep); the same as
                                  python -m lepton_jax.train, e.g. lepton-jax train model=lenet5
-  predict RUN_OR_MODEL INPUT.csv [--out OUT.csv]
-                                 predictions for each row of INPUT.csv (stdout by default)
+  predict RUN_OR_MODEL INPUT.csv [--out OUT.csv [--overwrite]]
+                                 predictions for each row of INPUT.csv (stdout by default;
+                                 an existing OUT.csv is replaced only with --overwrite)
   serve RUN_OR_MODEL [--port P] [--host H] [--token T]
                                  HTTP server: POST /predict, GET /health (127.0.0.1 by default;
                                  --token or $LEPTON_JAX_TOKEN turns on bearer-token access)
@@ -28,20 +29,38 @@ def _predict(argv: list[str]) -> int:
     p.add_argument("model", help="a model file (Model.save) or a run directory")
     p.add_argument("input", help="CSV of feature columns (a header row)")
     p.add_argument("--out", default="-", help="output CSV (default: stdout)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = p.parse_args(argv)
+    import os
+    from pathlib import Path
+
     import pandas as pd
 
     from lepton_jax.api import Model
     from lepton_jax.data.tabular import read_features
 
+    out = None if args.out == "-" else Path(args.out)
+    if out is not None:  # checked before any work, so a refusal costs nothing
+        if out.exists() and out.resolve() == Path(args.input).resolve():
+            raise UserError(f"--out {out} is the input CSV; write the predictions elsewhere")
+        if out.is_dir():
+            raise UserError(f"--out {out} is a folder; name a CSV file inside it")
+        if out.exists() and not args.overwrite:
+            raise UserError(f"--out {out} already exists; pass --overwrite to replace it, or "
+                            "choose another path")
+        if not out.parent.is_dir():
+            raise UserError(f"--out {out}: the folder {out.parent} does not exist; create it "
+                            "first")
     model = Model.load(args.model)
     features = read_features(args.input, model._trained().get("encoding"))
     frame = pd.DataFrame({"prediction": model.predict(features)})
-    if args.out == "-":
+    if out is None:
         frame.to_csv(sys.stdout, index=False)
     else:
-        frame.to_csv(args.out, index=False)
-        print(f"wrote {len(frame)} predictions to {args.out}", file=sys.stderr)
+        tmp = out.with_name(out.name + ".tmp")  # a failed write leaves no half file
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+        print(f"wrote {len(frame)} predictions to {out}", file=sys.stderr)
     return 0
 
 

@@ -26,6 +26,14 @@ def save_model(path: str | os.PathLike, params, config: dict, data: dict) -> Pat
         "params": serialization.to_state_dict(_to_numpy(params)),
     }
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; name a model file, e.g. {path / 'model.msgpack'}")
+    if path.exists():
+        with path.open("rb") as f:
+            replaces_a_model = f.read(len(MAGIC)) == MAGIC
+        if not replaces_a_model:  # re-saving a model replaces it; anything else is kept
+            raise UserError(f"{path} exists and is not a lepton_jax model file; save the "
+                            "model under another name (nothing was written)")
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(MAGIC + serialization.msgpack_serialize(payload))
     os.replace(tmp, path)

@@ -209,3 +209,43 @@ def test_numpy_numbers_train_like_python_numbers(tmp_path):
     config = json.loads((tmp_path / "numpy" / "run.json").read_text())["config"]
     assert config["optim"]["lr"] == 0.05 and config["model"]["hidden"] == [16]
     assert config["data"]["val_fraction"] == 0.2
+
+
+def test_predict_and_save_never_overwrite_what_is_not_theirs(linear_csv, capsys):
+    """`lepton-jax predict --out` refuses an existing file unless --overwrite, and always
+    refuses the input CSV itself; `Model.save` replaces an earlier model file but refuses any
+    other file. Nothing is written on a refusal."""
+    from lepton_jax.cli import main as cli
+
+    csv, x, _ = linear_csv
+    model = Model.linear_regression()
+    Trainer(model=model, dataset=Dataset.load_csv(csv), progress="off").train(epochs=2)
+    model.save("model.msgpack")
+    features = csv.parent / "features.csv"
+    np.savetxt(features, x[:5], delimiter=",", header="a,b,c", comments="", fmt="%.6f")
+    kept = csv.parent / "kept.csv"
+    kept.write_text("mine\n")
+
+    assert cli(["predict", "model.msgpack", str(features), "--out", str(kept)]) == 2
+    assert "kept.csv already exists; pass --overwrite to replace it" in capsys.readouterr().err
+    assert kept.read_text() == "mine\n"
+    assert cli(["predict", "model.msgpack", str(features), "--out", str(features),
+                "--overwrite"]) == 2
+    assert "is the input CSV" in capsys.readouterr().err
+    assert features.read_text().startswith("a,b,c\n")
+    assert cli(["predict", "model.msgpack", str(features), "--out", "no/such/dir.csv"]) == 2
+    assert "the folder no/such does not exist" in capsys.readouterr().err
+    assert cli(["predict", "model.msgpack", str(features), "--out", str(kept),
+                "--overwrite"]) == 0
+    written = np.loadtxt(kept, delimiter=",", skiprows=1)
+    np.testing.assert_allclose(written, model.predict(x[:5]), rtol=1e-6)
+    assert not list(csv.parent.glob("*.tmp"))
+
+    with pytest.raises(UserError, match="data.csv exists and is not a lepton_jax model file"):
+        model.save(csv)
+    assert csv.read_text().startswith("a,b,c,y\n")
+    again = Model.linear_regression()
+    Trainer(model=again, dataset=Dataset.load_csv(csv), lr=0.01, progress="off",
+            workdir="run2").train(epochs=1)
+    again.save("model.msgpack")  # a newer model replaces the older one
+    np.testing.assert_array_equal(Model.load("model.msgpack").predict(x), again.predict(x))
