@@ -71,9 +71,25 @@ def serve(path: str, host: str = "127.0.0.1", port: int = 8000,
     model = Model.load(path)
     app = create_app(model, token)
     model.predict(_zeros(model))  # compile before the first request
+    sock = _listen(host, port)  # bound here: a taken port is one clear error, not uvicorn's
+    port = sock.getsockname()[1]  # the one the system chose for --port 0
     print(f"serving {path} on http://{host}:{port} (POST /predict, GET /health)"
           f"{' with bearer-token access control' if token else ''}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+def _listen(host: str, port: int):
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except socket.gaierror as e:
+        raise UserError(f"--host {host!r} is not an address this machine knows ({e.strerror}); "
+                        "use 127.0.0.1 (the default) or one of its own addresses") from None
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror}; pick another port with "
+                        "--port (0 lets the system choose) or stop what is using it") from None
 
 
 def _zeros(model: Model):

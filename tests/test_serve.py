@@ -125,3 +125,18 @@ def test_server_answers_validates_and_serves_load(trained):
     for f in root.rglob("*"):
         if f.is_file():
             assert TOKEN.encode() not in f.read_bytes(), f
+
+
+def test_serve_on_a_taken_port_is_one_clear_error(trained):
+    """The port is bound before the server announces itself: a taken one is one message
+    naming it and the fix, exit 2, no 'serving ...' line and no uvicorn traceback."""
+    root, _, _ = trained
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        proc = _cli("serve", str(root / "model.bin"), "--port", str(port))
+    assert proc.returncode == 2
+    assert f"error: cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert "pick another port with --port" in proc.stderr
+    assert "serving" not in proc.stdout and "Traceback" not in proc.stderr
