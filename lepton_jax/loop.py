@@ -196,6 +196,40 @@ def monitor_value(result: dict, monitor: str, task: str) -> float:
                         "val/accuracy, val/loss, test/accuracy, val/mse") from None
 
 
+# Settings that change how a run is shown or where its caches live, not what it computes.
+_NOT_COMPARED = ("trainer.progress", "trainer.resume", "trainer.compilation_cache", "logger.")
+
+
+def config_changes(before: dict, after: dict) -> dict:
+    """{dotted field: [before, after]} for the fields whose values differ (nested config
+    dicts as `config_lib.to_dict` writes them), leaving out display-only settings."""
+    def flat(d, prefix=""):
+        out = {}
+        for key, value in d.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    old, new = flat(before), flat(after)
+    return {k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k) and not k.startswith(_NOT_COMPARED)}
+
+
+def describe_changes(changed: dict) -> str:
+    return ", ".join(f"{k} {json.dumps(a)} -> {json.dumps(b)}" for k, (a, b) in changed.items())
+
+
+def _read_run(run_dir: Path) -> dict:
+    """The run.json an earlier start of this run wrote ({} when there is none or it is
+    unreadable: the checkpoints alone decide whether to resume)."""
+    try:
+        return json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def _write_json(path: Path, payload: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=jsonable), encoding="utf-8")
@@ -271,19 +305,37 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     run_dir = Path(workdir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(run_dir / "checkpoints", t.keep_checkpoints)
+    earlier = _read_run(run_dir)
+    changed: dict = {}
     if ckpt.latest_step() is not None:
         if not t.resume:
             raise UserError(f"run directory {run_dir} already holds checkpoints and "
                             "trainer.resume=false would overwrite them; choose a new run "
                             "directory or set trainer.resume=true")
-        state = ckpt.restore(state)
+        changed = config_changes(earlier.get("config", {}), config_lib.to_dict(config))
+        try:
+            state = ckpt.restore(state)
+        except UserError as e:
+            if not changed:
+                raise
+            raise UserError(f"run directory {run_dir} last ran with other settings: "
+                            f"{describe_changes(changed)}; its checkpoints do not fit this "
+                            "config. Resume with the run's own settings, or start a new run "
+                            "directory (hydra.run.dir=...)") from e
     start_step = int(to_host(state.step))
+    if changed and primary:
+        echo(f"resuming {run_dir} at step {start_step} with settings changed since its last "
+             f"start: {describe_changes(changed)}")
     # With several processes, process 0 writes the run's files; all take part in checkpoints.
+    # Each resume with changed settings is kept in run.json, whose config becomes the new one.
+    resumes = earlier.get("resumed_with_changes", []) + (
+        [{"step": start_step, "changed": changed}] if changed else [])
     write_json = _write_json if primary else (lambda path, payload: None)
     write_json(run_dir / "run.json", {"config": config_lib.to_dict(config),
                                        "data": data_info(data),
                                        "strategy": dp.strategy, "devices": dp.num_devices,
-                                       "steps_per_call": fused})
+                                       "steps_per_call": fused,
+                                       **({"resumed_with_changes": resumes} if resumes else {})})
 
     writer = _make_writer(config, run_dir, keep_until_step=start_step) if primary \
         else MultiWriter([])

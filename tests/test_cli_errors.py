@@ -1,6 +1,7 @@
 """Bad input: one clear message, non-zero exit, no traceback, nothing already written touched."""
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,42 @@ def test_truncated_checkpoint(finished_run, tmp_path):
     proc = run_cli(*QUICK, f"hydra.run.dir={run_dir}")
     _check_error(proc, f"checkpoint {ckpt} cannot be restored")
     assert _digest(run_dir) == before
+
+
+def _copy_run(src: Path, dst: Path) -> Path:
+    for p in src.rglob("*"):
+        if p.is_file():
+            (dst / p.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            (dst / p.relative_to(src)).write_bytes(p.read_bytes())
+    return dst
+
+
+def test_resume_with_changed_settings(finished_run, tmp_path):
+    """Resuming names what changed since the run's last start: a change its checkpoints
+    cannot take (another model) is one error naming the field, with nothing rewritten; one
+    they can (more epochs, another lr) goes on, says so, and run.json keeps the change."""
+    run_dir = _copy_run(finished_run, tmp_path / "run")
+    before = _digest(run_dir)
+    proc = run_cli(*QUICK, "model.hidden=[8]", f"hydra.run.dir={run_dir}")
+    _check_error(proc, f"run directory {run_dir} last ran with other settings: "
+                       "model.hidden [256, 128] -> [8]; its checkpoints do not fit this config")
+    assert _digest(run_dir) == before
+
+    proc = run_cli("trainer.epochs=2", "trainer.batch_size=256", "optim.lr=0.01",
+                   f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    steps = json.loads((finished_run / "result.json").read_text())["steps"]
+    assert (f"resuming {run_dir} at step {steps} with settings changed since its last start: "
+            "optim.lr 0.05 -> 0.01, trainer.epochs 1 -> 2") in proc.stdout + proc.stderr
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["config"]["trainer"]["epochs"] == 2
+    assert run["resumed_with_changes"][0]["changed"] == {"optim.lr": [0.05, 0.01],
+                                                          "trainer.epochs": [1, 2]}
+    # The same command again changes nothing, so it says nothing and records nothing new.
+    proc = run_cli("trainer.epochs=2", "trainer.batch_size=256", "optim.lr=0.01",
+                   f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0 and "settings changed" not in proc.stdout + proc.stderr
+    assert len(json.loads((run_dir / "run.json").read_text())["resumed_with_changes"]) == 1
 
 
 def test_pool_sweep_with_a_bad_value_leaves_no_pool_files(tmp_path):
