@@ -305,6 +305,8 @@ class Trainer:
             matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from lepton_jax.report import epoch_axis
+
         h = self.history()
         if h.empty:
             raise UserError("nothing to plot yet: call train() first")
@@ -312,7 +314,6 @@ class Trainer:
         ax_loss.plot(h["epoch"], h["train/loss"], label="train loss")
         if "val/loss" in h:
             ax_loss.plot(h["epoch"], h["val/loss"], label="val loss")
-        ax_loss.set_xlabel("epoch")
         ax_loss.set_ylabel("loss")
         ax_loss.set_yscale("log")
         ax_loss.legend()
@@ -320,7 +321,8 @@ class Trainer:
         if metric:
             ax_metric.plot(h["epoch"], h[metric], marker="o", color="tab:green")
             ax_metric.set_ylabel(metric)
-        ax_metric.set_xlabel("epoch")
+        for ax in (ax_loss, ax_metric):
+            epoch_axis(ax, len(h))  # whole-epoch ticks; points marked on short runs
         fig.suptitle(f"{self.model.config.name} on {self.dataset.raw.name}")
         fig.tight_layout()
         if path is not None:

@@ -165,7 +165,7 @@ def _tick_at_values(axis, values: list) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _epoch_axis(ax, longest: int) -> None:
+def epoch_axis(ax, longest: int) -> None:
     """Epochs are counted in whole numbers; a curve of a few evaluations gets its points
     marked, so two evaluations do not read as a straight trend."""
     from matplotlib.ticker import MaxNLocator
@@ -218,7 +218,7 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt) -> 
                         label="diverged")
     longest = max((len(r) for r in curves.values()), default=0)
     for ax, key in zip(axes[0], keys, strict=True):
-        _epoch_axis(ax, longest)
+        epoch_axis(ax, longest)
         ax.set_ylabel(key)
     axes[0, 0].set_yscale("log")
     fig.suptitle("learning curves per job" + (f", coloured by {field}" if field else ""))
@@ -289,7 +289,7 @@ def _report_run(root: Path, records: list, print_table: bool, plt):
         axes[0, 1].plot(epochs, [r.get(keys[0]) for r in records], marker=".", color="C1")
         axes[0, 1].set_ylabel(keys[0])
     for ax in axes[0]:
-        _epoch_axis(ax, len(records))
+        epoch_axis(ax, len(records))
     fig.suptitle(root.name)
     curves = _save(fig, root / "report_curves.png", plt)
 

@@ -67,8 +67,12 @@ def test_history_and_plot(tmp_path):
     history = trainer.train(epochs=2)
     assert list(history["epoch"]) == [1.0, 2.0]
     assert {"train/loss", "val/accuracy"} <= set(history.columns)
-    trainer.plot(tmp_path / "curves.png")
+    fig = trainer.plot(tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    for ax in fig.axes:  # two epochs read 1, 2 (not 1.0, 1.2, ...), each point marked
+        assert ax.get_xlabel() == "epoch"
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+        assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines())
 
 
 def test_api_matches_hydra_app(tmp_path):
