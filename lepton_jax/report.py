@@ -125,8 +125,11 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         if numeric and done[field].nunique() > 2 and (done[field] > 0).all() and \
                 done[field].max() / done[field].min() >= 8:
             ax.set_xscale("log")
-        if numeric and done[field].nunique() <= 12:
-            _tick_at_values(ax.xaxis, sorted(done[field].unique()))
+        grid = sorted(done[field].unique())
+        # A typed grid (0.01, 0.02, 3e-4: few short values) is ticked at its values; values
+        # a sampler drew (Optuna's 0.0366735...) keep matplotlib's own ticks.
+        if numeric and len(grid) <= 12 and all(float(f"{v:.3g}") == v for v in grid):
+            _tick_at_values(ax.xaxis, grid)
         ax.set_xlabel(field)
         ax.set_ylabel(label)
         ax.set_title(f"{label} vs {field}")

@@ -37,12 +37,18 @@ def test_best_config_follows_the_monitored_metric_direction(tmp_path, capsys, mo
     assert (tmp_path / "report_monitor_vs_optim.lr.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_sampled_values_print_short_and_single_runs_show_no_spread(tmp_path, capsys):
+def test_sampled_values_print_short_and_single_runs_show_no_spread(tmp_path, capsys,
+                                                                  monkeypatch):
     """An Optuna-style sweep: one run per sampled lr. The table shows each lr to 6 digits and
     "–" for the spread of one run; the best line names the exact lr and says "(1 run)"."""
     lrs = [0.036673518333094415, 0.08923418089348906, 0.19396969938668554]
     for n, (lr, value) in enumerate(zip(lrs, [0.94, 0.97, 0.93], strict=True)):
         _job(tmp_path, str(n), lr, 0, "val/accuracy", value)
+    import matplotlib.pyplot as plt
+
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
     report(tmp_path)
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if "0.0" in line or "0.1" in line]
@@ -50,6 +56,8 @@ def test_sampled_values_print_short_and_single_runs_show_no_spread(tmp_path, cap
     assert "0.036673518" not in out.split("best:")[0]
     assert "nan" not in out
     assert "best: optim.lr=0.08923418089348906 — val/accuracy 0.9700 (1 run)" in out
+    # Drawn values are not a grid: their plot keeps matplotlib's ticks, not one per value.
+    assert not any("0.0366735" in t.get_text() for t in figures[0].axes[0].get_xticklabels())
 
 
 def test_a_missing_or_empty_sweep_dir_is_one_clear_error(tmp_path, capsys):
