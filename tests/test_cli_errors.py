@@ -92,12 +92,16 @@ def test_bad_input_leaves_existing_run_untouched(finished_run):
     assert _digest(finished_run) == before
 
 
-def test_truncated_checkpoint(finished_run, tmp_path):
-    run_dir = tmp_path / "run"
-    for p in finished_run.rglob("*"):
+def _copy_run(src: Path, dst: Path) -> Path:
+    for p in src.rglob("*"):
         if p.is_file():
-            (run_dir / p.relative_to(finished_run)).parent.mkdir(parents=True, exist_ok=True)
-            (run_dir / p.relative_to(finished_run)).write_bytes(p.read_bytes())
+            (dst / p.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            (dst / p.relative_to(src)).write_bytes(p.read_bytes())
+    return dst
+
+
+def test_truncated_checkpoint(finished_run, tmp_path):
+    run_dir = _copy_run(finished_run, tmp_path / "run")
     ckpt = max((run_dir / "checkpoints").iterdir(), key=lambda p: int(p.name)
                if p.name.isdigit() else -1)
     # Truncate every data file of the latest checkpoint to half its size.
@@ -108,14 +112,6 @@ def test_truncated_checkpoint(finished_run, tmp_path):
     proc = run_cli(*QUICK, f"hydra.run.dir={run_dir}")
     _check_error(proc, f"checkpoint {ckpt} cannot be restored")
     assert _digest(run_dir) == before
-
-
-def _copy_run(src: Path, dst: Path) -> Path:
-    for p in src.rglob("*"):
-        if p.is_file():
-            (dst / p.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
-            (dst / p.relative_to(src)).write_bytes(p.read_bytes())
-    return dst
 
 
 def test_resume_with_changed_settings(finished_run, tmp_path):
