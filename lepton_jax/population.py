@@ -26,7 +26,7 @@ from lepton_jax.parallel import DataParallel, local_devices
 from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_train_step
-from lepton_jax.writers import JsonlWriter, echo
+from lepton_jax.writers import JsonlWriter, echo, short_value
 
 # Fields that enter the step as arrays (optimizer hyperparameters injected into the optimizer
 # state, and the seed behind init, step rng and data order); every other field is structural.
@@ -287,10 +287,12 @@ class _Stopwatch:
 
 
 def _member_names(configs: Sequence[Config], dirs: Sequence[Path]) -> list[str]:
-    """'<job dir name> (<the vectorized values that differ>)', e.g. '6 (optim.lr=0.2 seed=0)'."""
+    """'<job dir name> (<the vectorized values that differ>)', e.g. '6 (optim.lr=0.2 seed=0)';
+    numbers to 6 digits, as the report prints them (a geomspace lr reads 0.0316228)."""
     flats = [_flat(c) for c in configs]
     varying = [k for k in VECTORIZABLE if len({repr(f[k]) for f in flats}) > 1]
-    return [f"{d.name} ({' '.join(f'{k}={f[k]}' for k in varying)})" if varying else d.name
+    return [f"{d.name} ({' '.join(f'{k}={short_value(f[k])}' for k in varying)})"
+            if varying else d.name
             for d, f in zip(dirs, flats, strict=True)]
 
 

@@ -10,6 +10,7 @@ from typing import Optional
 
 from lepton_jax.config import monitor_name
 from lepton_jax.errors import UserError
+from lepton_jax.writers import short_value
 
 
 def _flatten(config: dict) -> dict:
@@ -141,7 +142,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         # iterrows gives one dtype per row (floats), so the count is printed as an int.
         # Sampled values (Optuna's 0.036673518333094415) shown to 6 digits; one run has no
         # spread ("–", not pandas' nan); the best line keeps the exact value to copy.
-        rows = [[*(_short(r[c]) for c in by), f"{r['mean']:.4f}",
+        rows = [[*(short_value(r[c]) for c in by), f"{r['mean']:.4f}",
                  f"{r['std']:.4f}" if r["count"] > 1 else "–", str(int(r["count"]))]
                 for _, r in table.iterrows()]
         described = ", ".join(f"{c}={best[c]}" for c in by) or "the only config"
@@ -154,16 +155,12 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     return table
 
 
-def _short(value) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
 def _tick_at_values(axis, values: list) -> None:
     """A grid's few values as the axis's only ticks, written as in the table (0.01, 0.08, not
     10⁻² with crowded 3×10⁻² minor labels; seeds 0, 1, 2, not 0.5 steps)."""
     from matplotlib.ticker import NullFormatter, NullLocator
 
-    axis.set_ticks(values, [_short(v) for v in values])
+    axis.set_ticks(values, [short_value(v) for v in values])
     axis.set_minor_locator(NullLocator())
     axis.set_minor_formatter(NullFormatter())
 

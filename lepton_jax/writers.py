@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import Optional, Protocol, TextIO
 
 
+def short_value(value) -> str:
+    """A config value as tables and console lines show it: floats to 6 digits (Optuna's
+    0.036673518333094415 reads 0.0366735), anything else as written."""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 class MetricWriter(Protocol):
     def write_scalars(self, step: int, scalars: dict) -> None: ...
     def flush(self) -> None: ...

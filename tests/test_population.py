@@ -69,6 +69,18 @@ def _digits(**optim):
                                         checkpoint_every_epochs=1))
 
 
+def test_member_names_show_the_values_that_differ_to_six_digits(tmp_path):
+    """Console lines name a member by its job dir and the vectorized values that differ,
+    written as the report's table writes them (a np.geomspace lr reads 0.0316228)."""
+    from lepton_jax.population import _member_names
+
+    configs = [_digits(lr=lr) for lr in (0.01, 0.03162277660168379)]
+    configs[1].seed = 3
+    names = _member_names(configs, [tmp_path / "0", tmp_path / "1"])
+    assert names == ["0 (optim.lr=0.01 seed=0)", "1 (optim.lr=0.0316228 seed=3)"]
+    assert _member_names(configs[:1], [tmp_path / "0"]) == ["0"]
+
+
 def test_diverging_member_does_not_disturb_others(tmp_path, capsys):
     good, bad = _digits(lr=0.05, schedule="constant"), _digits(lr=1e5, schedule="constant")
     results = fit_population([good, bad], [tmp_path / "p0", tmp_path / "p1"])
@@ -77,7 +89,7 @@ def test_diverging_member_does_not_disturb_others(tmp_path, capsys):
     # Reported when it happens; each evaluation line then counts the live members and names
     # the best one with the score its metrics.jsonl records.
     out = capsys.readouterr().out
-    assert f"job p1 (optim.lr=100000.0) diverged at step {results[1]['step']} " in out, out
+    assert f"job p1 (optim.lr=100000) diverged at step {results[1]['step']} " in out, out
     record = json.loads((tmp_path / "p0" / "metrics.jsonl").read_text().splitlines()[0])
     assert (f"step {record['step']} | epoch 1 | 1/2 members live | train/loss median "
             f"{record['train/loss']:.4g} | val/accuracy best {record['val/accuracy']:.4g} by job "
