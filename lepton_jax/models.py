@@ -270,7 +270,16 @@ class Linear(nn.Module):
         return nn.Dense(self.num_outputs)(x.reshape((x.shape[0], -1)))
 
 
-MODELS = ("mlp", "lenet5", "linear")
+MODELS = ("mlp", "lenet5", "linear", "logistic")
+
+
+def check_task(config: ModelConfig, task: str) -> None:
+    """`logistic` is the linear model held to classification (softmax regression);
+    `linear` follows the data's task (least squares, or softmax on classes)."""
+    if config.name == "logistic" and task != "classification":
+        raise UserError("model=logistic (logistic regression) needs class labels, but this "
+                        f"dataset's task is {task}; use model=linear for linear regression, "
+                        "or data.task=classification if the target holds classes")
 
 
 def build_model(config: ModelConfig, num_outputs: int) -> nn.Module:
@@ -284,7 +293,7 @@ def build_model(config: ModelConfig, num_outputs: int) -> nn.Module:
                    activation=config.activation)
     if config.name == "lenet5":
         return LeNet5(num_outputs=num_outputs)
-    if config.name == "linear":
+    if config.name in ("linear", "logistic"):
         return Linear(num_outputs=num_outputs)
     raise UserError(f"model.name={config.name!r} is not known; valid models: {', '.join(MODELS)}")
 

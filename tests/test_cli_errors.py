@@ -20,7 +20,7 @@ def _check_error(proc, message):
 
 @pytest.mark.parametrize("args,message", [
     (["model=resnet"], "Could not find 'model/resnet'"),
-    (["model.name=resnet"], "model.name='resnet' is not known; valid values: lenet5, linear, mlp"),
+    (["model.name=resnet"], "model.name='resnet' is not known; valid values: lenet5, linear, logistic, mlp"),
     (["data.name=cifar"], "data.name='cifar' is not known; valid values: csv, digits, mnist"),
     (["optim.name=adamw"], "optim.name='adamw' is not known; valid values: sgd"),
     (["optim.lrr=0.1"], "Key 'lrr' not in 'OptimConfig'"),
@@ -61,6 +61,16 @@ def test_bad_csv(tmp_path, text, args, message):
     proc = run_cli("data=csv", "model=linear", f"data.root={path}", *args,
                    f"hydra.run.dir={tmp_path / 'run'}")
     _check_error(proc, message)
+
+
+def test_logistic_regression_needs_class_labels(tmp_path):
+    path = tmp_path / "prices.csv"
+    path.write_text("a,b,price\n" + "".join(f"{i},{i % 7},{1.5 * i + 0.25}\n" for i in range(50)))
+    proc = run_cli("data=csv", "model=logistic", f"data.root={path}",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    _check_error(proc, "model=logistic (logistic regression) needs class labels, but this "
+                       "dataset's task is regression; use model=linear")
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_csv_root_that_is_a_folder(tmp_path):

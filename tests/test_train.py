@@ -182,6 +182,18 @@ def test_linear_regression_recovers_coefficients(tmp_path):
     assert bias == pytest.approx(intercept, abs=1e-3)
 
 
+def test_logistic_is_the_linear_model_held_to_classes(tmp_path):
+    """`model=logistic` trains the same softmax regression as `model=linear` on class
+    labels (same init, same result); on regression data it is refused (test_cli_errors)."""
+    from lepton_jax import Config, ModelConfig, TrainerConfig, fit
+
+    results = [fit(Config(model=ModelConfig(name=name),
+                          trainer=TrainerConfig(epochs=2, progress="off")), tmp_path / name)
+               for name in ("logistic", "linear")]
+    assert results[0]["val"] == results[1]["val"] and results[0]["test"] == results[1]["test"]
+    assert results[0]["val"]["accuracy"] > 0.8
+
+
 def test_divergence_stops_with_step_and_keeps_good_checkpoint(tmp_path):
     config = _small(checkpoint_every_steps=5, eval_every_steps=5)
     config.optim = OptimConfig(lr=5e4, momentum=0.9, schedule="constant")
