@@ -13,8 +13,8 @@ commands:
   train [overrides]              train with Hydra overrides (-m for a sweep); the same as
                                  python -m lepton_jax.train, e.g. lepton-jax train model=lenet5
   predict RUN_OR_MODEL INPUT.csv [--out OUT.csv [--overwrite]]
-                                 predictions for each row of INPUT.csv (stdout by default;
-                                 an existing OUT.csv is replaced only with --overwrite)
+                                 predictions for each row of INPUT.csv (- reads stdin), to
+                                 stdout or OUT.csv (an existing one only with --overwrite)
   serve RUN_OR_MODEL [--port P] [--host H] [--token T]
                                  HTTP server: POST /predict, GET /health (127.0.0.1 by default;
                                  --token or $LEPTON_JAX_TOKEN turns on bearer-token access)
@@ -27,7 +27,7 @@ commands:
 def _predict(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="lepton-jax predict")
     p.add_argument("model", help="a model file (Model.save) or a run directory")
-    p.add_argument("input", help="CSV of feature columns (a header row)")
+    p.add_argument("input", help="CSV of feature columns (a header row); - reads stdin")
     p.add_argument("--out", default="-", help="output CSV (default: stdout)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = p.parse_args(argv)

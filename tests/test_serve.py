@@ -49,6 +49,16 @@ def test_predict_cli_from_model_file_and_run_dir(trained):
         assert proc.returncode == 0, proc.stderr
         predicted = np.loadtxt(out, skiprows=1)
         np.testing.assert_array_equal(predicted, model.predict(x))
+    # `-` reads the rows from stdin and the predictions go to stdout.
+    full = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    piped = subprocess.run([sys.executable, "-m", "lepton_jax.cli", "predict",
+                            str(root / "model.bin"), "-"], cwd=REPO, env=full, text=True,
+                           input=(root / "train.csv").read_text(), capture_output=True,
+                           timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    lines = piped.stdout.splitlines()
+    assert lines[0] == "prediction"
+    np.testing.assert_array_equal(np.array(lines[1:], float), model.predict(x))
 
 
 @pytest.mark.parametrize("text,message", [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -17,11 +18,12 @@ MAX_AUTO_CLASSES = 20
 def _read_frame(path: str | None, what: str) -> pd.DataFrame:
     if not path:
         raise UserError("data.root is not set; point it at the CSV file, e.g. data.root=data.csv")
-    file = Path(path).expanduser()
-    if file.is_dir():
-        raise UserError(f"{what} {path!r} is a folder; point it at the CSV file inside it")
-    if not file.is_file():
-        raise UserError(f"{what} {path!r} does not exist; check the path")
+    file = sys.stdin if path == "-" and what == "input CSV" else Path(path).expanduser()
+    if file is not sys.stdin:
+        if file.is_dir():
+            raise UserError(f"{what} {path!r} is a folder; point it at the CSV file inside it")
+        if not file.exists():  # a pipe (`<(...)`, /dev/stdin) exists without being a file
+            raise UserError(f"{what} {path!r} does not exist; check the path")
     try:
         frame = pd.read_csv(file, skipinitialspace=True)
     except pd.errors.EmptyDataError:
