@@ -313,7 +313,8 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
             raise UserError(f"run directory {run_dir} already holds checkpoints and "
                             "trainer.resume=false would overwrite them; choose a new run "
                             "directory or set trainer.resume=true")
-        changed = config_changes(earlier.get("config", {}), config_lib.to_dict(config))
+        if "config" in earlier:  # without the earlier run.json there is nothing to compare
+            changed = config_changes(earlier["config"], config_lib.to_dict(config))
         try:
             state = ckpt.restore(state)
         except UserError as e:
