@@ -251,5 +251,5 @@ def test_help_names_the_defaults_and_shows_examples():
     proc = run_cli("--help")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("lepton_jax: trains one model"), proc.stdout[:200]
-    assert "model: lenet5, linear, mlp" in proc.stdout  # Hydra's groups, still listed
+    assert "model: lenet5, linear, logistic, mlp" in proc.stdout  # Hydra's groups, still listed
     assert "Examples:\n  python -m lepton_jax.train model=lenet5" in proc.stdout
