@@ -128,6 +128,37 @@ def test_from_arrays_classification(tmp_path):
     assert (model.predict(x) == y).mean() > 0.95
 
 
+def test_text_labels_are_classes_and_come_back_as_text(tmp_path, monkeypatch):
+    """A target column of words (cat/dog) is classification: trained on codes, predicted as
+    the words, by the notebook API, a saved model file, a run directory and the CLI; the same
+    data with the words as integers gives the same model. Regression on words is refused."""
+    from lepton_jax.cli import main as cli
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 2))
+    words = np.where(x[:, 0] + x[:, 1] > 0, "cat", "dog")
+    rows = "".join(f"{a},{b},{w}\n" for (a, b), w in zip(x, words, strict=True))
+    (tmp_path / "pets.csv").write_text("a,b,kind\n" + rows)
+    (tmp_path / "codes.csv").write_text("a,b,kind\n" + rows.replace("cat", "0").replace("dog", "1"))
+    pets, codes = Dataset.load_csv("pets.csv"), Dataset.load_csv("codes.csv")
+    assert pets.task == "classification" and pets.raw.class_values == ("cat", "dog")
+    by_word, by_code = Model.logistic_regression(), Model.logistic_regression()
+    Trainer(by_word, pets, workdir="w", progress="off").train(epochs=5)
+    Trainer(by_code, codes, workdir="c", progress="off").train(epochs=5)
+    np.testing.assert_array_equal(by_word.outputs(x), by_code.outputs(x))
+    predicted = by_word.predict(x)
+    assert set(predicted) <= {"cat", "dog"} and (predicted == words).mean() > 0.9
+    by_word.save("pets.model")
+    np.testing.assert_array_equal(Model.load("pets.model").predict(x), predicted)
+    np.testing.assert_array_equal(Model.load("w").predict(x), predicted)
+    assert cli(["predict", "w", "pets.csv", "--out", "out.csv"]) == 0
+    assert (tmp_path / "out.csv").read_text().split() == ["prediction", *predicted]
+    with pytest.raises(UserError, match=r"the target holds text \('cat', ...\); regression "
+                                         "needs numbers"):
+        Dataset.load_csv("pets.csv", task="regression")
+
+
 def test_categorical_columns_one_hot_encoded_and_replayed_at_prediction(tmp_path):
     import pandas as pd
 

@@ -59,6 +59,11 @@ def test_predict_cli_from_model_file_and_run_dir(trained):
     lines = piped.stdout.splitlines()
     assert lines[0] == "prediction"
     np.testing.assert_array_equal(np.array(lines[1:], float), model.predict(x))
+    # A reader that stops early (`| head -1`) ends the command quietly, exit 0.
+    head = subprocess.run(f"{sys.executable} -m lepton_jax.cli predict {root / 'model.bin'} "
+                          f"{root / 'train.csv'} | head -1", shell=True, cwd=REPO, env=full,
+                          text=True, capture_output=True, timeout=300)
+    assert head.stdout == "prediction\n" and "Traceback" not in head.stderr, head.stderr
 
 
 @pytest.mark.parametrize("text,message", [

@@ -79,7 +79,14 @@ def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: 
     x = np.asarray(x, np.float32)
     if x.ndim == 1:
         x = x[:, None]
-    y = np.asarray(y, np.float64)
+    y = np.asarray(y)
+    if y.dtype.kind in "OUS":  # words as labels (a CSV's "cat"/"dog" column, a list of str)
+        y = y.astype(str).astype(object)
+        if task == "regression":
+            raise UserError(f"{source}: the target holds text ({y[0]!r}, ...); regression needs "
+                            "numbers. Use data.task=auto or classification for class labels")
+    else:
+        y = y.astype(np.float64)
     if len(x) != len(y):
         raise UserError(f"{source}: {len(x)} feature rows but {len(y)} targets; they must match")
     task = infer_task(y, task)

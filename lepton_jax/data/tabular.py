@@ -113,12 +113,17 @@ def read_csv(path: str | None, target: Optional[str] = None, categorical: Sequen
                 "categories": {c: sorted(frame[c].astype(str).str.strip().unique().tolist())
                                for c in categorical}}
     x = encode_features(frame, encoding, path, "CSV file")
-    y = _numeric(frame, target, path, "CSV file")
+    if pd.to_numeric(frame[target], errors="coerce").notna().all():
+        y = _numeric(frame, target, path, "CSV file")
+    else:  # words (cat, dog, setosa): class labels, kept as text for prediction
+        y = frame[target].astype(str).str.strip().to_numpy(object)
     return x, y, encoded_names(encoding), encoding
 
 
 def infer_task(y: np.ndarray, task: str) -> str:
     """'classification' for few integer values, else 'regression', unless `task` says so."""
+    if y.dtype == object:  # text labels are classes whatever the task says
+        return "classification"
     if task != "auto":
         return task
     integral = np.all(np.equal(np.mod(y, 1), 0))
@@ -126,7 +131,10 @@ def infer_task(y: np.ndarray, task: str) -> str:
 
 
 def encode_labels(y: np.ndarray, path: str) -> tuple[np.ndarray, tuple]:
-    """Maps class values to 0..C-1; returns (codes, class values)."""
+    """Maps class values (integers, or words) to 0..C-1; returns (codes, class values)."""
+    if y.dtype == object:
+        values, codes = np.unique(y.astype(str), return_inverse=True)
+        return codes.astype(np.int32), tuple(str(v) for v in values)
     if not np.all(np.equal(np.mod(y, 1), 0)):
         raise UserError(f"CSV file {path!r}: classification needs integer class labels in the "
                         "target column; use data.task=regression for real-valued targets")
