@@ -128,6 +128,7 @@ def test_from_arrays_classification(tmp_path):
     assert (model.predict(x) == y).mean() > 0.95
 
 
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")  # starlette's
 def test_text_labels_are_classes_and_come_back_as_text(tmp_path, monkeypatch):
     """A target column of words (cat/dog) is classification: trained on codes, predicted as
     the words, by the notebook API, a saved model file, a run directory and the CLI; the same
@@ -154,6 +155,12 @@ def test_text_labels_are_classes_and_come_back_as_text(tmp_path, monkeypatch):
     np.testing.assert_array_equal(Model.load("w").predict(x), predicted)
     assert cli(["predict", "w", "pets.csv", "--out", "out.csv"]) == 0
     assert (tmp_path / "out.csv").read_text().split() == ["prediction", *predicted]
+    from fastapi.testclient import TestClient
+
+    from lepton_jax.serve import create_app
+
+    answer = TestClient(create_app(by_word)).post("/predict", json={"rows": x[:4].tolist()})
+    assert answer.status_code == 200 and answer.json()["predictions"] == list(predicted[:4])
     with pytest.raises(UserError, match=r"the target holds text \('cat', ...\); regression "
                                          "needs numbers"):
         Dataset.load_csv("pets.csv", task="regression")
