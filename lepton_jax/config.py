@@ -287,6 +287,17 @@ def steps_per_call(trainer: TrainerConfig) -> "int | str":
     return k
 
 
+def flat_dict(config: dict) -> dict:
+    """A config dict as `to_dict` writes it, with dotted keys: {"optim.lr": ..., "seed": ...}."""
+    flat = {}
+    for section, values in config.items():
+        if isinstance(values, dict):
+            flat.update({f"{section}.{k}": v for k, v in values.items()})
+        else:
+            flat[section] = values
+    return flat
+
+
 def to_dict(config: Any) -> dict:
     """A plain-dict copy of a config dataclass (for logging and run files)."""
     return dataclasses.asdict(config)

@@ -203,16 +203,7 @@ _NOT_COMPARED = ("trainer.progress", "trainer.resume", "trainer.compilation_cach
 def config_changes(before: dict, after: dict) -> dict:
     """{dotted field: [before, after]} for the fields whose values differ (nested config
     dicts as `config_lib.to_dict` writes them), leaving out display-only settings."""
-    def flat(d, prefix=""):
-        out = {}
-        for key, value in d.items():
-            if isinstance(value, dict):
-                out.update(flat(value, f"{prefix}{key}."))
-            else:
-                out[f"{prefix}{key}"] = value
-        return out
-
-    old, new = flat(before), flat(after)
+    old, new = config_lib.flat_dict(before), config_lib.flat_dict(after)
     return {k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new))
             if old.get(k) != new.get(k) and not k.startswith(_NOT_COMPARED)}
 

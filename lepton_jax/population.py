@@ -39,13 +39,7 @@ _NEUTRAL = ("trainer.progress", "logger.name", "logger.wandb_project", "logger.w
 
 
 def _flat(config: Config) -> dict:
-    flat = {}
-    for section, values in config_lib.to_dict(config).items():
-        if isinstance(values, dict):
-            flat.update({f"{section}.{k}": v for k, v in values.items()})
-        else:
-            flat[section] = values
-    return flat
+    return config_lib.flat_dict(config_lib.to_dict(config))
 
 
 def structural_key(config: Config) -> tuple:

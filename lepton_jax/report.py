@@ -8,19 +8,9 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from lepton_jax.config import monitor_name
+from lepton_jax.config import flat_dict, monitor_name
 from lepton_jax.errors import UserError
 from lepton_jax.writers import short_value
-
-
-def _flatten(config: dict) -> dict:
-    flat = {}
-    for section, values in config.items():
-        if isinstance(values, dict):
-            flat.update({f"{section}.{k}": v for k, v in values.items()})
-        else:
-            flat[section] = values
-    return flat
 
 
 def _monitored_name(done) -> str:
@@ -45,7 +35,7 @@ def load_jobs(sweep_dir: Path):
         run_files = [sweep_dir / "run.json"]  # one run's directory: a sweep of one job
     for run_file in run_files:
         job = run_file.parent
-        row = {"job": job.name, **_flatten(json.loads(run_file.read_text())["config"])}
+        row = {"job": job.name, **flat_dict(json.loads(run_file.read_text())["config"])}
         result_file = job / "result.json"
         result = json.loads(result_file.read_text()) if result_file.exists() else {}
         row["status"] = result.get("status", "done" if "monitor" in result else "unfinished")
