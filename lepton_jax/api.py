@@ -28,28 +28,31 @@ class Dataset:
         self._splits: dict[bool, DataSplits] = {}
 
     @classmethod
+    def _load(cls, config: DataConfig) -> "Dataset":
+        """Reads a named dataset, its split settings checked before any file is read."""
+        config = validate_data(config, prefix="")
+        return cls(load_raw(config), config)
+
+    @classmethod
     def load_csv(cls, path: str | os.PathLike, target: Optional[str] = None, task: str = "auto",
                  categorical: Sequence[str] = (), **split) -> "Dataset":
         """A CSV of numeric columns; `target` names the label column (default: the last);
         `categorical` columns are one-hot encoded (the categories are recorded)."""
         config = DataConfig(name="csv", root=str(path), target=target, task=task,
                             categorical=list(categorical), **split)
-        config = validate_data(config, prefix="")  # before reading any file
-        return cls(load_raw(config), config)
+        return cls._load(config)
 
     @classmethod
     def mnist(cls, root: str | os.PathLike, download: bool = False, **split) -> "Dataset":
         config = DataConfig(name="mnist", root=str(root), download=download,
                             **{"val_fraction": 0.05, **split})
-        config = validate_data(config, prefix="")  # before reading any file
-        return cls(load_raw(config), config)
+        return cls._load(config)
 
     @classmethod
     def digits(cls, **split) -> "Dataset":
         """scikit-learn's bundled 8x8 digits, resized to 28x28."""
         config = DataConfig(name="digits", **split)
-        config = validate_data(config, prefix="")  # before reading any file
-        return cls(load_raw(config), config)
+        return cls._load(config)
 
     @classmethod
     def from_arrays(cls, x, y, task: str = "auto", feature_names: Sequence[str] = (),

@@ -15,10 +15,11 @@ from lepton_jax.errors import UserError
 MAX_AUTO_CLASSES = 20
 
 
-def _read_frame(path: str | None, what: str) -> pd.DataFrame:
+def _read_frame(path: str | None, what: str, stdin_ok: bool = False) -> pd.DataFrame:
+    """`stdin_ok`: `-` reads standard input (prediction rows piped in)."""
     if not path:
         raise UserError("data.root is not set; point it at the CSV file, e.g. data.root=data.csv")
-    file = sys.stdin if path == "-" and what == "input CSV" else Path(path).expanduser()
+    file = sys.stdin if stdin_ok and path == "-" else Path(path).expanduser()
     if file is not sys.stdin:
         if file.is_dir():
             raise UserError(f"{what} {path!r} is a folder; point it at the CSV file inside it")
@@ -146,7 +147,7 @@ def read_features(path: str, encoding: Optional[dict] = None) -> np.ndarray:
     """Feature rows of a CSV for prediction. With the training `encoding`, its columns are
     picked by name (extra columns such as the target are ignored) and categorical ones
     one-hot encoded the same way; without one, every column is taken as a number."""
-    frame = _read_frame(path, "input CSV")
+    frame = _read_frame(path, "input CSV", stdin_ok=True)
     if encoding and set(encoding["columns"]) <= set(frame.columns):
         return encode_features(frame, encoding, path, "input CSV")
     if encoding and encoding["categories"]:
