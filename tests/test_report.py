@@ -18,6 +18,17 @@ def _job(root, name, lr, seed, monitor, value):
                                                    monitor: value}) + "\n")
 
 
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures report() draws, kept as it closes each one."""
+    import matplotlib.pyplot as plt
+
+    kept = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (kept.append(fig), close(fig)))
+    return kept
+
+
 @pytest.mark.parametrize("monitor,best_lr", [("val/loss", 0.1), ("val/f1", 0.01)])
 def test_best_config_follows_the_monitored_metric_direction(tmp_path, capsys, monitor, best_lr):
     """A loss is minimized, a score maximized; the table names the monitored metric."""
@@ -37,18 +48,12 @@ def test_best_config_follows_the_monitored_metric_direction(tmp_path, capsys, mo
     assert (tmp_path / "report_monitor_vs_optim.lr.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_sampled_values_print_short_and_single_runs_show_no_spread(tmp_path, capsys,
-                                                                  monkeypatch):
+def test_sampled_values_print_short_and_single_runs_show_no_spread(tmp_path, capsys, figures):
     """An Optuna-style sweep: one run per sampled lr. The table shows each lr to 6 digits and
     "–" for the spread of one run; the best line names the exact lr and says "(1 run)"."""
     lrs = [0.036673518333094415, 0.08923418089348906, 0.19396969938668554]
     for n, (lr, value) in enumerate(zip(lrs, [0.94, 0.97, 0.93], strict=True)):
         _job(tmp_path, str(n), lr, 0, "val/accuracy", value)
-    import matplotlib.pyplot as plt
-
-    figures = []
-    close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
     report(tmp_path)
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if "0.0" in line or "0.1" in line]
@@ -109,11 +114,9 @@ def test_auto_monitor_without_a_validation_split_is_the_test_accuracy(tmp_path, 
 
 
 def test_learning_curves_are_coloured_by_the_swept_value_and_mark_divergence(tmp_path,
-                                                                             monkeypatch):
+                                                                             figures):
     """report_curves.png: a config's seeds share one colour, configs get distinct colours in
     the order of their values, the legend names them, and a diverged job ends in a cross."""
-    import matplotlib.pyplot as plt
-
     n = 0
     for lr in (0.1, 0.01, 0.03):
         for seed in (0, 1):
@@ -121,9 +124,6 @@ def test_learning_curves_are_coloured_by_the_swept_value_and_mark_divergence(tmp
             n += 1
     # Job 5 (lr 0.03, seed 1) diverged after its first evaluation.
     (tmp_path / "5" / "result.json").write_text(json.dumps({"status": "diverged", "step": 3}))
-    figures = []
-    close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
     report(tmp_path, print_table=False)
     curves = next(f for f in figures if f._suptitle is not None
                   and f._suptitle.get_text().startswith("learning curves"))
@@ -141,20 +141,15 @@ def test_learning_curves_are_coloured_by_the_swept_value_and_mark_divergence(tmp
     assert len(crosses) == 1 and crosses[0].get_color() == "black"
 
 
-def test_plots_tick_the_swept_values_and_whole_epochs(tmp_path, monkeypatch):
+def test_plots_tick_the_swept_values_and_whole_epochs(tmp_path, figures):
     """A grid's plot is ticked at its values as the table writes them (a log axis has no
     crowded minor labels); seeds tick as integers; learning curves tick whole epochs and mark
     each evaluation when there are few."""
-    import matplotlib.pyplot as plt
-
     n = 0
     for lr in (0.01, 0.02, 0.04, 0.08):
         for seed in (0, 1, 2):
             _job(tmp_path, str(n), lr, seed, "val/accuracy", 0.5 + lr)
             n += 1
-    figures = []
-    close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), close(fig)))
     report(tmp_path, print_table=False)
     by_title = {f.axes[0].get_title(): f.axes[0] for f in figures if f.axes[0].get_title()}
     lr_ax = by_title["val/accuracy (monitored) vs optim.lr"]
