@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 # and importing a submodule later would set the package attribute to the module itself.
 from lepton_jax.config import (Config, DataConfig, LoggerConfig, ModelConfig, OptimConfig,
                                TrainerConfig)
-from lepton_jax.errors import DivergedError, UserError
+from lepton_jax.errors import DivergedError, Interrupted, UserError
 from lepton_jax.report import report
 from lepton_jax.sweep import sweep
 
@@ -23,7 +23,7 @@ _LAZY = {"Dataset": "lepton_jax.api", "Model": "lepton_jax.api", "Trainer": "lep
 __all__ = [
     "Dataset", "Model", "Trainer",
     "Config", "DataConfig", "LoggerConfig", "ModelConfig", "OptimConfig", "TrainerConfig",
-    "DivergedError", "UserError", "fit", "report", "sweep",
+    "DivergedError", "Interrupted", "UserError", "fit", "report", "sweep",
 ]
 __version__ = "0.1.0"
 

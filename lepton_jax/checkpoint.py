@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -14,6 +16,9 @@ from lepton_jax.state import TrainState
 
 # orbax reports every save step at INFO through absl; a run log only needs our own lines.
 logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+_LOSSES = ".train_losses.json"  # beside the step's folder: <step>.train_losses.json
 
 
 class Checkpointer:
@@ -40,12 +45,27 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
 
-    def save(self, state: TrainState, wait: bool = True) -> None:
+    def save(self, state: TrainState, wait: bool = True, train_losses=None) -> None:
+        """Saves `state` at its step. `train_losses`: the per-step losses since the last
+        evaluation, when the step is not one; a resumed run's next `train/loss` then
+        averages the same steps as an uninterrupted run's (see `train_losses`)."""
         from lepton_jax.parallel import to_host
 
         step = int(to_host(state.step).reshape(-1)[0])
-        if step in self._manager.all_steps():
+        kept = self._manager.all_steps()
+        if step in kept:
             return
+        for old in self.directory.glob("*" + _LOSSES):  # those of steps orbax removed
+            stem = old.name[:-len(_LOSSES)]
+            if kept and stem.isdigit() and int(stem) < min(kept):
+                old.unlink(missing_ok=True)
+        if train_losses is not None and len(train_losses):
+            # Written before the step's folder appears: a run killed just after the save
+            # still finds it.
+            path = self._losses_path(step)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps([float(x) for x in train_losses]), encoding="utf-8")
+            os.replace(tmp, path)
         self._manager.save(step, args=ocp.args.StandardSave(state))
         if wait:
             self._manager.wait_until_finished()
@@ -53,6 +73,18 @@ class Checkpointer:
     def wait(self) -> None:
         """Blocks until every save started with `wait=False` is on disk."""
         self._manager.wait_until_finished()
+
+    def _losses_path(self, step: int) -> Path:
+        return self.directory / f"{step}{_LOSSES}"
+
+    def train_losses(self, step: int):
+        """The losses `save(..., train_losses=...)` kept with `step` (float32), or None."""
+        import numpy as np
+
+        try:
+            return np.asarray(json.loads(self._losses_path(step).read_text()), np.float32)
+        except (OSError, ValueError):
+            return None
 
     def restore(self, target: TrainState, step: Optional[int] = None) -> TrainState:
         """Restores `step` (default: the latest) into the structure and shardings of `target`.

@@ -20,3 +20,16 @@ class DivergedError(UserError):
 
     def __reduce__(self):  # travels between processes (sweep workers) intact
         return DivergedError, (self.step, self.loss)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training at a step boundary, with a checkpoint saved there: rerunning
+    into the same run directory resumes as if nothing had happened."""
+
+    def __init__(self, step: int, epoch: float):
+        super().__init__(f"training stopped at step {step} (epoch {epoch:.4g}) after Ctrl-C; "
+                         "a checkpoint of that step was saved")
+        self.step, self.epoch = step, epoch
+
+    def __reduce__(self):  # travels between processes (sweep workers) intact
+        return Interrupted, (self.step, self.epoch)

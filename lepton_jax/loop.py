@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +20,7 @@ from lepton_jax.checkpoint import Checkpointer
 from lepton_jax.compile_cache import enable_compilation_cache
 from lepton_jax.config import Config, TrainerConfig
 from lepton_jax.data import DataSplits, load_dataset
-from lepton_jax.errors import DivergedError, UserError
+from lepton_jax.errors import DivergedError, Interrupted, UserError
 from lepton_jax.metrics import compute_metrics
 from lepton_jax.modelfile import jsonable
 from lepton_jax.models import build_model, check_task
@@ -138,19 +141,56 @@ class Cadence:
         return min(marks)
 
 
+class StopRequest:
+    """Set by the first Ctrl-C (SIGINT) during training; see `stop_on_interrupt`."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, signum, frame) -> None:
+        if self.requested:  # the second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+@contextlib.contextmanager
+def stop_on_interrupt() -> Iterator[Optional[StopRequest]]:
+    """While training: the first Ctrl-C lets the running device call finish, the loop saves a
+    checkpoint of that step and raises `Interrupted`; a second Ctrl-C interrupts at once.
+
+    Yields None (Ctrl-C keeps Python's behaviour) outside the main thread, where signal
+    handlers cannot be set (a Ray task), and with several processes, whose checkpoints are
+    collective: one process alone could not save one.
+    """
+    if threading.current_thread() is not threading.main_thread() or jax.process_count() > 1:
+        yield None
+        return
+    stop = StopRequest()
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def drive(state, run_call, permute, cadence: Cadence, fused: int, n: int, batch_size: int,
-          progress: StepProgress, ahead: Optional[int] = None):
+          progress: StepProgress, ahead: Optional[int] = None, carried=None,
+          stop: Optional[StopRequest] = None):
     """The host side of training, shared by `fit` and populations: fused device calls from
     `state.step` (per-member axis allowed) to the end, one epoch order per epoch.
 
     `run_call(k)(state, perm, offset)` runs k steps; `permute(data_rng, epoch, n)` draws an
     order. Yields `(state, step, losses, eval_due, checkpoint_due)` at every step where the
-    host has work; `losses` holds the per-step losses since the last yield. `ahead` bounds
-    how many calls may wait behind the running one (see `parallel.calls_ahead`).
+    host has work; `losses` holds the per-step losses since the last evaluation (a
+    population's: steps × members), beginning with `carried`, those a resumed run's
+    checkpoint kept (`Checkpointer.train_losses`). `ahead` bounds how many calls may wait
+    behind the running one (see `parallel.calls_ahead`). Once `stop` is requested, the step
+    reached by the running call is yielded as a checkpoint step, then `Interrupted` raised.
     """
     steps_per_epoch = cadence.steps_per_epoch
     step = int(to_host(state.step).reshape(-1)[0])
     perm, perm_epoch, pending = None, -1, []
+    since_eval = [] if carried is None else [np.asarray(carried)]
     while step < cadence.total_steps:
         epoch = step // steps_per_epoch
         if epoch != perm_epoch:
@@ -167,11 +207,19 @@ def drive(state, run_call, permute, cadence: Cadence, fused: int, n: int, batch_
         wait_behind(pending, ahead)
         step += k
         progress.advance(k, info=f"epoch {step / steps_per_epoch:.2f}")
-        want_eval, want_ckpt = cadence.eval_due(step), cadence.checkpoint_due(step)
+        stopping = stop is not None and stop.requested
+        if stopping:
+            echo(f"Ctrl-C: saving a checkpoint at step {step} to stop there (Ctrl-C again "
+                 "stops at once)")
+        want_eval, want_ckpt = cadence.eval_due(step), cadence.checkpoint_due(step) or stopping
         if want_eval or want_ckpt:
-            losses = to_host(jnp.concatenate(pending))
+            since_eval.append(to_host(jnp.concatenate(pending)))
             pending = []
+            losses = np.concatenate(since_eval)
             yield state, step, losses, want_eval, want_ckpt
+            since_eval = [] if want_eval else [losses]
+        if stopping:
+            raise Interrupted(step, step / steps_per_epoch)
 
 
 def resolve_steps_per_call(trainer: TrainerConfig, platform: str, steps_per_epoch: int,
@@ -348,25 +396,30 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
         return lambda state, perm, offset: steps(state, x_train, y_train, perm, offset)
 
     step = start_step
+    # A resumed run's next train/loss also averages the steps before its checkpoint.
+    carried = ckpt.train_losses(start_step) if start_step else None
+    stopped = False
     try:
         if start_step:
             writer.write_scalars(start_step, {"event": "resumed"})
-        # Each boundary hands back the newest (donated-into) state.
-        boundaries = drive(state, run_call, permute, cadence, fused, n, t.batch_size, progress,
-                           ahead=calls_ahead(devices))
-        for state, step, losses, want_eval, want_ckpt in boundaries:
-            bad = np.flatnonzero(~np.isfinite(losses))
-            if bad.size:
-                raise DivergedError(step - len(losses) + int(bad[0]) + 1, float(losses[bad[0]]))
-            if want_eval:
-                record = {"epoch": round(step / steps_per_epoch, 4),
-                          "train/loss": float(losses.mean())}
-                if "val" in evaluate.splits():
-                    record.update({f"val/{k_}": v for k_, v in
-                                   evaluate(state.params, "val", step=step).items()})
-                writer.write_scalars(step, record)
-            if want_ckpt:
-                ckpt.save(state)
+        with stop_on_interrupt() as stop:
+            # Each boundary hands back the newest (donated-into) state.
+            boundaries = drive(state, run_call, permute, cadence, fused, n, t.batch_size,
+                               progress, ahead=calls_ahead(devices), carried=carried, stop=stop)
+            for state, step, losses, want_eval, want_ckpt in boundaries:
+                bad = np.flatnonzero(~np.isfinite(losses))
+                if bad.size:
+                    raise DivergedError(step - len(losses) + int(bad[0]) + 1,
+                                        float(losses[bad[0]]))
+                if want_eval:
+                    record = {"epoch": round(step / steps_per_epoch, 4),
+                              "train/loss": float(losses.mean())}
+                    if "val" in evaluate.splits():
+                        record.update({f"val/{k_}": v for k_, v in
+                                       evaluate(state.params, "val", step=step).items()})
+                    writer.write_scalars(step, record)
+                if want_ckpt:
+                    ckpt.save(state, train_losses=None if want_eval or not primary else losses)
         result = {"steps": step, "epochs": t.epochs, "strategy": dp.strategy,
                   "devices": dp.num_devices, "resumed_from": start_step or None}
         for split in evaluate.splits():
@@ -375,10 +428,17 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
         result["seconds"] = round(time.perf_counter() - started, 3)
         writer.write_scalars(step, {f"final/{s}/{k_}": v for s in evaluate.splits()
                                     for k_, v in result[s].items() if k_ != "confusion"})
+    except Interrupted:
+        stopped = True
+        raise
     finally:
         progress.close()
         writer.close()
         ckpt.close()
+        if stopped and primary:
+            echo(f"stopped at step {step} of {total_steps} (epoch {step / steps_per_epoch:.4g} "
+                 f"of {t.epochs}), its checkpoint saved in {run_dir / 'checkpoints'}; training "
+                 "into this run directory again resumes there")
     write_json(run_dir / "result.json", result)
     if primary:
         echo(summary_line(result, data.task, run_dir))

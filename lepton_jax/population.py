@@ -17,9 +17,9 @@ from lepton_jax.checkpoint import Checkpointer
 from lepton_jax.compile_cache import enable_compilation_cache
 from lepton_jax.config import Config
 from lepton_jax.data import load_dataset
-from lepton_jax.errors import UserError
+from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _write_json, data_info, drive, monitor_value,
-                             resolve_steps_per_call)
+                             resolve_steps_per_call, stop_on_interrupt)
 from lepton_jax.models import build_model, check_task
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import DataParallel, local_devices
@@ -194,36 +194,42 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     step = start_step
     clock = _Stopwatch(started)
     clock.lap("setup")
+    stopped = False
     try:
-        # Each boundary hands back the newest (donated-into) state.
-        boundaries = drive(states, run_call, permute, cadence, fused, n, t.batch_size, progress)
-        for states, step, losses, want_eval, want_ckpt in boundaries:
-            clock.lap("training")
-            for i in range(members):
-                bad = np.flatnonzero(~np.isfinite(losses[:, i]))
-                if bad.size and i not in diverged:
-                    diverged[i] = (step - len(losses) + int(bad[0]) + 1, float(losses[bad[0], i]))
-                    echo(f"job {names[i]} diverged at step {diverged[i][0]} "
-                         f"(loss={diverged[i][1]}); masked, the other members go on")
-            live = [i for i in range(members) if i not in diverged]
-            if want_eval and live:
-                val = evaluate(states.params, "val", step=step) if "val" in evaluate.splits() else None
-                echo(_eval_line(step, step / steps_per_epoch, losses, val, live, names, members,
-                                data.task))
-                for i in live:
-                    record = {"epoch": round(step / steps_per_epoch, 4),
-                              "train/loss": float(losses[:, i].mean())}
-                    if val is not None:
-                        record.update({f"val/{key}": v for key, v in val[i].items()})
-                    writers[i].write_scalars(step, record)
-            clock.lap("evaluation")
-            if want_ckpt:
-                members_now = jax.device_get(states)  # one transfer, then slice on the host
-                for i in live:
-                    ckpts[i].save(jax.tree.map(lambda a, i=i: a[i], members_now), wait=False)
-                for i in live:
-                    ckpts[i].wait()
-            clock.lap("checkpoints")
+        with stop_on_interrupt() as stop:
+            # Each boundary hands back the newest (donated-into) state.
+            boundaries = drive(states, run_call, permute, cadence, fused, n, t.batch_size,
+                               progress, carried=_carried_losses(ckpts, start_step), stop=stop)
+            for states, step, losses, want_eval, want_ckpt in boundaries:
+                clock.lap("training")
+                for i in range(members):
+                    bad = np.flatnonzero(~np.isfinite(losses[:, i]))
+                    if bad.size and i not in diverged:
+                        diverged[i] = (step - len(losses) + int(bad[0]) + 1,
+                                       float(losses[bad[0], i]))
+                        echo(f"job {names[i]} diverged at step {diverged[i][0]} "
+                             f"(loss={diverged[i][1]}); masked, the other members go on")
+                live = [i for i in range(members) if i not in diverged]
+                if want_eval and live:
+                    val = (evaluate(states.params, "val", step=step)
+                           if "val" in evaluate.splits() else None)
+                    echo(_eval_line(step, step / steps_per_epoch, losses, val, live, names,
+                                    members, data.task))
+                    for i in live:
+                        record = {"epoch": round(step / steps_per_epoch, 4),
+                                  "train/loss": float(losses[:, i].mean())}
+                        if val is not None:
+                            record.update({f"val/{key}": v for key, v in val[i].items()})
+                        writers[i].write_scalars(step, record)
+                clock.lap("evaluation")
+                if want_ckpt:
+                    members_now = jax.device_get(states)  # one transfer, then slice on host
+                    for i in live:
+                        ckpts[i].save(jax.tree.map(lambda a, i=i: a[i], members_now),
+                                      wait=False, train_losses=None if want_eval else losses[:, i])
+                    for i in live:
+                        ckpts[i].wait()
+                clock.lap("checkpoints")
         results = []
         finals = {s: evaluate(states.params, s, with_confusion=True, step=step)
                   for s in evaluate.splits()}
@@ -247,16 +253,32 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                                                 if key != "confusion"})
             _write_json(dirs[i] / "result.json", result)
             results.append(result)
+    except Interrupted:
+        stopped = True
+        raise
     finally:
         progress.close()
         for w in writers:
             w.close()
         for c in ckpts:
             c.close()
+        if stopped:
+            echo(f"stopped at step {step} of {total_steps}, every live member's checkpoint "
+                 "saved there; training the population into the same job dirs again resumes "
+                 "there")
     done = sum(r["status"] == "done" for r in results)
     echo(f"done: population of {members} ({done} finished, {len(diverged)} diverged), "
          f"{step} steps in {seconds:.1f} s ({clock.summary()})")
     return results
+
+
+def _carried_losses(ckpts: Sequence[Checkpointer], step: int):
+    """The members' losses since their last evaluation, kept with their checkpoints at
+    `step` (steps × members), or None when any member's are missing."""
+    kept = [c.train_losses(step) for c in ckpts] if step else [None]
+    if any(k is None for k in kept) or len({len(k) for k in kept}) > 1:
+        return None
+    return np.stack(kept, axis=1)
 
 
 class _Stopwatch:

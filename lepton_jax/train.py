@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from lepton_jax.errors import UserError
+from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.hydra_app import fail, register_configs, to_config
 
 register_configs()
@@ -29,9 +32,25 @@ def main(cfg: DictConfig) -> float:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             raise  # the launcher records the failed job; the sweep goes on
         fail(str(e))
+    except KeyboardInterrupt as e:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise  # the launcher stops the sweep and says how to resume it
+        lost = "" if isinstance(e, Interrupted) else \
+            " (what it trained since its last checkpoint is lost)"
+        print(f"interrupted{lost}; to resume: {resume_command(hydra_cfg)}", file=sys.stderr,
+              flush=True)
+        raise SystemExit(130) from None
     finally:  # later runs in this process (a notebook after sweep()) write no train.log
         log_run_lines(False)
     return result["monitor"]
+
+
+def resume_command(hydra_cfg) -> str:
+    """This run's command line, pointed at its run dir (a default run dir is a new timestamped
+    folder on every start)."""
+    program = sys.argv[0] if sys.argv[0] == "lepton-jax train" else "python -m lepton_jax.train"
+    args = [*hydra_cfg.overrides.task, f"hydra.run.dir={hydra_cfg.runtime.output_dir}"]
+    return " ".join([program, *map(shlex.quote, args)])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Population training: every vmapped member equals its standalone run."""
 
+import contextlib
+import dataclasses
 import json
 import re
 
@@ -9,7 +11,8 @@ import pytest
 
 from lepton_jax import Config, DataConfig, ModelConfig, OptimConfig, TrainerConfig, fit
 from lepton_jax.checkpoint import Checkpointer
-from lepton_jax.errors import UserError
+from lepton_jax import population
+from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.population import fit_population, group_population
 from lepton_jax.sweep import grid_points, sweep, with_overrides
 
@@ -106,6 +109,50 @@ def test_diverging_member_does_not_disturb_others(tmp_path, capsys):
     _assert_member_equals_standalone(tmp_path / "p0", tmp_path / "alone", results[0], alone)
     assert not (tmp_path / "p1" / "checkpoints").exists() or \
         not [p for p in (tmp_path / "p1" / "checkpoints").iterdir() if p.name.isdigit()]
+
+
+class _StopAfterCalls:
+    """A `loop.StopRequest` as Ctrl-C would set it after `calls` device calls."""
+
+    def __init__(self, calls: int):
+        self.calls = calls
+
+    @property
+    def requested(self) -> bool:  # drive() asks once after each call
+        self.calls -= 1
+        return self.calls < 0
+
+
+def test_population_stopped_by_ctrl_c_resumes_to_the_same_end(tmp_path, monkeypatch, capsys):
+    base = _digits(lr=0.05, momentum=0.9)
+    base = dataclasses.replace(base, trainer=dataclasses.replace(
+        base.trainer, epochs=3, batch_size=32, steps_per_call=4))
+    configs = [with_overrides(base, p) for p in grid_points({"optim.lr": [0.05, 0.1],
+                                                             "seed": [0, 1]})]
+    reference = [tmp_path / "reference" / str(i) for i in range(4)]
+    stopped = [tmp_path / "stopped" / str(i) for i in range(4)]
+    fit_population(configs, reference)
+
+    monkeypatch.setattr(population, "stop_on_interrupt",
+                        lambda: contextlib.nullcontext(_StopAfterCalls(5)))
+    with pytest.raises(Interrupted) as info:
+        fit_population(configs, stopped)
+    assert info.value.step == 24  # after the sixth call of 4 steps, mid-epoch
+    assert "stopped at step 24 of" in capsys.readouterr().out
+    for d in stopped:
+        assert Checkpointer(d / "checkpoints", keep=3).latest_step() == 24
+        assert not (d / "result.json").exists()
+    monkeypatch.undo()
+
+    results = fit_population(configs, stopped)
+    assert [r["resumed_from"] for r in results] == [24] * 4
+    for a, b in zip(reference, stopped, strict=True):
+        for x, y in zip(jax.tree.leaves(_params(a)), jax.tree.leaves(_params(b)), strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        # train/loss of the first epoch also averages the steps before the stop.
+        records = [[r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())
+                    if "event" not in r] for d in (a, b)]
+        assert records[0] == records[1] and len(records[0]) == 4
 
 
 def test_grouping_by_structural_fields():

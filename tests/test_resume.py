@@ -1,7 +1,9 @@
-"""A run SIGKILLed mid-epoch and rerun ends bitwise equal to an uninterrupted run."""
+"""A run SIGKILLed mid-epoch, or stopped with Ctrl-C, and rerun ends bitwise equal to an
+uninterrupted run."""
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -16,6 +18,19 @@ from conftest import REPO, run_cli
 
 ARGS = ["model.hidden=[128]", "trainer.epochs=12", "trainer.batch_size=32",
         "trainer.checkpoint_every_steps=7", "trainer.checkpoint_every_epochs=0"]
+
+
+def _assert_same_run(reference, resumed):
+    """Final params bitwise equal, and the same evaluation records (train/loss included)."""
+    step_a, a = _final_state(reference)
+    step_b, b = _final_state(resumed)
+    assert step_a == step_b
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(leaves_a) == len(leaves_b) > 4
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert _records(reference) == _records(resumed)
+    assert "resumed" in (resumed / "metrics.jsonl").read_text()
 
 
 def _final_state(run_dir):
@@ -56,12 +71,64 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
 
     second = run_cli(*ARGS, f"hydra.run.dir={resumed}")
     assert second.returncode == 0, second.stderr
-    step_a, a = _final_state(reference)
-    step_b, b = _final_state(resumed)
-    assert step_a == step_b == total
-    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(leaves_a) == len(leaves_b) > 4
-    for x, y in zip(leaves_a, leaves_b, strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert _records(reference) == _records(resumed)
-    assert "resumed" in (resumed / "metrics.jsonl").read_text()
+    assert max(_steps(resumed)) == total
+    _assert_same_run(reference, resumed)
+
+
+def test_train_loss_averages_every_step_since_the_last_evaluation(tmp_path):
+    """Checkpoints between evaluations (every 7 steps here) do not cut the average short."""
+    base = ["model.hidden=[32]", "trainer.epochs=2", "trainer.batch_size=32",
+            "trainer.checkpoint_every_epochs=0", "trainer.steps_per_call=1"]
+    every_step, per_epoch = tmp_path / "every_step", tmp_path / "per_epoch"
+    assert run_cli(*base, "trainer.eval_every_steps=1", "trainer.eval_every_epochs=0",
+                   f"hydra.run.dir={every_step}").returncode == 0
+    assert run_cli(*base, "trainer.checkpoint_every_steps=7",
+                   f"hydra.run.dir={per_epoch}").returncode == 0
+    losses = {r["step"]: r["train/loss"] for r in _records(every_step) if "train/loss" in r}
+    records = [r for r in _records(per_epoch) if "train/loss" in r]
+    assert [r["epoch"] for r in records] == [1, 2]
+    start = 0
+    for r in records:
+        assert r["step"] % 7 != 0  # the epoch does not end on a checkpoint
+        expected = np.mean([losses[s] for s in range(start + 1, r["step"] + 1)])
+        assert r["train/loss"] == pytest.approx(expected, rel=1e-5)
+        start = r["step"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_the_printed_command_resumes(tmp_path):
+    args = ["trainer.progress=plain", "model.hidden=[64]", "trainer.epochs=40",
+            "trainer.batch_size=32", "trainer.steps_per_call=4"]
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    assert run_cli(*args, f"hydra.run.dir={reference}").returncode == 0
+    total = max(_steps(reference))
+    steps_per_epoch = total // 40
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "lepton_jax.train", *args,
+                             f"hydra.run.dir={resumed}"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = resumed / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not metrics.exists()
+                                      or len(metrics.read_text().splitlines()) < 3):
+        assert proc.poll() is None, "the run finished before Ctrl-C"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    stopped_at = max(_steps(resumed))
+    assert 3 * steps_per_epoch <= stopped_at < total and stopped_at % 4 == 0
+    assert f"stopped at step {stopped_at} of {total}" in out
+    assert not (resumed / "result.json").exists()
+    # stderr's last line: "interrupted; to resume: python -m lepton_jax.train ... hydra.run.dir=..."
+    command = shlex.split(err.strip().splitlines()[-1].split("to resume: ", 1)[1])
+    assert command[:3] == ["python", "-m", "lepton_jax.train"]
+    assert command[-1] == f"hydra.run.dir={resumed}" and command[3:-1] == args
+    second = subprocess.run([sys.executable, *command[1:]], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    assert max(_steps(resumed)) == total
+    _assert_same_run(reference, resumed)
