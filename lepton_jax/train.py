@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -14,6 +15,8 @@ from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.hydra_app import fail, register_configs, to_config
 
 register_configs()
+
+_BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"  # runs jobs in this process
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -33,8 +36,8 @@ def main(cfg: DictConfig) -> float:
             raise  # the launcher records the failed job; the sweep goes on
         fail(str(e))
     except KeyboardInterrupt as e:
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            raise  # the launcher stops the sweep and says how to resume it
+        if hydra_cfg.mode == RunMode.MULTIRUN and hydra_cfg.launcher._target_ != _BASIC:
+            raise  # a launcher of worker processes (the pool) stops the sweep and says how
         lost = "" if isinstance(e, Interrupted) else \
             " (what it trained since its last checkpoint is lost)"
         print(f"interrupted{lost}; to resume: {resume_command(hydra_cfg)}", file=sys.stderr,
@@ -46,10 +49,15 @@ def main(cfg: DictConfig) -> float:
 
 
 def resume_command(hydra_cfg) -> str:
-    """This run's command line, pointed at its run dir (a default run dir is a new timestamped
-    folder on every start)."""
+    """This command line pointed at its run dir (a default run dir is a new timestamped folder
+    on every start), or for a sweep on Hydra's basic launcher at its sweep dir: its jobs run
+    again into their job dirs, where a finished one only evaluates its final checkpoint."""
     program = sys.argv[0] if sys.argv[0] == "lepton-jax train" else "python -m lepton_jax.train"
-    args = [*hydra_cfg.overrides.task, f"hydra.run.dir={hydra_cfg.runtime.output_dir}"]
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        key, folder = "hydra.sweep.dir", Path(hydra_cfg.sweep.dir).absolute()
+    else:
+        key, folder = "hydra.run.dir", hydra_cfg.runtime.output_dir
+    args = [a for a in sys.argv[1:] if not a.startswith(key + "=")] + [f"{key}={folder}"]
     return " ".join([program, *map(shlex.quote, args)])
 
 

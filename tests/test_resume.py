@@ -132,3 +132,42 @@ def test_ctrl_c_saves_a_checkpoint_and_the_printed_command_resumes(tmp_path):
     assert second.returncode == 0, second.stderr
     assert max(_steps(resumed)) == total
     _assert_same_run(reference, resumed)
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_basic_launcher_sweep_prints_the_sweep_resume_command(tmp_path):
+    """Hydra's basic launcher runs jobs in its own process: Ctrl-C stops the running job with
+    a checkpoint, and the printed command reruns the sweep into the same job dirs, where the
+    finished job only evaluates again and the stopped one resumes."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "trainer.progress=plain", "model.hidden=[64]", "trainer.epochs=40",
+            "trainer.batch_size=32", "trainer.steps_per_call=4", "optim.lr=0.05,0.1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "lepton_jax.train", *args,
+                             f"hydra.sweep.dir={sweep}"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = sweep / "1" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not metrics.exists()
+                                      or len(metrics.read_text().splitlines()) < 3):
+        assert proc.poll() is None, "the sweep finished before Ctrl-C"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    stopped_at = max(_steps(sweep / "1"))
+    first = json.loads((sweep / "0" / "result.json").read_text())
+    assert not (sweep / "1" / "result.json").exists()
+    command = shlex.split(err.strip().splitlines()[-1].split("to resume: ", 1)[1])
+    assert command[3:] == [*args, f"hydra.sweep.dir={sweep}"]
+
+    second = subprocess.run([sys.executable, *command[1:]], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    again = json.loads((sweep / "0" / "result.json").read_text())
+    assert again["resumed_from"] == first["steps"]
+    assert again["test"] == first["test"] and again["val"] == first["val"]
+    assert json.loads((sweep / "1" / "result.json").read_text())["resumed_from"] == stopped_at
+    assert max(_steps(sweep / "1")) == first["steps"]
