@@ -23,7 +23,7 @@ from lepton_jax.data import DataSplits, load_dataset
 from lepton_jax.errors import DivergedError, Interrupted, UserError
 from lepton_jax.metrics import compute_metrics
 from lepton_jax.modelfile import jsonable
-from lepton_jax.models import build_model, check_task
+from lepton_jax.models import build_model, check_data
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import (DataParallel, calls_ahead, default_steps_per_call,
                                  initialize_processes, local_devices, resolve_strategy, to_host,
@@ -325,7 +325,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     started = time.perf_counter()
     enable_compilation_cache(t.compilation_cache)
     data = load_dataset(config.data) if data is None else data
-    check_task(config.model, data.task)
+    check_data(config.model, data.task, data.input_shape)
     n = len(data.x_train)
     steps_per_epoch = n // t.batch_size
     if steps_per_epoch == 0:

@@ -273,13 +273,30 @@ class Linear(nn.Module):
 MODELS = ("mlp", "lenet5", "linear", "logistic")
 
 
-def check_task(config: ModelConfig, task: str) -> None:
-    """`logistic` is the linear model held to classification (softmax regression);
-    `linear` follows the data's task (least squares, or softmax on classes)."""
+def check_data(config: ModelConfig, task: str, input_shape: tuple[int, ...]) -> None:
+    """Refuses a model the data cannot train, before any compile.
+
+    `logistic` is the linear model held to classification (softmax regression); `linear`
+    follows the data's task (least squares, or softmax on classes). `lenet5` needs images
+    (or flat rows of a square's pixels) whose sides its two 2x2 pools halve evenly, with room
+    for the 5x5 valid convolution between them: multiples of 4, at least 12 (MNIST: 28).
+    """
     if config.name == "logistic" and task != "classification":
         raise UserError("model=logistic (logistic regression) needs class labels, but this "
                         f"dataset's task is {task}; use model=linear for linear regression, "
                         "or data.task=classification if the target holds classes")
+    if config.name == "lenet5":
+        if len(input_shape) == 1:
+            side = int(round(input_shape[0] ** 0.5))
+            sides = (side, side) if side * side == input_shape[0] else None
+            shown = f"rows of {input_shape[0]} features"
+        else:
+            sides = tuple(input_shape[:2])
+            shown = "images of " + "x".join(map(str, input_shape))
+        if sides is None or any(s % 4 or s < 12 for s in sides):
+            raise UserError(f"model=lenet5 needs images whose sides are multiples of 4 and at "
+                            f"least 12 (28x28 for MNIST, or flat rows of 784 pixels), but this "
+                            f"dataset has {shown}; use model=mlp or model=linear for it")
 
 
 def build_model(config: ModelConfig, num_outputs: int) -> nn.Module:

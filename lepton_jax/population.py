@@ -20,7 +20,7 @@ from lepton_jax.data import load_dataset
 from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _write_json, data_info, drive, monitor_value,
                              resolve_steps_per_call, stop_on_interrupt)
-from lepton_jax.models import build_model, check_task
+from lepton_jax.models import build_model, check_data
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import DataParallel, local_devices
 from lepton_jax.progress import StepProgress
@@ -119,7 +119,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     enable_compilation_cache(t.compilation_cache)
     started = time.perf_counter()
     data = load_dataset(base.data)
-    check_task(base.model, data.task)
+    check_data(base.model, data.task, data.input_shape)
     n, members = len(data.x_train), len(configs)
     steps_per_epoch = n // t.batch_size
     if steps_per_epoch == 0:

@@ -73,6 +73,17 @@ def test_logistic_regression_needs_class_labels(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_lenet5_on_tabular_data_is_refused(tmp_path):
+    path = tmp_path / "prices.csv"
+    path.write_text("a,b,price\n" + "".join(f"{i},{i % 7},{1.5 * i + 0.25}\n" for i in range(50)))
+    proc = run_cli("data=csv", "model=lenet5", f"data.root={path}",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    _check_error(proc, "model=lenet5 needs images whose sides are multiples of 4 and at least 12 "
+                       "(28x28 for MNIST, or flat rows of 784 pixels), but this dataset has rows "
+                       "of 2 features; use model=mlp or model=linear for it")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_csv_root_that_is_a_folder(tmp_path):
     proc = run_cli("data=csv", "model=linear", f"data.root={tmp_path}",
                    f"hydra.run.dir={tmp_path / 'run'}")

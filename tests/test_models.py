@@ -7,7 +7,7 @@ import pytest
 
 from lepton_jax.config import ModelConfig
 from lepton_jax.errors import UserError
-from lepton_jax.models import build_model, count_params
+from lepton_jax.models import LeNet5, build_model, count_params
 
 
 def init(model, shape):
@@ -171,3 +171,23 @@ def test_conv_block_inference_and_training_forwards_agree(inputs):
     assert predicted.shape == (8, 14, 14, 6)
     np.testing.assert_allclose(predicted, trained, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(predicted, plain, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(s, s, 1) for s in range(8, 34)] + [(28, 28, 3), (32, 28, 1),
+                                   (28, 30, 1), (144,), (196,), (784,), (100,), (3,), (785,)])
+def test_lenet5_input_check_agrees_with_the_model(shape):
+    """`check_data` refuses exactly the input shapes LeNet-5 cannot run on."""
+    from lepton_jax.models import check_data
+
+    try:
+        jax.eval_shape(LeNet5(num_outputs=10).init, jax.random.key(0), jnp.ones((2, *shape)))
+        runs = True
+    except (TypeError, ZeroDivisionError):  # a pool or reshape that does not fit, no features
+        runs = False
+    try:
+        check_data(ModelConfig(name="lenet5"), "classification", shape)
+        accepted = True
+    except UserError as e:
+        assert "model=lenet5 needs images whose sides are multiples of 4" in str(e)
+        accepted = False
+    assert accepted == runs
