@@ -353,7 +353,7 @@ def _apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
         if not sep:
             raise UserError(f"override {item!r} must look like key=value, e.g. optim.lr=0.1")
         pairs[key.strip()] = value.strip()
-    return with_overrides(config, pairs)
+    return with_overrides(config, pairs, source="override")
 
 
 def _in_notebook() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import time
@@ -19,14 +20,34 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict]:
         if isinstance(grid[key], (str, bytes)) or not hasattr(grid[key], "__iter__"):
             raise UserError(f"sweep grid value for {key!r} must be a list of values")
     columns = [[native_value(v) for v in grid[key]] for key in keys]  # np.linspace grids too
+    for key, column in zip(keys, columns, strict=True):
+        if not column:
+            raise UserError(f"sweep grid value for {key!r} is empty; give at least one value")
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*columns)]
 
 
-def with_overrides(config: Config, point: Mapping[str, Any]) -> Config:
+def check_key(config: Config, key: str, source: str = "sweep grid") -> None:
+    """Refuses a dotted key that names no config field, listing the fields where it went
+    astray (`optim.lrr` -> optim has: lr, momentum, ...)."""
+    node, parts = config, key.split(".")
+    for i, part in enumerate(parts):
+        names = [f.name for f in dataclasses.fields(node)] if dataclasses.is_dataclass(node) \
+            else []
+        if part not in names:
+            where = ".".join(parts[:i])
+            fields = f"{where} has: {', '.join(names)}" if names else \
+                f"{where} is a value, not a group of fields"
+            raise UserError(f"{source} key {key!r} is not a config field; "
+                            f"{fields if where else 'the config has: ' + ', '.join(names)}")
+        node = getattr(node, part)
+
+
+def with_overrides(config: Config, point: Mapping[str, Any], source: str = "sweep grid") -> Config:
     """A copy of `config` with dotted keys set, type-checked against the schema.
 
     String values are taken as written when the field is a string (so `trainer.progress=off`
     stays "off", not YAML's boolean), else parsed as YAML (`model.hidden=[512,512]`).
+    `source` names where the values came from in error messages.
     """
     import yaml
     from omegaconf import OmegaConf
@@ -34,19 +55,26 @@ def with_overrides(config: Config, point: Mapping[str, Any]) -> Config:
 
     config = native(config)
     check_types(config)
+    for key in point:
+        check_key(config, key, source)
     cfg = OmegaConf.structured(config)
-    try:
-        for key, value in point.items():
-            value = native_value(value)
+    for key, value in point.items():
+        value = native_value(value)
+        try:
             try:
                 OmegaConf.update(cfg, key, value, merge=False)
             except OmegaConfBaseException:
                 if not isinstance(value, str):
                     raise
                 OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False)
+        except OmegaConfBaseException as e:
+            raise UserError(f"{source} value {key}={value!r} does not fit the config: "
+                            f"{str(e).splitlines()[0]}") from None
+    try:
         return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
-        raise UserError(f"bad sweep value in {dict(point)}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"{source} values {dict(point)} do not fit the config: "
+                        f"{str(e).splitlines()[0]}") from None
 
 
 def sweep(config: Config, grid: Mapping[str, Sequence[Any]],
@@ -78,7 +106,7 @@ def sweep(config: Config, grid: Mapping[str, Sequence[Any]],
 
     points = grid_points(grid)
     root = Path(workdir) if workdir else Path("lepton_sweeps") / time.strftime("%Y%m%d-%H%M%S")
-    configs = [with_overrides(config, p) for p in points]  # every value checked before work
+    configs = [with_overrides(config, p) for p in points]  # every key and type checked first
     if launcher is not None:
         from lepton_jax.launch import launch_pool
 

@@ -27,10 +27,34 @@ def test_sweep_rows_match_standalone_runs(tmp_path):
     assert job["val"]["loss"] == alone["val"]["loss"]
 
 
-def test_sweep_rejects_unknown_key_before_work(tmp_path):
-    with pytest.raises(UserError, match="optim.lrr"):
-        sweep(_base(), {"optim.lrr": [0.1]}, workdir=tmp_path)
-    assert not (tmp_path / "0").exists()
+@pytest.mark.parametrize("grid,message", [
+    ({"optim.lrr": [0.1]}, "sweep grid key 'optim.lrr' is not a config field; optim has: name, "
+                           "lr, momentum, nesterov, weight_decay, clip_norm, schedule"),
+    ({"optimizer.lr": [0.1]}, "sweep grid key 'optimizer.lr' is not a config field; the config "
+                              "has: model, data, optim, trainer, logger, seed"),
+    ({"seed.x": [1]}, "sweep grid key 'seed.x' is not a config field; seed is a value, not a "
+                      "group of fields"),
+    ({"optim.lr": []}, "sweep grid value for 'optim.lr' is empty; give at least one value"),
+    ({"optim.lr": 0.1}, "sweep grid value for 'optim.lr' must be a list of values"),
+    ({"optim.lr": [0.1, "fast"]}, "sweep grid value optim.lr='fast' does not fit the config: "
+                                  "Value 'fast' of type 'str' could not be converted to Float"),
+])
+def test_sweep_rejects_bad_grids_before_work(tmp_path, grid, message):
+    with pytest.raises(UserError) as info:
+        sweep(_base(), {"seed": [0, 1], **grid}, workdir=tmp_path)
+    assert message in str(info.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_trainer_overrides_name_themselves_in_errors():
+    from lepton_jax import Dataset, Model, Trainer
+
+    data = Dataset.from_arrays([[0.0, 1.0], [1.0, 0.0]] * 8, [0, 1] * 8)
+    with pytest.raises(UserError, match="override key 'trainer.epochz' is not a config field; "
+                                        "trainer has: epochs, batch_size"):
+        Trainer(Model.mlp(hidden=[4]), data, overrides=["trainer.epochz=3"])
+    with pytest.raises(UserError, match="override value trainer.epochs='abc' does not fit"):
+        Trainer(Model.mlp(hidden=[4]), data, overrides=["trainer.epochs=abc"])
 
 
 def test_sweep_records_failed_points(tmp_path):
