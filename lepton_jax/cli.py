@@ -81,7 +81,8 @@ def _report(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="lepton-jax report")
     p.add_argument("sweep_dir", help="a Hydra multirun directory, a sweep() workdir, or "
                    "one run's directory")
-    p.add_argument("--metric", default=None, help="column to rank by (default: monitored)")
+    p.add_argument("--metric", default=None, help="column to rank a sweep by (default: the "
+                   "monitored one); for one run, the validation curve to draw")
     args = p.parse_args(argv)
     from lepton_jax.report import report
 

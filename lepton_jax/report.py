@@ -77,7 +77,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     root = Path(sweep_dir)
     jobs, curves = load_jobs(root)
     if (root / "run.json").exists():
-        return _report_run(root, curves.get(root.name, []), print_table, plt)
+        return _report_run(root, curves.get(root.name, []), print_table, plt, metric)
     metric = metric or "monitor"
     if metric not in jobs:
         raise UserError(f"metric {metric!r} is not in the results; try one of "
@@ -255,21 +255,29 @@ def _print_table(header: str, columns: list, rows: list, footer: str = "") -> No
         console.print(footer, soft_wrap=True, markup=False)
 
 
-def _report_run(root: Path, records: list, print_table: bool, plt):
-    """One run's directory: final metrics per split (report.csv) and its curves."""
+def _report_run(root: Path, records: list, print_table: bool, plt,
+                metric: Optional[str] = None):
+    """One run's directory: final metrics per split (report.csv) and its curves: train loss,
+    and `metric` (default: validation accuracy, MSE or loss) per evaluation."""
     import pandas as pd
 
     result_file = root / "result.json"
     if not result_file.exists():
         raise UserError(f"{root} holds no result.json: the run has not finished (rerun its "
                         "command to resume it)")
+    keys = [k for k in ("val/accuracy", "val/mse", "val/loss") if any(k in r for r in records)]
+    if metric is not None:
+        known = sorted({k for r in records for k in r} - {"step", "epoch", "event", "train/loss"})
+        if metric not in known:
+            raise UserError(f"metric {metric!r} is not in {root / 'metrics.jsonl'}; try one "
+                            f"of {', '.join(known) or '(no validation metrics recorded)'}")
+        keys = [metric]
     result = json.loads(result_file.read_text())
     splits = [s for s in ("val", "test") if s in result]
     table = pd.DataFrame([{"split": s, **{k: v for k, v in result[s].items()
                                           if k != "confusion"}} for s in splits])
     table.to_csv(root / "report.csv", index=False)
 
-    keys = [k for k in ("val/accuracy", "val/mse", "val/loss") if any(k in r for r in records)]
     fig, axes = plt.subplots(1, 1 + bool(keys), figsize=(5 + 4 * bool(keys), 3.5), squeeze=False)
     epochs = [r["epoch"] for r in records]
     axes[0, 0].plot(epochs, [r["train/loss"] for r in records], marker=".")

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from lepton_jax.report import report
@@ -74,15 +75,15 @@ def test_a_missing_or_empty_sweep_dir_is_one_clear_error(tmp_path, capsys):
     assert "holds no job directories with run.json" in capsys.readouterr().err
 
 
-def test_one_run_directory_reports_its_final_metrics_and_curves(tmp_path, capsys):
+def test_one_run_directory_reports_its_final_metrics_and_curves(tmp_path, capsys, figures):
     from lepton_jax.cli import main as cli
 
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"config": {"optim": {"lr": 0.1}, "seed": 0}}))
     (run / "metrics.jsonl").write_text("".join(
-        json.dumps({"step": 10 * e, "epoch": e, "train/loss": 1.0 / e, "val/accuracy": 0.5 + e / 10})
-        + "\n" for e in (1, 2, 3)))
+        json.dumps({"step": 10 * e, "epoch": e, "train/loss": 1.0 / e, "val/accuracy": 0.5 + e / 10,
+                    "val/f1": 0.4 + e / 10}) + "\n" for e in (1, 2, 3)))
     assert cli(["report", str(run)]) == 2  # no result.json yet
     assert "has not finished" in capsys.readouterr().err
     val = {"accuracy": 0.8, "f1": 0.75, "loss": 0.4, "confusion": [[1]]}
@@ -96,6 +97,17 @@ def test_one_run_directory_reports_its_final_metrics_and_curves(tmp_path, capsys
     assert table.to_dict("records") == [{"split": "val", "accuracy": 0.8, "f1": 0.75, "loss": 0.4},
                                         {"split": "test", "accuracy": 0.7, "f1": 0.65, "loss": 0.5}]
     assert (run / "report_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert [ax.get_ylabel() for ax in figures[-1].axes] == ["train/loss", "val/accuracy"]
+
+    # --metric picks the curve beside the loss; one the run never recorded is refused.
+    report(run, metric="val/f1")
+    assert [ax.get_ylabel() for ax in figures[-1].axes] == ["train/loss", "val/f1"]
+    np.testing.assert_allclose(figures[-1].axes[1].lines[0].get_ydata(), [0.5, 0.6, 0.7])
+    (run / "report.csv").unlink()
+    assert cli(["report", str(run), "--metric", "val/nope"]) == 2
+    assert (f"error: metric 'val/nope' is not in {run / 'metrics.jsonl'}; try one of "
+            "val/accuracy, val/f1") in capsys.readouterr().err
+    assert not (run / "report.csv").exists()
 
 
 def test_auto_monitor_without_a_validation_split_is_the_test_accuracy(tmp_path, capsys):
