@@ -63,24 +63,19 @@ def test_bad_csv(tmp_path, text, args, message):
     _check_error(proc, message)
 
 
-def test_logistic_regression_needs_class_labels(tmp_path):
+@pytest.mark.parametrize("model,message", [
+    ("logistic", "model=logistic (logistic regression) needs class labels, but this dataset's "
+                 "task is regression; use model=linear"),
+    ("lenet5", "model=lenet5 needs images whose sides are multiples of 4 and at least 12 (28x28 "
+               "for MNIST, or flat rows of 784 pixels), but this dataset has rows of 2 features; "
+               "use model=mlp or model=linear for it"),
+])
+def test_models_the_data_cannot_train_are_refused(tmp_path, model, message):
     path = tmp_path / "prices.csv"
     path.write_text("a,b,price\n" + "".join(f"{i},{i % 7},{1.5 * i + 0.25}\n" for i in range(50)))
-    proc = run_cli("data=csv", "model=logistic", f"data.root={path}",
+    proc = run_cli("data=csv", f"model={model}", f"data.root={path}",
                    f"hydra.run.dir={tmp_path / 'run'}")
-    _check_error(proc, "model=logistic (logistic regression) needs class labels, but this "
-                       "dataset's task is regression; use model=linear")
-    assert not (tmp_path / "run" / "checkpoints").exists()
-
-
-def test_lenet5_on_tabular_data_is_refused(tmp_path):
-    path = tmp_path / "prices.csv"
-    path.write_text("a,b,price\n" + "".join(f"{i},{i % 7},{1.5 * i + 0.25}\n" for i in range(50)))
-    proc = run_cli("data=csv", "model=lenet5", f"data.root={path}",
-                   f"hydra.run.dir={tmp_path / 'run'}")
-    _check_error(proc, "model=lenet5 needs images whose sides are multiples of 4 and at least 12 "
-                       "(28x28 for MNIST, or flat rows of 784 pixels), but this dataset has rows "
-                       "of 2 features; use model=mlp or model=linear for it")
+    _check_error(proc, message)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import REPO, run_cli
 
+_ENV = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"PYTHONUNBUFFERED": "1"}
 ARGS = ["model.hidden=[128]", "trainer.epochs=12", "trainer.batch_size=32",
         "trainer.checkpoint_every_steps=7", "trainer.checkpoint_every_epochs=0"]
 
@@ -31,6 +32,31 @@ def _assert_same_run(reference, resumed):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert _records(reference) == _records(resumed)
     assert "resumed" in (resumed / "metrics.jsonl").read_text()
+
+
+def _stop_with_ctrl_c(argv, metrics):
+    """Starts `python -m lepton_jax.train ARGV`, sends SIGINT once `metrics` (a
+    metrics.jsonl) holds 3 records, and returns its stdout and the printed resume command."""
+    proc = subprocess.Popen([sys.executable, "-m", "lepton_jax.train", *argv], cwd=REPO,
+                            env=_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and (not metrics.exists()
+                                      or len(metrics.read_text().splitlines()) < 3):
+        assert proc.poll() is None, "the run finished before Ctrl-C"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    # stderr's last line: "interrupted; to resume: python -m lepton_jax.train ..."
+    command = shlex.split(err.strip().splitlines()[-1].split("to resume: ", 1)[1])
+    assert command[:3] == ["python", "-m", "lepton_jax.train"]
+    return out, command
+
+
+def _run_command(command):
+    return subprocess.run([sys.executable, *command[1:]], cwd=REPO, env=_ENV,
+                          capture_output=True, text=True, timeout=600)
 
 
 def _final_state(run_dir):
@@ -104,31 +130,14 @@ def test_ctrl_c_saves_a_checkpoint_and_the_printed_command_resumes(tmp_path):
     total = max(_steps(reference))
     steps_per_epoch = total // 40
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "lepton_jax.train", *args,
-                             f"hydra.run.dir={resumed}"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = resumed / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and (not metrics.exists()
-                                      or len(metrics.read_text().splitlines()) < 3):
-        assert proc.poll() is None, "the run finished before Ctrl-C"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
+    out, command = _stop_with_ctrl_c([*args, f"hydra.run.dir={resumed}"],
+                                     resumed / "metrics.jsonl")
     stopped_at = max(_steps(resumed))
     assert 3 * steps_per_epoch <= stopped_at < total and stopped_at % 4 == 0
     assert f"stopped at step {stopped_at} of {total}" in out
     assert not (resumed / "result.json").exists()
-    # stderr's last line: "interrupted; to resume: python -m lepton_jax.train ... hydra.run.dir=..."
-    command = shlex.split(err.strip().splitlines()[-1].split("to resume: ", 1)[1])
-    assert command[:3] == ["python", "-m", "lepton_jax.train"]
-    assert command[-1] == f"hydra.run.dir={resumed}" and command[3:-1] == args
-    second = subprocess.run([sys.executable, *command[1:]], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=600)
+    assert command[3:] == [*args, f"hydra.run.dir={resumed}"]
+    second = _run_command(command)
     assert second.returncode == 0, second.stderr
     assert max(_steps(resumed)) == total
     _assert_same_run(reference, resumed)
@@ -142,29 +151,13 @@ def test_ctrl_c_in_a_basic_launcher_sweep_prints_the_sweep_resume_command(tmp_pa
     sweep = tmp_path / "sweep"
     args = ["-m", "trainer.progress=plain", "model.hidden=[64]", "trainer.epochs=40",
             "trainer.batch_size=32", "trainer.steps_per_call=4", "optim.lr=0.05,0.1"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "lepton_jax.train", *args,
-                             f"hydra.sweep.dir={sweep}"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = sweep / "1" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and (not metrics.exists()
-                                      or len(metrics.read_text().splitlines()) < 3):
-        assert proc.poll() is None, "the sweep finished before Ctrl-C"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
+    _, command = _stop_with_ctrl_c([*args, f"hydra.sweep.dir={sweep}"],
+                                   sweep / "1" / "metrics.jsonl")
     stopped_at = max(_steps(sweep / "1"))
     first = json.loads((sweep / "0" / "result.json").read_text())
     assert not (sweep / "1" / "result.json").exists()
-    command = shlex.split(err.strip().splitlines()[-1].split("to resume: ", 1)[1])
     assert command[3:] == [*args, f"hydra.sweep.dir={sweep}"]
-
-    second = subprocess.run([sys.executable, *command[1:]], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=600)
+    second = _run_command(command)
     assert second.returncode == 0, second.stderr
     again = json.loads((sweep / "0" / "result.json").read_text())
     assert again["resumed_from"] == first["steps"]
