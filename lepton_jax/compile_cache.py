@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
 import jax
+
+from lepton_jax.errors import UserError
+
+
+_warned: set[Path] = set()  # folders already reported unusable in this process
 
 
 def default_cache_dir() -> Path:
@@ -23,7 +29,20 @@ def enable_compilation_cache(setting: str = "auto") -> Optional[Path]:
     if setting == "off":
         return None
     folder = default_cache_dir() if setting == "auto" else Path(setting).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        reason = f"{e.strerror or type(e).__name__}: {e.filename or folder}"
+        if setting != "auto":
+            raise UserError(f"trainer.compilation_cache={setting!r} cannot be created ({reason}); "
+                            "point it at a writable folder or set it to off") from None
+        # The cache only saves time: a read-only home (some clusters) must not stop a run.
+        if folder not in _warned:
+            _warned.add(folder)
+            print(f"warning: compilation cache off: {folder} cannot be created ({reason}); "
+                  "set trainer.compilation_cache (or LEPTON_JAX_CACHE_DIR) to a writable folder",
+                  file=sys.stderr, flush=True)
+        return None
     if jax.config.jax_compilation_cache_dir != str(folder):
         jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from lepton_jax.config import Config
@@ -42,3 +44,25 @@ class ConsoleHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:
         pass
+
+
+class OutputDirCheck(Callback):
+    """Creates the run (or sweep) directory before Hydra does, so that one it cannot create
+    (a path through a file, no permission) is one error line instead of Hydra's traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        _make_dir("hydra.run.dir", config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        _make_dir("hydra.sweep.dir", config.hydra.sweep.dir)
+
+
+def _make_dir(key: str, folder: str) -> None:
+    if Path(folder).exists() and not Path(folder).is_dir():
+        fail(f"{key}={folder} is a file, not a directory; choose another directory with "
+             f"{key}=...")
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"{key}={folder} cannot be created ({e.strerror or type(e).__name__}: "
+             f"{e.filename or folder}); choose another directory with {key}=...")

@@ -172,3 +172,27 @@ def test_pool_sweep_with_a_bad_value_leaves_no_pool_files(tmp_path):
     _check_error(proc, "could not be converted to Float")
     assert (sweep / ".pool" / "slot0.log").exists()
     assert not (sweep / ".pool" / "slot1.log").exists()
+
+
+def test_folders_that_cannot_be_created(tmp_path):
+    """A run or sweep dir through a file is one line; so is an explicit compilation cache
+    folder. The default cache folder (a read-only home, say) only costs a warning."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep me")
+    _check_error(run_cli(*QUICK, f"hydra.run.dir={blocker}"),
+                 f"hydra.run.dir={blocker} is a file, not a directory; choose another")
+    _check_error(run_cli(*QUICK, f"hydra.run.dir={blocker / 'run'}"),
+                 f"hydra.run.dir={blocker / 'run'} cannot be created (Not a directory: ")
+    _check_error(run_cli("-m", *QUICK, "seed=0,1", f"hydra.sweep.dir={blocker / 'sweep'}"),
+                 f"hydra.sweep.dir={blocker / 'sweep'} cannot be created (Not a directory: ")
+    _check_error(run_cli(*QUICK, f"trainer.compilation_cache={blocker / 'xla'}",
+                         f"hydra.run.dir={tmp_path / 'run1'}"),
+                 f"trainer.compilation_cache='{blocker / 'xla'}' cannot be created (Not a "
+                 "directory: ")
+    assert blocker.read_text() == "keep me"
+
+    proc = run_cli(*QUICK, f"hydra.run.dir={tmp_path / 'run2'}",
+                   env={"LEPTON_JAX_CACHE_DIR": str(blocker / "xla")})
+    assert proc.returncode == 0, proc.stderr
+    assert f"warning: compilation cache off: {blocker / 'xla'} cannot be created" in proc.stderr
+    assert (tmp_path / "run2" / "result.json").exists()
