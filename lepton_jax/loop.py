@@ -23,7 +23,7 @@ from lepton_jax.data import DataSplits, load_dataset
 from lepton_jax.errors import DivergedError, Interrupted, UserError
 from lepton_jax.metrics import compute_metrics
 from lepton_jax.modelfile import jsonable
-from lepton_jax.models import build_model, check_data
+from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import (DataParallel, calls_ahead, default_steps_per_call,
                                  initialize_processes, local_devices, resolve_strategy, to_host,
@@ -31,7 +31,8 @@ from lepton_jax.parallel import (DataParallel, calls_ahead, default_steps_per_ca
 from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_predict, make_train_step
-from lepton_jax.writers import ConsoleWriter, JsonlWriter, MultiWriter, WandbWriter, echo
+from lepton_jax.writers import (ConsoleWriter, JsonlWriter, MultiWriter, WandbWriter, echo,
+                                short_value)
 
 
 def host_loss(task: str, y: np.ndarray, outputs: np.ndarray) -> float:
@@ -364,6 +365,11 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
                             "config. Resume with the run's own settings, or start a new run "
                             "directory (hydra.run.dir=...)") from e
     start_step = int(to_host(state.step))
+    if primary:
+        echo(run_header(config, data, count_params(state.params), dp.num_devices,
+                        devices[0].platform, fused, steps_per_epoch)
+             + (f" | resuming at step {start_step}" if start_step else "")
+             + f" | run dir {run_dir}")
     if changed and primary:
         echo(f"resuming {run_dir} at step {start_step} with settings changed since its last "
              f"start: {describe_changes(changed)}")
@@ -443,6 +449,35 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     if primary:
         echo(summary_line(result, data.task, run_dir))
     return result, state
+
+
+def run_header(config: Config, data: DataSplits, num_params: int, devices: int, platform: str,
+               fused: int, steps_per_epoch: int, varying: tuple = ()) -> str:
+    """One line saying what is about to train: model and size, data, optimizer, steps and
+    devices. `varying`: a population's per-member fields, named instead of one value."""
+    m, o, t = config.model, config.optim, config.trainer
+    model = f"mlp {'-'.join(map(str, m.hidden))} {m.activation}" if m.name == "mlp" else m.name
+    target = f"{data.num_classes} classes" if data.task == "classification" else "regression"
+    sizes = " / ".join(f"{len(x):,} {name}" for name, x in
+                       (("train", data.x_train), ("val", data.x_val), ("test", data.x_test))
+                       if len(x))
+    optim = [("optim.lr", f"lr {short_value(o.lr)}")]
+    if o.momentum:
+        optim.append(("optim.momentum",
+                      f"momentum {short_value(o.momentum)}" + (" nesterov" if o.nesterov else "")))
+    if o.weight_decay:
+        optim.append(("optim.weight_decay", f"weight decay {short_value(o.weight_decay)}"))
+    if o.clip_norm:
+        optim.append(("optim.clip_norm", f"clip {short_value(o.clip_norm)}"))
+    optim = ["sgd", *(text for field, text in optim if field not in varying), o.schedule]
+    shape = (f"{data.input_shape[0]} features" if len(data.input_shape) == 1
+             else "x".join(map(str, data.input_shape)) + " images")
+    return (f"{model} ({num_params:,} params) | {config.data.name}: {sizes}, {shape} -> "
+            f"{target} | {' '.join(optim)}"
+            + (f" | members differ in {', '.join(varying)}" if varying else "")
+            + f" | {t.epochs} epoch{'s' if t.epochs > 1 else ''} x {steps_per_epoch} steps "
+            f"of {t.batch_size} "
+            f"({fused} per call) on {devices} {platform} device{'s' if devices > 1 else ''}")
 
 
 def summary_line(result: dict, task: str, run_dir: Path) -> str:

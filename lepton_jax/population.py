@@ -19,8 +19,8 @@ from lepton_jax.config import Config
 from lepton_jax.data import load_dataset
 from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _write_json, data_info, drive, monitor_value,
-                             resolve_steps_per_call, stop_on_interrupt)
-from lepton_jax.models import build_model, check_data
+                             resolve_steps_per_call, run_header, stop_on_interrupt)
+from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import DataParallel, local_devices
 from lepton_jax.progress import StepProgress
@@ -170,6 +170,10 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         singles = [c.restore(dp.replicate(s), step) for c, s in zip(ckpts, singles, strict=True)]
     states = dp.shard_members(jax.tree.map(lambda *xs: jnp.stack(xs), *singles))
     start_step = int(states.step[0])
+    echo(f"population of {members}: "
+         + run_header(base, data, count_params(singles[0].params), used, platform, fused,
+                      steps_per_epoch, _varying(configs))
+         + (f" | resuming at step {start_step}" if start_step else ""))
     for config, d in zip(configs, dirs, strict=True):
         _write_json(d / "run.json", {"config": config_lib.to_dict(config), "data": data_info(data),
                                      "strategy": "population", "devices": used,
@@ -303,11 +307,16 @@ class _Stopwatch:
         return ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in self.totals.items())
 
 
+def _varying(configs: Sequence[Config]) -> tuple[str, ...]:
+    """The vectorizable fields whose values differ between the members."""
+    flats = [_flat(c) for c in configs]
+    return tuple(k for k in VECTORIZABLE if len({repr(f[k]) for f in flats}) > 1)
+
+
 def _member_names(configs: Sequence[Config], dirs: Sequence[Path]) -> list[str]:
     """'<job dir name> (<the vectorized values that differ>)', e.g. '6 (optim.lr=0.2 seed=0)';
     numbers to 6 digits, as the report prints them (a geomspace lr reads 0.0316228)."""
-    flats = [_flat(c) for c in configs]
-    varying = [k for k in VECTORIZABLE if len({repr(f[k]) for f in flats}) > 1]
+    flats, varying = [_flat(c) for c in configs], _varying(configs)
     return [f"{d.name} ({' '.join(f'{k}={short_value(f[k])}' for k in varying)})"
             if varying else d.name
             for d, f in zip(dirs, flats, strict=True)]

@@ -92,6 +92,8 @@ def test_diverging_member_does_not_disturb_others(tmp_path, capsys):
     # Reported when it happens; each evaluation line then counts the live members and names
     # the best one with the score its metrics.jsonl records.
     out = capsys.readouterr().out
+    assert out.startswith("population of 2: mlp 32 relu (25,450 params) | digits: "), out
+    assert " | sgd momentum 0.9 constant | members differ in optim.lr | 2 epochs x " in out, out
     assert f"job p1 (optim.lr=100000) diverged at step {results[1]['step']} " in out, out
     record = json.loads((tmp_path / "p0" / "metrics.jsonl").read_text().splitlines()[0])
     assert (f"step {record['step']} | epoch 1 | 1/2 members live | train/loss median "

@@ -34,6 +34,15 @@ def test_default_job_on_digits(tmp_path):
     assert "done: test accuracy" in log
     assert "libtpu" not in log + proc.stdout + proc.stderr
     assert re.search(r"^step \d+ \| epoch 1 \|", proc.stdout, re.M), proc.stdout  # no prefix
+    # The first line says what trains: the MLP's 784*256+256 + 256*128+128 + 128*10+10
+    # parameters, the split sizes run.json records, and the schedule of steps.
+    sizes = json.loads((tmp_path / "run.json").read_text())["data"]["sizes"]
+    header = (f"mlp 256-128 relu (235,146 params) | digits: {sizes['train']:,} train / "
+              f"{sizes['val']} val / {sizes['test']} test, 28x28x1 images -> 10 classes | sgd "
+              f"lr 0.05 momentum 0.9 cosine | 20 epochs x {sizes['train'] // 64} steps of 64 (")
+    assert proc.stdout.startswith(header), proc.stdout[:300]
+    assert f"on 1 cpu device | run dir {tmp_path}\n" in proc.stdout
+    assert "][lepton_jax.run][INFO] - " + header in log
 
 
 def test_run_lines_print_whatever_job_logging_hydra_is_given(tmp_path):
