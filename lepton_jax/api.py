@@ -230,7 +230,13 @@ class Model:
         ckpt = Checkpointer(run_dir / "checkpoints", keep=1)
         if ckpt.latest_step() is None:
             raise UserError(f"run directory {run_dir} has no checkpoint yet")
-        state = ckpt.restore_arrays()
+        step = ckpt.latest_step()
+        state = ckpt.restore_arrays(step)
+        if not (run_dir / "result.json").exists():  # stopped, killed or still training
+            trainer = run["config"]["trainer"]
+            total = run["data"]["sizes"]["train"] // trainer["batch_size"] * trainer["epochs"]
+            print(f"note: {run_dir} has not finished training; using its checkpoint at step "
+                  f"{step} of {total}", file=sys.stderr, flush=True)
         model = cls(ModelConfig(**run["config"]["model"]), task=run["data"]["task"])
         model.params, model.data_info = state["params"], run["data"]
         return model

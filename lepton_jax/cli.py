@@ -112,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: how a server is stopped; elsewhere, cut short
+        if command == "serve":
+            print("stopped serving", file=sys.stderr)
+            return 0
+        print("interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `lepton-jax predict ... | head`: the reader had enough
         import os
 

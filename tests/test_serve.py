@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -64,6 +66,19 @@ def test_predict_cli_from_model_file_and_run_dir(trained):
                           f"{root / 'train.csv'} | head -1", shell=True, cwd=REPO, env=full,
                           text=True, capture_output=True, timeout=300)
     assert head.stdout == "prediction\n" and "Traceback" not in head.stderr, head.stderr
+
+
+def test_predict_from_an_unfinished_run_says_which_checkpoint_it_uses(trained, tmp_path):
+    root, model, x = trained
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    (run / "result.json").unlink()  # as a run stopped with Ctrl-C, killed or still training
+    steps = json.loads((root / "run" / "result.json").read_text())["steps"]
+    proc = _cli("predict", str(run), str(root / "train.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert (f"note: {run} has not finished training; using its checkpoint at step {steps} of "
+            f"{steps}\n") in proc.stderr
+    assert "note" not in _cli("predict", str(root / "run"), str(root / "train.csv")).stderr
 
 
 @pytest.mark.parametrize("text,message", [
@@ -131,11 +146,15 @@ def test_server_answers_validates_and_serves_load(trained):
         assert load.returncode == 0, load.stderr
         stats = json.loads(load.stdout.strip().splitlines()[-1])
         assert stats["requests"] == 2000 and stats["errors"] == 0
+        server.send_signal(signal.SIGINT)  # Ctrl-C: the way a server is stopped
+        assert server.wait(timeout=30) == 0
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=30)
         log.close()
     logged = (root / "server.log").read_text()
+    assert logged.endswith("stopped serving\n") and "Traceback" not in logged, logged
     assert TOKEN not in logged
     for f in root.rglob("*"):
         if f.is_file():
