@@ -253,6 +253,8 @@ class Trainer:
         model, dataset: what to train on what.
         optimizer: an optimizer name from the config registry ("sgd").
         lr, momentum, nesterov, weight_decay, schedule, batch_size, seed: the usual knobs.
+        patience: early stopping, after this many evaluations (one per epoch) without a better
+            validation score (0: off; `trainer.patience`).
         workdir: the run directory (default: ./lepton_runs/<time>); rerunning `train` into a
             directory with checkpoints resumes from them.
         overrides: Hydra-style dotted overrides, e.g. ["optim.clip_norm=1.0",
@@ -263,7 +265,7 @@ class Trainer:
                  batch_size: Optional[int] = None, momentum: float = 0.9, nesterov: bool = False,
                  weight_decay: float = 0.0, schedule: str = "cosine", seed: int = 0,
                  workdir: Optional[str | os.PathLike] = None, progress: str = "auto",
-                 overrides: Sequence[str] = ()):
+                 patience: int = 0, overrides: Sequence[str] = ()):
         if model.task and model.task != dataset.task:
             hint = ("Model.logistic_regression()" if dataset.task == "classification"
                     else "Model.linear_regression()")
@@ -276,7 +278,7 @@ class Trainer:
             optim=OptimConfig(name=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
                               weight_decay=weight_decay, schedule=schedule),
             trainer=TrainerConfig(batch_size=batch_size or _default_batch(n_train),
-                                  progress=progress),
+                                  progress=progress, patience=patience),
             seed=seed)
         self.config = _apply_overrides(self.config, overrides)
         self.workdir = Path(workdir) if workdir else \

@@ -76,6 +76,10 @@ class TrainerConfig:
     compilation_cache: str = "auto"
     # Metric returned to Hydra sweepers; "auto": val accuracy or val mse.
     monitor: str = "auto"
+    # Early stopping: stop after this many evaluations in a row in which the monitored
+    # validation metric did not improve by more than min_delta (0 = off).
+    patience: int = 0
+    min_delta: float = 0.0
 
 
 @dataclass
@@ -248,6 +252,11 @@ def validate(config: Config, data_given: bool = False) -> Config:
                  "checkpoint_every_steps"):
         _positive(f"trainer.{name}", getattr(t, name), allow_zero=True)
     _positive("trainer.keep_checkpoints", t.keep_checkpoints)
+    _positive("trainer.patience", t.patience, allow_zero=True)
+    _positive("trainer.min_delta", t.min_delta, allow_zero=True)
+    if t.patience and not (t.eval_every_epochs or t.eval_every_steps):
+        raise UserError("trainer.patience counts evaluations, but trainer.eval_every_epochs "
+                        "and trainer.eval_every_steps are both 0; set one of them")
     _choice("trainer.progress", t.progress, PROGRESS)
     _choice("trainer.parallel", t.parallel, PARALLEL)
     if t.num_devices is not None:
@@ -260,6 +269,11 @@ def validate(config: Config, data_given: bool = False) -> Config:
     _choice("logger.name", config.logger.name, ("console", "wandb"))
     _choice("logger.wandb_mode", config.logger.wandb_mode, WANDB_MODES)
     return config
+
+
+def maximized(metric: str) -> bool:
+    """Whether a higher value of `metric` is better (scores) or lower (losses, errors)."""
+    return any(k in metric for k in ("accuracy", "precision", "recall", "f1", "r2"))
 
 
 def monitor_name(monitor: str, task: str, has_val: bool) -> str:

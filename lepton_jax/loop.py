@@ -142,6 +142,71 @@ class Cadence:
         return min(marks)
 
 
+class EarlyStop:
+    """`trainer.patience`: training stops once the monitored validation metric has gone
+    `patience` evaluations in a row without improving on its best by more than `min_delta`."""
+
+    def __init__(self, metric: str, patience: int, min_delta: float):
+        self.metric, self.patience, self.min_delta = metric, patience, min_delta
+        self._sign = 1.0 if config_lib.maximized(metric) else -1.0
+        self.best: Optional[float] = None
+        self.best_step: Optional[int] = None
+        self.waited = 0
+
+    @property
+    def due(self) -> bool:
+        return self.waited >= self.patience
+
+    def update(self, step: int, value: float) -> bool:
+        """Takes one evaluation's value; True once training should stop."""
+        if self.best is None or self._sign * (value - self.best) > self.min_delta:
+            self.best, self.best_step, self.waited = value, step, 0
+        else:
+            self.waited += 1
+        return self.due
+
+    def replay(self, records: list[dict]) -> "EarlyStop":
+        """The state after the evaluations a resumed run already recorded."""
+        for record in records:
+            if self.metric in record:
+                self.update(record["step"], record[self.metric])
+        return self
+
+    def summary(self, step: int) -> dict:
+        return {"step": step, "metric": self.metric, "best": self.best,
+                "best_step": self.best_step, "patience": self.patience}
+
+
+def early_stop(trainer: TrainerConfig, task: str, splits: list[str]) -> Optional[EarlyStop]:
+    """An `EarlyStop` for `trainer.patience` (None when 0), watching `trainer.monitor`."""
+    if not trainer.patience:
+        return None
+    if "val" not in splits:
+        raise UserError("trainer.patience watches the validation split, but this data has "
+                        "none; set data.val_fraction > 0 or trainer.patience=0")
+    metric = config_lib.monitor_name(trainer.monitor, task, True)
+    if not metric.startswith("val/"):
+        raise UserError(f"trainer.patience watches trainer.monitor, which must be a validation "
+                        f"metric (val/accuracy, val/loss, ...), not {metric!r}")
+    return EarlyStop(metric, trainer.patience, trainer.min_delta)
+
+
+def early_line(early: EarlyStop, step: int, steps_per_epoch: int) -> str:
+    return (f"early stop at step {step} (epoch {step / steps_per_epoch:.4g}): {early.metric} "
+            f"has not improved on {early.best:.4g} (step {early.best_step}) for "
+            f"{early.patience} evaluations")
+
+
+def recorded(run_dir: Path, until_step: int) -> list[dict]:
+    """The evaluation records of `run_dir/metrics.jsonl` up to `until_step` (a resumed run's
+    history; later ones are dropped when it resumes)."""
+    path = run_dir / "metrics.jsonl"
+    if not until_step or not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if "event" not in r and r.get("step", 0) <= until_step]
+
+
 class StopRequest:
     """Set by the first Ctrl-C (SIGINT) during training; see `stop_on_interrupt`."""
 
@@ -404,14 +469,18 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     step = start_step
     # A resumed run's next train/loss also averages the steps before its checkpoint.
     carried = ckpt.train_losses(start_step) if start_step else None
+    early = early_stop(t, data.task, evaluate.splits())
+    if early is not None:  # a run that had stopped early stays stopped
+        early.replay(recorded(run_dir, start_step))
     stopped = False
     try:
         if start_step:
             writer.write_scalars(start_step, {"event": "resumed"})
         with stop_on_interrupt() as stop:
             # Each boundary hands back the newest (donated-into) state.
-            boundaries = drive(state, run_call, permute, cadence, fused, n, t.batch_size,
-                               progress, ahead=calls_ahead(devices), carried=carried, stop=stop)
+            boundaries = () if early is not None and early.due else \
+                drive(state, run_call, permute, cadence, fused, n, t.batch_size, progress,
+                      ahead=calls_ahead(devices), carried=carried, stop=stop)
             for state, step, losses, want_eval, want_ckpt in boundaries:
                 bad = np.flatnonzero(~np.isfinite(losses))
                 if bad.size:
@@ -424,10 +493,18 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
                         record.update({f"val/{k_}": v for k_, v in
                                        evaluate(state.params, "val", step=step).items()})
                     writer.write_scalars(step, record)
-                if want_ckpt:
+                stopping = (want_eval and early is not None and step < total_steps
+                            and early.update(step, record[early.metric]))
+                if want_ckpt or stopping:
                     ckpt.save(state, train_losses=None if want_eval or not primary else losses)
+                if stopping:
+                    if primary:
+                        echo(early_line(early, step, steps_per_epoch))
+                    break
         result = {"steps": step, "epochs": t.epochs, "strategy": dp.strategy,
                   "devices": dp.num_devices, "resumed_from": start_step or None}
+        if early is not None and early.due and step < total_steps:
+            result["stopped_early"] = early.summary(step)
         for split in evaluate.splits():
             result[split] = evaluate(state.params, split, with_confusion=True, step=step)
         result["monitor"] = monitor_value(result, t.monitor, data.task)
@@ -486,6 +563,8 @@ def summary_line(result: dict, task: str, run_dir: Path) -> str:
     for split in ("test", "val"):
         if split in result:
             parts.append(f"{split} {name} {result[split][name]:.4f}")
-    return (f"done: {' | '.join(parts)} | {result['steps']} steps in {result['seconds']:.1f} s "
+    early = " (stopped early)" if "stopped_early" in result else ""
+    return (f"done: {' | '.join(parts)} | {result['steps']} steps{early} in "
+            f"{result['seconds']:.1f} s "
             f"on {result['devices']} device(s) | run dir {run_dir}")
 

@@ -19,7 +19,8 @@ from lepton_jax.config import Config
 from lepton_jax.data import load_dataset
 from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _write_json, data_info, drive, monitor_value,
-                             resolve_steps_per_call, run_header, stop_on_interrupt)
+                             early_line, early_stop, recorded, resolve_steps_per_call,
+                             run_header, stop_on_interrupt)
 from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import DataParallel, local_devices
@@ -195,25 +196,44 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
 
     diverged: dict[int, tuple[int, float]] = {}
     names = _member_names(configs, dirs)
+    # Early stopping per member: one that stops keeps its results of that step and is masked
+    # from then on, as a diverged one is; when none is left training, the program stops.
+    early = [early_stop(c.trainer, data.task, evaluate.splits()) for c in configs]
+    halted: dict[int, tuple[int, dict]] = {}  # member -> (step, its final metrics there)
+    if early[0] is not None:
+        for e, d in zip(early, dirs, strict=True):
+            e.replay(recorded(d, start_step))
+
+    def halt(members_now: list[int], step: int) -> None:
+        now = {s: evaluate(states.params, s, with_confusion=True, step=step)
+               for s in evaluate.splits()}
+        for i in members_now:
+            halted[i] = (step, {s: now[s][i] for s in now})
+            echo(f"job {names[i]}: {early_line(early[i], step, steps_per_epoch)}; masked")
+
     step = start_step
     clock = _Stopwatch(started)
     clock.lap("setup")
     stopped = False
     try:
+        if early[0] is not None and any(e.due for e in early):  # they had stopped before
+            halt([i for i, e in enumerate(early) if e.due], start_step)
         with stop_on_interrupt() as stop:
             # Each boundary hands back the newest (donated-into) state.
-            boundaries = drive(states, run_call, permute, cadence, fused, n, t.batch_size,
-                               progress, carried=_carried_losses(ckpts, start_step), stop=stop)
+            boundaries = () if len(halted) == members else \
+                drive(states, run_call, permute, cadence, fused, n, t.batch_size, progress,
+                      carried=_carried_losses(ckpts, start_step), stop=stop)
             for states, step, losses, want_eval, want_ckpt in boundaries:
                 clock.lap("training")
                 for i in range(members):
                     bad = np.flatnonzero(~np.isfinite(losses[:, i]))
-                    if bad.size and i not in diverged:
+                    if bad.size and i not in diverged and i not in halted:
                         diverged[i] = (step - len(losses) + int(bad[0]) + 1,
                                        float(losses[bad[0], i]))
                         echo(f"job {names[i]} diverged at step {diverged[i][0]} "
                              f"(loss={diverged[i][1]}); masked, the other members go on")
-                live = [i for i in range(members) if i not in diverged]
+                live = [i for i in range(members) if i not in diverged and i not in halted]
+                stopping = []
                 if want_eval and live:
                     val = (evaluate(states.params, "val", step=step)
                            if "val" in evaluate.splits() else None)
@@ -225,18 +245,26 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                         if val is not None:
                             record.update({f"val/{key}": v for key, v in val[i].items()})
                         writers[i].write_scalars(step, record)
+                        if (early[i] is not None and step < total_steps
+                                and early[i].update(step, record[early[i].metric])):
+                            stopping.append(i)
+                    if stopping:
+                        halt(stopping, step)
                 clock.lap("evaluation")
-                if want_ckpt:
+                if want_ckpt or stopping:
                     members_now = jax.device_get(states)  # one transfer, then slice on host
-                    for i in live:
+                    saving = live if want_ckpt else stopping
+                    for i in saving:
                         ckpts[i].save(jax.tree.map(lambda a, i=i: a[i], members_now),
                                       wait=False, train_losses=None if want_eval else losses[:, i])
-                    for i in live:
+                    for i in saving:
                         ckpts[i].wait()
                 clock.lap("checkpoints")
+                if len(diverged) + len(halted) == members:
+                    break  # nothing left to train
         results = []
         finals = {s: evaluate(states.params, s, with_confusion=True, step=step)
-                  for s in evaluate.splits()}
+                  for s in evaluate.splits()} if len(diverged) + len(halted) < members else {}
         clock.lap("evaluation")
         seconds = round(time.perf_counter() - started, 3)
         for i in range(members):
@@ -245,16 +273,17 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                 result = {"status": "diverged", "step": at, "loss": loss,
                           "error": f"training diverged at step {at} (loss={loss})"}
             else:
-                result = {"status": "done", "steps": step, "epochs": t.epochs,
+                at, metrics = halted.get(i, (step, {s: finals[s][i] for s in finals}))
+                result = {"status": "done", "steps": at, "epochs": t.epochs,
                           "strategy": "population", "devices": used, "population": members,
                           "resumed_from": start_step or None, "seconds": seconds,
-                          "timing": clock.rounded()}
-                for split, per_member in finals.items():
-                    result[split] = per_member[i]
+                          "timing": clock.rounded(), **metrics}
+                if i in halted:
+                    result["stopped_early"] = early[i].summary(at)
                 result["monitor"] = monitor_value(result, t.monitor, data.task)
-                writers[i].write_scalars(step, {f"final/{s}/{key}": v for s in finals
-                                                for key, v in finals[s][i].items()
-                                                if key != "confusion"})
+                writers[i].write_scalars(at, {f"final/{s}/{key}": v for s in metrics
+                                              for key, v in metrics[s].items()
+                                              if key != "confusion"})
             _write_json(dirs[i] / "result.json", result)
             results.append(result)
     except Interrupted:
@@ -271,7 +300,9 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                  "saved there; training the population into the same job dirs again resumes "
                  "there")
     done = sum(r["status"] == "done" for r in results)
-    echo(f"done: population of {members} ({done} finished, {len(diverged)} diverged), "
+    early_stops = f", {len(halted)} stopped early" if halted else ""
+    echo(f"done: population of {members} ({done} finished{early_stops}, {len(diverged)} "
+         f"diverged), "
          f"{step} steps in {seconds:.1f} s ({clock.summary()})")
     return results
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from lepton_jax.config import flat_dict, monitor_name
+from lepton_jax.config import flat_dict, maximized, monitor_name
 from lepton_jax.errors import UserError
 from lepton_jax.writers import short_value
 
@@ -96,7 +96,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         table = done[[metric]].agg(["mean", "std", "count"]).T.reset_index(drop=True)
     name = _monitored_name(done) if metric == "monitor" else metric
     label = f"{name} (monitored)" if metric == "monitor" else metric
-    maximize = any(k in name for k in ("accuracy", "precision", "recall", "f1", "r2"))
+    maximize = maximized(name)
     best = table.sort_values("mean", ascending=not maximize, kind="stable").iloc[0]
     table.to_csv(root / "report.csv", index=False)
     written = [root / "report.csv"]

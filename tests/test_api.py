@@ -75,6 +75,20 @@ def test_history_and_plot(tmp_path):
         assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines())
 
 
+def test_trainer_patience_is_the_config_s_early_stopping(tmp_path):
+    from lepton_jax import Config, ModelConfig, TrainerConfig, fit
+
+    trainer = Trainer(Model.mlp(hidden=(32,)), Dataset.digits(), batch_size=64, lr=0.05,
+                      workdir=tmp_path / "api", progress="off", patience=3,
+                      overrides=["trainer.num_devices=1"])
+    history = trainer.train(epochs=20)
+    stop = trainer.result["stopped_early"]["step"]
+    assert history.index[-1] == stop < 20 * 22
+    config = Config(model=ModelConfig(hidden=[32]), trainer=TrainerConfig(
+        epochs=20, progress="off", patience=3, num_devices=1))
+    assert fit(config, tmp_path / "fit")["stopped_early"] == trainer.result["stopped_early"]
+
+
 def test_api_matches_hydra_app(tmp_path):
     trainer = Trainer(Model.mlp(hidden=(256, 128)), Dataset.digits(), batch_size=64,
                       workdir=tmp_path / "api", progress="off")

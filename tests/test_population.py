@@ -113,6 +113,28 @@ def test_diverging_member_does_not_disturb_others(tmp_path, capsys):
         not [p for p in (tmp_path / "p1" / "checkpoints").iterdir() if p.name.isdigit()]
 
 
+def test_members_stop_early_as_their_standalone_runs_do(tmp_path, capsys):
+    """trainer.patience per member: each stops at its standalone run's step with its
+    results, and the program ends when the last member has stopped."""
+    base = dataclasses.replace(_digits(momentum=0.9), trainer=dataclasses.replace(
+        _digits().trainer, epochs=20, patience=3))
+    configs = [with_overrides(base, {"optim.lr": lr}) for lr in (0.05, 0.2)]
+    results = fit_population(configs, [tmp_path / "pop" / str(i) for i in range(2)])
+    out = capsys.readouterr().out
+    steps = []
+    for i, config in enumerate(configs):
+        alone = fit(config, tmp_path / "alone" / str(i))
+        assert alone["stopped_early"]["step"] == alone["steps"]  # before the 20 epochs end
+        assert results[i]["steps"] == alone["steps"]
+        assert results[i]["stopped_early"] == alone["stopped_early"]
+        _assert_member_equals_standalone(tmp_path / "pop" / str(i), tmp_path / "alone" / str(i),
+                                         results[i], alone)
+        steps.append(alone["steps"])
+    assert steps[0] != steps[1]  # they stop apart; the first is masked until the second stops
+    assert f"done: population of 2 (2 finished, 2 stopped early, 0 diverged), {max(steps)} " \
+        "steps" in out, out
+
+
 class _StopAfterCalls:
     """A `loop.StopRequest` as Ctrl-C would set it after `calls` device calls."""
 

@@ -11,7 +11,7 @@ from omegaconf import open_dict
 
 from conftest import run_cli
 from lepton_jax import Config, DataConfig, ModelConfig, OptimConfig, TrainerConfig, fit
-from lepton_jax.errors import DivergedError
+from lepton_jax.errors import DivergedError, UserError
 
 
 def _accuracy(stdout: str, split: str = "test") -> float:
@@ -262,3 +262,62 @@ def test_help_names_the_defaults_and_shows_examples():
     assert proc.stdout.startswith("lepton_jax: trains one model"), proc.stdout[:200]
     assert "model: lenet5, linear, logistic, mlp" in proc.stdout  # Hydra's groups, still listed
     assert "Examples:\n  python -m lepton_jax.train model=lenet5" in proc.stdout
+
+
+def _early(patience=0, **trainer):
+    return Config(model=ModelConfig(hidden=[32]), optim=OptimConfig(lr=0.05),
+                  trainer=TrainerConfig(epochs=20, progress="off", num_devices=1,
+                                        patience=patience, **trainer))
+
+
+def _evaluations(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if "val/accuracy" in r]
+
+
+def test_early_stopping_stops_where_its_rule_says_and_stays_stopped(tmp_path):
+    full = fit(_early(), tmp_path / "full")
+    records = _evaluations(tmp_path / "full")
+    # The rule, on the uninterrupted run's evaluations: stop at the 3rd in a row that does
+    # not beat the best so far.
+    best, waited, expected = -1.0, 0, None
+    for r in records[:-1]:  # the last evaluation ends the run anyway
+        best, waited = (r["val/accuracy"], 0) if r["val/accuracy"] > best else (best, waited + 1)
+        if waited == 3:
+            expected = r["step"]
+            break
+    assert expected is not None and expected < full["steps"]
+
+    early = fit(_early(patience=3), tmp_path / "early")
+    assert early["steps"] == expected
+    assert early["stopped_early"]["step"] == expected
+    assert early["stopped_early"]["best"] == max(r["val/accuracy"] for r in records
+                                                 if r["step"] <= expected)
+    stopped_records = _evaluations(tmp_path / "early")
+    assert stopped_records == [r for r in records if r["step"] <= expected]
+    assert early["val"]["accuracy"] == stopped_records[-1]["val/accuracy"]
+    steps = sorted(int(p.name) for p in (tmp_path / "early" / "checkpoints").iterdir()
+                   if p.name.isdigit())
+    assert steps[-1] == expected
+    # Run again into the same dir: it stays stopped instead of training on.
+    again = fit(_early(patience=3), tmp_path / "early")
+    assert again["steps"] == expected and again["resumed_from"] == expected
+    assert again["val"] == early["val"] and again["test"] == early["test"]
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"patience": -1}, "trainer.patience (-1) must be >= 0"),
+    ({"patience": 3, "eval_every_epochs": 0}, "trainer.patience counts evaluations, but "
+                                              "trainer.eval_every_epochs and"),
+    ({"patience": 3, "monitor": "test/accuracy"}, "trainer.patience watches trainer.monitor, "
+                                                  "which must be a validation metric"),
+])
+def test_early_stopping_settings_that_cannot_work_are_refused(tmp_path, change, message):
+    config = _early(**{k: v for k, v in change.items() if k != "patience"},
+                    patience=change["patience"])
+    with pytest.raises(UserError, match=re.escape(message)):
+        fit(config, tmp_path / "run")
+    config = _early(patience=3)
+    config.data.val_fraction = 0.0
+    with pytest.raises(UserError, match="trainer.patience watches the validation split"):
+        fit(config, tmp_path / "run")
