@@ -159,18 +159,34 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
         ckpts.append(Checkpointer(d / "checkpoints", t.keep_checkpoints, asynchronous=True))
+    splits = [s for s in ("val", "test") if len(getattr(data, f"x_{s}"))]
+    early = [early_stop(c.trainer, data.task, splits) for c in configs]
     saved = [set(c.all_steps()) for c in ckpts]
-    if any(saved):
-        # Resume every member from the newest step all of them saved (a run stopped while
-        # saving, or a member that diverged, leaves some members a checkpoint ahead).
-        common = set.intersection(*saved)
+    # Members that had stopped early stay stopped at their own newest checkpoint (the rule
+    # replays their records); the others resume together.
+    halted_at = {i: max(saved[i]) for i in range(members)
+                 if early[i] is not None and saved[i] and early_stop(
+                     t, data.task, splits).replay(recorded(dirs[i], max(saved[i]))).due}
+    training = [i for i in range(members) if i not in halted_at]
+    if any(saved[i] for i in training):
+        # From the newest step all of them saved (a run stopped while saving, or a member
+        # that diverged, leaves some members a checkpoint ahead).
+        common = set.intersection(*(saved[i] for i in training))
         if not common:
-            raise UserError(f"the population's members share no checkpoint step ({dirs[0]}: "
-                            f"{sorted(saved[0])}, ...); move their checkpoints away to restart")
+            raise UserError(f"the population's members share no checkpoint step "
+                            f"({dirs[training[0]]}: {sorted(saved[training[0]])}, ...); move "
+                            "their checkpoints away to restart")
         step = max(common)
-        singles = [c.restore(dp.replicate(s), step) for c, s in zip(ckpts, singles, strict=True)]
+    else:  # the others start afresh (or every member had stopped)
+        step = 0 if training else max(halted_at.values())
+    singles = [c.restore(dp.replicate(s), halted_at.get(i, step)) if saved[i] else s
+               for i, (c, s) in enumerate(zip(ckpts, singles, strict=True))]
+    for i in halted_at:  # its row goes along masked; only its step counter must match
+        singles[i] = singles[i].replace(step=jnp.asarray(step, singles[i].step.dtype))
     states = dp.shard_members(jax.tree.map(lambda *xs: jnp.stack(xs), *singles))
     start_step = int(states.step[0])
+    # Each member's history: a stopped member keeps its records up to its own stop.
+    kept_until = [halted_at.get(i, start_step) for i in range(members)]
     echo(f"population of {members}: "
          + run_header(base, data, count_params(singles[0].params), used, platform, fused,
                       steps_per_epoch, _varying(configs))
@@ -179,7 +195,8 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         _write_json(d / "run.json", {"config": config_lib.to_dict(config), "data": data_info(data),
                                      "strategy": "population", "devices": used,
                                      "population": members, "steps_per_call": fused})
-    writers = [JsonlWriter(d / "metrics.jsonl", keep_until_step=start_step) for d in dirs]
+    writers = [JsonlWriter(d / "metrics.jsonl", keep_until_step=kept_until[i])
+               for i, d in enumerate(dirs)]
     evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate, population=mode,
                          compiler_options=dp.compiler_options)
     x_train, y_train = dp.replicate((data.x_train, data.y_train))
@@ -198,31 +215,31 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     names = _member_names(configs, dirs)
     # Early stopping per member: one that stops keeps its results of that step and is masked
     # from then on, as a diverged one is; when none is left training, the program stops.
-    early = [early_stop(c.trainer, data.task, evaluate.splits()) for c in configs]
     halted: dict[int, tuple[int, dict]] = {}  # member -> (step, its final metrics there)
     if early[0] is not None:
-        for e, d in zip(early, dirs, strict=True):
-            e.replay(recorded(d, start_step))
+        for i, (e, d) in enumerate(zip(early, dirs, strict=True)):
+            e.replay(recorded(d, kept_until[i]))
 
     def halt(members_now: list[int], step: int) -> None:
         now = {s: evaluate(states.params, s, with_confusion=True, step=step)
                for s in evaluate.splits()}
         for i in members_now:
-            halted[i] = (step, {s: now[s][i] for s in now})
-            echo(f"job {names[i]}: {early_line(early[i], step, steps_per_epoch)}; masked")
+            at = halted_at.get(i, step)
+            halted[i] = (at, {s: now[s][i] for s in now})
+            echo(f"job {names[i]}: {early_line(early[i], at, steps_per_epoch)}; masked")
 
     step = start_step
     clock = _Stopwatch(started)
     clock.lap("setup")
     stopped = False
     try:
-        if early[0] is not None and any(e.due for e in early):  # they had stopped before
-            halt([i for i, e in enumerate(early) if e.due], start_step)
+        if halted_at:  # they had stopped before
+            halt(sorted(halted_at), start_step)
         with stop_on_interrupt() as stop:
             # Each boundary hands back the newest (donated-into) state.
             boundaries = () if len(halted) == members else \
                 drive(states, run_call, permute, cadence, fused, n, t.batch_size, progress,
-                      carried=_carried_losses(ckpts, start_step), stop=stop)
+                      carried=_carried_losses(ckpts, start_step, halted_at), stop=stop)
             for states, step, losses, want_eval, want_ckpt in boundaries:
                 clock.lap("training")
                 for i in range(members):
@@ -307,13 +324,16 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     return results
 
 
-def _carried_losses(ckpts: Sequence[Checkpointer], step: int):
+def _carried_losses(ckpts: Sequence[Checkpointer], step: int, masked=()):
     """The members' losses since their last evaluation, kept with their checkpoints at
-    `step` (steps × members), or None when any member's are missing."""
-    kept = [c.train_losses(step) for c in ckpts] if step else [None]
-    if any(k is None for k in kept) or len({len(k) for k in kept}) > 1:
+    `step` (steps × members), or None when any member's are missing; `masked` members (those
+    that stopped early) count zeros."""
+    kept = [None if i in masked else c.train_losses(step) for i, c in enumerate(ckpts)] \
+        if step else [None]
+    known = [k for k in kept if k is not None]
+    if len(known) < len(kept) - len(masked) or len({len(k) for k in known}) != 1:
         return None
-    return np.stack(kept, axis=1)
+    return np.stack([np.zeros_like(known[0]) if k is None else k for k in kept], axis=1)
 
 
 class _Stopwatch:

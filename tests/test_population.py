@@ -179,6 +179,40 @@ def test_population_stopped_by_ctrl_c_resumes_to_the_same_end(tmp_path, monkeypa
         assert records[0] == records[1] and len(records[0]) == 4
 
 
+def test_population_resumes_after_a_member_stopped_early(tmp_path, monkeypatch):
+    """Stopped at step 176, the lr-0.01 member's three checkpoints (132, 154, 176) share no
+    step with those of the lr-0.2 member, which stopped early at 88: that member stays
+    stopped with its results, the other resumes, and both end as without the stop."""
+    base = dataclasses.replace(_digits(momentum=0.9), trainer=dataclasses.replace(
+        _digits().trainer, epochs=20, patience=3))
+    configs = [with_overrides(base, {"optim.lr": lr}) for lr in (0.2, 0.01)]
+    reference = [tmp_path / "reference" / str(i) for i in range(2)]
+    stopped = [tmp_path / "stopped" / str(i) for i in range(2)]
+    expected = fit_population(configs, reference)
+    assert [r["steps"] for r in expected] == [88, 220]
+
+    monkeypatch.setattr(population, "stop_on_interrupt",
+                        lambda: contextlib.nullcontext(_StopAfterCalls(7)))
+    with pytest.raises(Interrupted) as info:
+        fit_population(configs, stopped)
+    assert info.value.step == 176
+    monkeypatch.undo()
+    kept = [sorted(int(p.name) for p in (d / "checkpoints").iterdir() if p.name.isdigit())
+            for d in stopped]
+    assert kept == [[44, 66, 88], [132, 154, 176]]
+
+    results = fit_population(configs, stopped)
+    for a, b, r, e in zip(reference, stopped, results, expected, strict=True):
+        for key in ("steps", "stopped_early", "val", "test", "monitor"):
+            assert r[key] == e[key], key
+        for x, y in zip(jax.tree.leaves(_params(a)), jax.tree.leaves(_params(b)), strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        records = [[r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())
+                    if "event" not in r] for d in (a, b)]
+        assert records[0] == records[1]
+    assert results[1]["resumed_from"] == 176
+
+
 def test_grouping_by_structural_fields():
     base = _digits()
     points = grid_points({"model.name": ["mlp", "lenet5"], "optim.lr": [0.01, 0.05, 0.1],
