@@ -165,8 +165,9 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     # Members that had stopped early stay stopped at their own newest checkpoint (the rule
     # replays their records); the others resume together.
     halted_at = {i: max(saved[i]) for i in range(members)
-                 if early[i] is not None and saved[i] and early_stop(
-                     t, data.task, splits).replay(recorded(dirs[i], max(saved[i]))).due}
+                 if early[i] is not None and saved[i] and max(saved[i]) < total_steps
+                 and early_stop(t, data.task, splits).replay(recorded(dirs[i],
+                                                                     max(saved[i]))).due}
     training = [i for i in range(members) if i not in halted_at]
     if any(saved[i] for i in training):
         # From the newest step all of them saved (a run stopped while saving, or a member
