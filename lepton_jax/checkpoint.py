@@ -38,6 +38,12 @@ class Checkpointer:
             enable_async_checkpointing=asynchronous,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        # orbax removes a killed save's temporary folders in a background thread; one still
+        # running when a process exits at once (a config refused right after this) logged a
+        # RuntimeError traceback from interpreter shutdown. It takes milliseconds: wait here.
+        await_cleanup = getattr(self._manager, "_maybe_await_cleanup_tmp_directory", None)
+        if await_cleanup is not None:
+            await_cleanup()
 
     def latest_step(self) -> Optional[int]:
         return self._manager.latest_step()
