@@ -3,6 +3,7 @@ trained together as one vmapped JAX program; each member equals its standalone r
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -168,7 +169,10 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                  if early[i] is not None and saved[i] and max(saved[i]) < total_steps
                  and early_stop(t, data.task, splits).replay(recorded(dirs[i],
                                                                      max(saved[i]))).due}
-    training = [i for i in range(members) if i not in halted_at]
+    # A member that diverged (its metrics.jsonl says where) stays diverged; it may have no
+    # checkpoint at all.
+    diverged_before = {i: at for i, d in enumerate(dirs) if any(saved) and (at := _diverged(d))}
+    training = [i for i in range(members) if i not in halted_at and i not in diverged_before]
     if any(saved[i] for i in training):
         # From the newest step all of them saved (a run stopped while saving, or a member
         # that diverged, leaves some members a checkpoint ahead).
@@ -180,14 +184,16 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         step = max(common)
     else:  # the others start afresh (or every member had stopped)
         step = 0 if training else max(halted_at.values())
-    singles = [c.restore(dp.replicate(s), halted_at.get(i, step)) if saved[i] else s
+    singles = [c.restore(dp.replicate(s), halted_at.get(i, step))
+               if saved[i] and i not in diverged_before else s
                for i, (c, s) in enumerate(zip(ckpts, singles, strict=True))]
-    for i in halted_at:  # its row goes along masked; only its step counter must match
+    for i in [*halted_at, *diverged_before]:  # masked rows: only the step counter must match
         singles[i] = singles[i].replace(step=jnp.asarray(step, singles[i].step.dtype))
     states = dp.shard_members(jax.tree.map(lambda *xs: jnp.stack(xs), *singles))
     start_step = int(states.step[0])
     # Each member's history: a stopped member keeps its records up to its own stop.
-    kept_until = [halted_at.get(i, start_step) for i in range(members)]
+    kept_until = [halted_at.get(i, diverged_before.get(i, (start_step,))[0])
+                  for i in range(members)]
     echo(f"population of {members}: "
          + run_header(base, data, count_params(singles[0].params), used, platform, fused,
                       steps_per_epoch, _varying(configs))
@@ -212,7 +218,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         steps = dp.population_steps(make_step, k, mode)
         return lambda states, perms, offset: steps(states, x_train, y_train, perms, offset)
 
-    diverged: dict[int, tuple[int, float]] = {}
+    diverged: dict[int, tuple[int, float]] = dict(diverged_before)
     names = _member_names(configs, dirs)
     # Early stopping per member: one that stops keeps its results of that step and is masked
     # from then on, as a diverged one is; when none is left training, the program stops.
@@ -240,7 +246,8 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
             # Each boundary hands back the newest (donated-into) state.
             boundaries = () if len(halted) == members else \
                 drive(states, run_call, permute, cadence, fused, n, t.batch_size, progress,
-                      carried=_carried_losses(ckpts, start_step, halted_at), stop=stop)
+                      carried=_carried_losses(ckpts, start_step, {*halted_at, *diverged_before}),
+                      stop=stop)
             for states, step, losses, want_eval, want_ckpt in boundaries:
                 clock.lap("training")
                 for i in range(members):
@@ -250,6 +257,8 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                                        float(losses[bad[0], i]))
                         echo(f"job {names[i]} diverged at step {diverged[i][0]} "
                              f"(loss={diverged[i][1]}); masked, the other members go on")
+                        writers[i].write_scalars(diverged[i][0], {"event": "diverged",
+                                                                  "loss": diverged[i][1]})
                 live = [i for i in range(members) if i not in diverged and i not in halted]
                 stopping = []
                 if want_eval and live:
@@ -323,6 +332,16 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
          f"diverged), "
          f"{step} steps in {seconds:.1f} s ({clock.summary()})")
     return results
+
+
+def _diverged(run_dir: Path):
+    """(step, loss) of the divergence a member's metrics.jsonl records, or None."""
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    for record in map(json.loads, filter(str.strip, lines)):
+        if record.get("event") == "diverged":
+            return record["step"], record["loss"]
+    return None
 
 
 def _carried_losses(ckpts: Sequence[Checkpointer], step: int, masked=()):

@@ -213,6 +213,40 @@ def test_population_resumes_after_a_member_stopped_early(tmp_path, monkeypatch):
     assert results[1]["resumed_from"] == 176
 
 
+def test_population_with_a_diverged_member_resumes(tmp_path, monkeypatch):
+    """The lr-1e5 member diverges before its first checkpoint; stopped at step 88, the
+    population resumes (that member stays diverged, its metrics.jsonl says where) and ends
+    as without the stop."""
+    base = _digits(lr=0.05, schedule="constant")
+    base = dataclasses.replace(base, trainer=dataclasses.replace(base.trainer, epochs=6))
+    configs = [base, with_overrides(base, {"optim.lr": 1e5})]
+    reference = [tmp_path / "reference" / str(i) for i in range(2)]
+    stopped = [tmp_path / "stopped" / str(i) for i in range(2)]
+    expected = fit_population(configs, reference)
+    assert [r["status"] for r in expected] == ["done", "diverged"]
+
+    monkeypatch.setattr(population, "stop_on_interrupt",
+                        lambda: contextlib.nullcontext(_StopAfterCalls(3)))
+    with pytest.raises(Interrupted) as info:
+        fit_population(configs, stopped)
+    assert info.value.step == 88
+    monkeypatch.undo()
+    assert not [p for p in (stopped[1] / "checkpoints").iterdir() if p.name.isdigit()]
+
+    results = fit_population(configs, stopped)
+    assert results[1] == expected[1]  # diverged, at the same step with the same loss
+    assert results[0]["resumed_from"] == 88
+    for key in ("steps", "val", "test", "monitor"):
+        assert results[0][key] == expected[0][key], key
+    for x, y in zip(jax.tree.leaves(_params(reference[0])), jax.tree.leaves(_params(stopped[0])),
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    for a, b in zip(reference, stopped, strict=True):
+        records = [[r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())
+                    if r.get("event") != "resumed"] for d in (a, b)]
+        assert records[0] == records[1]
+
+
 def test_grouping_by_structural_fields():
     base = _digits()
     points = grid_points({"model.name": ["mlp", "lenet5"], "optim.lr": [0.01, 0.05, 0.1],
