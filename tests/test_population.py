@@ -147,6 +147,23 @@ class _StopAfterCalls:
         return self.calls < 0
 
 
+def _stop_after_calls(monkeypatch, configs, dirs, calls: int) -> int:
+    """Trains the population as if Ctrl-C came after `calls` + 1 device calls; the step it
+    stopped at."""
+    monkeypatch.setattr(population, "stop_on_interrupt",
+                        lambda: contextlib.nullcontext(_StopAfterCalls(calls)))
+    with pytest.raises(Interrupted) as info:
+        fit_population(configs, dirs)
+    monkeypatch.undo()
+    return info.value.step
+
+
+def _records(run_dir, skip=("resumed",)):
+    """metrics.jsonl's records, without the events named in `skip`."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("event") not in skip]
+
+
 def test_population_stopped_by_ctrl_c_resumes_to_the_same_end(tmp_path, monkeypatch, capsys):
     base = _digits(lr=0.05, momentum=0.9)
     base = dataclasses.replace(base, trainer=dataclasses.replace(
@@ -157,16 +174,11 @@ def test_population_stopped_by_ctrl_c_resumes_to_the_same_end(tmp_path, monkeypa
     stopped = [tmp_path / "stopped" / str(i) for i in range(4)]
     fit_population(configs, reference)
 
-    monkeypatch.setattr(population, "stop_on_interrupt",
-                        lambda: contextlib.nullcontext(_StopAfterCalls(5)))
-    with pytest.raises(Interrupted) as info:
-        fit_population(configs, stopped)
-    assert info.value.step == 24  # after the sixth call of 4 steps, mid-epoch
+    assert _stop_after_calls(monkeypatch, configs, stopped, 5) == 24  # 6 calls of 4 steps
     assert "stopped at step 24 of" in capsys.readouterr().out
     for d in stopped:
         assert Checkpointer(d / "checkpoints", keep=3).latest_step() == 24
         assert not (d / "result.json").exists()
-    monkeypatch.undo()
 
     results = fit_population(configs, stopped)
     assert [r["resumed_from"] for r in results] == [24] * 4
@@ -174,9 +186,7 @@ def test_population_stopped_by_ctrl_c_resumes_to_the_same_end(tmp_path, monkeypa
         for x, y in zip(jax.tree.leaves(_params(a)), jax.tree.leaves(_params(b)), strict=True):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
         # train/loss of the first epoch also averages the steps before the stop.
-        records = [[r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())
-                    if "event" not in r] for d in (a, b)]
-        assert records[0] == records[1] and len(records[0]) == 4
+        assert _records(a) == _records(b) and len(_records(a)) == 4
 
 
 def test_population_resumes_after_a_member_stopped_early(tmp_path, monkeypatch):
@@ -191,12 +201,7 @@ def test_population_resumes_after_a_member_stopped_early(tmp_path, monkeypatch):
     expected = fit_population(configs, reference)
     assert [r["steps"] for r in expected] == [88, 220]
 
-    monkeypatch.setattr(population, "stop_on_interrupt",
-                        lambda: contextlib.nullcontext(_StopAfterCalls(7)))
-    with pytest.raises(Interrupted) as info:
-        fit_population(configs, stopped)
-    assert info.value.step == 176
-    monkeypatch.undo()
+    assert _stop_after_calls(monkeypatch, configs, stopped, 7) == 176
     kept = [sorted(int(p.name) for p in (d / "checkpoints").iterdir() if p.name.isdigit())
             for d in stopped]
     assert kept == [[44, 66, 88], [132, 154, 176]]
@@ -207,9 +212,7 @@ def test_population_resumes_after_a_member_stopped_early(tmp_path, monkeypatch):
             assert r[key] == e[key], key
         for x, y in zip(jax.tree.leaves(_params(a)), jax.tree.leaves(_params(b)), strict=True):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-        records = [[r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())
-                    if "event" not in r] for d in (a, b)]
-        assert records[0] == records[1]
+        assert _records(a) == _records(b)
     assert results[1]["resumed_from"] == 176
 
 
@@ -225,12 +228,7 @@ def test_population_with_a_diverged_member_resumes(tmp_path, monkeypatch):
     expected = fit_population(configs, reference)
     assert [r["status"] for r in expected] == ["done", "diverged"]
 
-    monkeypatch.setattr(population, "stop_on_interrupt",
-                        lambda: contextlib.nullcontext(_StopAfterCalls(3)))
-    with pytest.raises(Interrupted) as info:
-        fit_population(configs, stopped)
-    assert info.value.step == 88
-    monkeypatch.undo()
+    assert _stop_after_calls(monkeypatch, configs, stopped, 3) == 88
     assert not [p for p in (stopped[1] / "checkpoints").iterdir() if p.name.isdigit()]
 
     results = fit_population(configs, stopped)
@@ -242,9 +240,7 @@ def test_population_with_a_diverged_member_resumes(tmp_path, monkeypatch):
                     strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     for a, b in zip(reference, stopped, strict=True):
-        records = [[r for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())
-                    if r.get("event") != "resumed"] for d in (a, b)]
-        assert records[0] == records[1]
+        assert _records(a) == _records(b)
 
 
 def test_grouping_by_structural_fields():
