@@ -302,10 +302,9 @@ class Trainer:
         """Evaluation records of metrics.jsonl as a DataFrame indexed by step."""
         import pandas as pd
 
-        path = self.workdir / "metrics.jsonl"
-        records = [json.loads(line) for line in path.read_text().splitlines()] \
-            if path.exists() else []
-        rows = [r for r in records if "train/loss" in r]
+        from lepton_jax.writers import read_records
+
+        rows = [r for r in read_records(self.workdir) if "train/loss" in r]
         return pd.DataFrame(rows).set_index("step") if rows else pd.DataFrame()
 
     def plot(self, path: Optional[str | os.PathLike] = None):

@@ -32,7 +32,7 @@ from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_predict, make_train_step
 from lepton_jax.writers import (ConsoleWriter, JsonlWriter, MultiWriter, WandbWriter, echo,
-                                short_value)
+                                read_records, short_value)
 
 
 def host_loss(task: str, y: np.ndarray, outputs: np.ndarray) -> float:
@@ -197,13 +197,9 @@ def early_line(early: EarlyStop, step: int, steps_per_epoch: int) -> str:
             f"{early.patience} evaluations")
 
 
-def recorded(run_dir: Path, until_step: int) -> list[dict]:
-    """The evaluation records of `run_dir/metrics.jsonl` up to `until_step` (a resumed run's
-    history; later ones are dropped when it resumes)."""
-    path = run_dir / "metrics.jsonl"
-    if not until_step or not path.exists():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def evaluations(records: list[dict], until_step: int) -> list[dict]:
+    """The records (`writers.read_records`) a resumed run keeps, events left out: those up to
+    `until_step` (later ones are dropped when it resumes)."""
     return [r for r in records if "event" not in r and r.get("step", 0) <= until_step]
 
 
@@ -470,8 +466,8 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     # A resumed run's next train/loss also averages the steps before its checkpoint.
     carried = ckpt.train_losses(start_step) if start_step else None
     early = early_stop(t, data.task, evaluate.splits())
-    if early is not None:  # a run that had stopped early stays stopped
-        early.replay(recorded(run_dir, start_step))
+    if early is not None and start_step:  # a run that had stopped early stays stopped
+        early.replay(evaluations(read_records(run_dir), start_step))
     stopped = False
     try:
         if start_step:

@@ -3,7 +3,6 @@ trained together as one vmapped JAX program; each member equals its standalone r
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from lepton_jax.config import Config
 from lepton_jax.data import load_dataset
 from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _write_json, data_info, drive, monitor_value,
-                             early_line, early_stop, recorded, resolve_steps_per_call,
+                             early_line, early_stop, evaluations, resolve_steps_per_call,
                              run_header, stop_on_interrupt)
 from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import make_optimizer
@@ -28,7 +27,7 @@ from lepton_jax.parallel import DataParallel, local_devices
 from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_train_step
-from lepton_jax.writers import JsonlWriter, echo, short_value
+from lepton_jax.writers import JsonlWriter, echo, read_records, short_value
 
 # Fields that enter the step as arrays (optimizer hyperparameters injected into the optimizer
 # state, and the seed behind init, step rng and data order); every other field is structural.
@@ -160,18 +159,19 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
         ckpts.append(Checkpointer(d / "checkpoints", t.keep_checkpoints, asynchronous=True))
-    splits = [s for s in ("val", "test") if len(getattr(data, f"x_{s}"))]
-    early = [early_stop(c.trainer, data.task, splits) for c in configs]
+    evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate, population=mode,
+                         compiler_options=dp.compiler_options)
+    early = [early_stop(c.trainer, data.task, evaluate.splits()) for c in configs]
     saved = [set(c.all_steps()) for c in ckpts]
-    # Members that had stopped early stay stopped at their own newest checkpoint (the rule
-    # replays their records); the others resume together.
-    halted_at = {i: max(saved[i]) for i in range(members)
-                 if early[i] is not None and saved[i] and max(saved[i]) < total_steps
-                 and early_stop(t, data.task, splits).replay(recorded(dirs[i],
-                                                                     max(saved[i]))).due}
-    # A member that diverged (its metrics.jsonl says where) stays diverged; it may have no
-    # checkpoint at all.
-    diverged_before = {i: at for i, d in enumerate(dirs) if any(saved) and (at := _diverged(d))}
+    # On resume each member's records say whether it had stopped early (the rule replays
+    # them up to its newest checkpoint) or diverged; such a member stays so, at its own
+    # step (a diverged one may have no checkpoint at all), and the others resume together.
+    history = [read_records(d) if any(saved) else [] for d in dirs]
+    for i in range(members):
+        if early[i] is not None and saved[i] and max(saved[i]) < total_steps:
+            early[i].replay(evaluations(history[i], max(saved[i])))
+    halted_at = {i: max(saved[i]) for i in range(members) if early[i] is not None and early[i].due}
+    diverged_before = {i: at for i in range(members) if (at := _diverged(history[i]))}
     training = [i for i in range(members) if i not in halted_at and i not in diverged_before]
     if any(saved[i] for i in training):
         # From the newest step all of them saved (a run stopped while saving, or a member
@@ -204,8 +204,6 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                                      "population": members, "steps_per_call": fused})
     writers = [JsonlWriter(d / "metrics.jsonl", keep_until_step=kept_until[i])
                for i, d in enumerate(dirs)]
-    evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate, population=mode,
-                         compiler_options=dp.compiler_options)
     x_train, y_train = dp.replicate((data.x_train, data.y_train))
     permute = jax.jit(jax.vmap(epoch_permutation, in_axes=(0, None, None)), static_argnums=2)
     cadence = Cadence(t, steps_per_epoch, total_steps)
@@ -223,9 +221,10 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     # Early stopping per member: one that stops keeps its results of that step and is masked
     # from then on, as a diverged one is; when none is left training, the program stops.
     halted: dict[int, tuple[int, dict]] = {}  # member -> (step, its final metrics there)
-    if early[0] is not None:
-        for i, (e, d) in enumerate(zip(early, dirs, strict=True)):
-            e.replay(recorded(d, kept_until[i]))
+    for i in training:  # from the step they resume at (a stopped one was replayed above)
+        if early[i] is not None:
+            early[i] = early_stop(configs[i].trainer, data.task, evaluate.splits()).replay(
+                evaluations(history[i], start_step))
 
     def halt(members_now: list[int], step: int) -> None:
         now = {s: evaluate(states.params, s, with_confusion=True, step=step)
@@ -334,11 +333,9 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     return results
 
 
-def _diverged(run_dir: Path):
-    """(step, loss) of the divergence a member's metrics.jsonl records, or None."""
-    path = run_dir / "metrics.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    for record in map(json.loads, filter(str.strip, lines)):
+def _diverged(records: list[dict]):
+    """(step, loss) of the divergence a member's records (`read_records`) hold, or None."""
+    for record in records:
         if record.get("event") == "diverged":
             return record["step"], record["loss"]
     return None
@@ -347,7 +344,7 @@ def _diverged(run_dir: Path):
 def _carried_losses(ckpts: Sequence[Checkpointer], step: int, masked=()):
     """The members' losses since their last evaluation, kept with their checkpoints at
     `step` (steps × members), or None when any member's are missing; `masked` members (those
-    that stopped early) count zeros."""
+    that stopped early or diverged) count zeros."""
     kept = [None if i in masked else c.train_losses(step) for i, c in enumerate(ckpts)] \
         if step else [None]
     known = [k for k in kept if k is not None]

@@ -10,7 +10,7 @@ from typing import Optional
 
 from lepton_jax.config import flat_dict, maximized, monitor_name
 from lepton_jax.errors import UserError
-from lepton_jax.writers import short_value
+from lepton_jax.writers import read_records, short_value
 
 
 def _monitored_name(done) -> str:
@@ -45,10 +45,8 @@ def load_jobs(sweep_dir: Path):
                 if name != "confusion":
                     row[f"{split}/{name}"] = value
         rows.append(row)
-        metrics = job / "metrics.jsonl"
-        if metrics.exists():
-            records = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
-            curves[job.name] = [r for r in records if "train/loss" in r]
+        if (job / "metrics.jsonl").exists():
+            curves[job.name] = [r for r in read_records(job) if "train/loss" in r]
     if not rows:
         raise UserError(f"{sweep_dir} holds no job directories with run.json; point report at "
                         "a sweep directory (multirun/<date>/<time> or a sweep() workdir)")

@@ -54,6 +54,16 @@ class JsonlWriter:
         self._file.close()
 
 
+def read_records(run_dir: Path) -> list[dict]:
+    """Every record of `run_dir/metrics.jsonl` (evaluations, finals, events), or [] without
+    one."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
 def _record_step(line: str) -> int:
     try:
         return int(json.loads(line).get("step", 0))
