@@ -9,7 +9,7 @@ from typing import Optional
 
 import jax
 
-from lepton_jax.errors import UserError
+from lepton_jax.errors import UserError, os_reason
 
 
 _warned: set[Path] = set()  # folders already reported unusable in this process
@@ -32,7 +32,7 @@ def enable_compilation_cache(setting: str = "auto") -> Optional[Path]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        reason = f"{e.strerror or type(e).__name__}: {e.filename or folder}"
+        reason = os_reason(e, folder)
         if setting != "auto":
             raise UserError(f"trainer.compilation_cache={setting!r} cannot be created ({reason}); "
                             "point it at a writable folder or set it to off") from None

@@ -8,6 +8,11 @@ class UserError(Exception):
     """
 
 
+def os_reason(error: OSError, path) -> str:
+    """An OSError as a message's parenthesis: 'Not a directory: /a/file/x'."""
+    return f"{error.strerror or type(error).__name__}: {error.filename or path}"
+
+
 class DivergedError(UserError):
     """Training produced a non-finite loss; the last good checkpoint is kept."""
 

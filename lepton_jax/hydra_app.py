@@ -11,6 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from lepton_jax.config import Config
+from lepton_jax.errors import os_reason
 
 
 def register_configs() -> None:
@@ -64,5 +65,5 @@ def _make_dir(key: str, folder: str) -> None:
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        fail(f"{key}={folder} cannot be created ({e.strerror or type(e).__name__}: "
-             f"{e.filename or folder}); choose another directory with {key}=...")
+        fail(f"{key}={folder} cannot be created ({os_reason(e, folder)}); choose another "
+             f"directory with {key}=...")
