@@ -19,12 +19,12 @@ from lepton_jax.config import Config
 from lepton_jax.data import load_dataset
 from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _write_json, data_info, drive, monitor_value,
-                             early_line, early_stop, evaluations, resolve_steps_per_call,
-                             run_header, stop_on_interrupt)
+                             resolve_steps_per_call, run_header)
 from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import DataParallel, local_devices
 from lepton_jax.progress import StepProgress
+from lepton_jax.stopping import early_line, early_stop, evaluations, stop_on_interrupt
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_train_step
 from lepton_jax.writers import JsonlWriter, echo, read_records, short_value
