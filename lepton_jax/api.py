@@ -205,7 +205,8 @@ class Model:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Model":
-        """Reads a file written by `save`, or a run directory (its latest checkpoint).
+        """Reads a file written by `save`, or a run directory (its latest checkpoint, or the
+        best evaluation's parameters kept with it under `trainer.restore_best`).
 
         Pickles are refused without being opened as pickles: nothing in the file runs.
         """
@@ -231,14 +232,19 @@ class Model:
         if ckpt.latest_step() is None:
             raise UserError(f"run directory {run_dir} has no checkpoint yet")
         step = ckpt.latest_step()
-        state = ckpt.restore_arrays(step)
+        # trainer.restore_best: the best evaluation's parameters, kept with the checkpoint.
+        best = ckpt.best(step) or {}
+        if best.get("params") is not None:
+            params, which = best["params"], f"the best parameters so far (step {best['step']})"
+        else:
+            params, which = ckpt.restore_arrays(step)["params"], f"its checkpoint at step {step}"
         if not (run_dir / "result.json").exists():  # stopped, killed or still training
             trainer = run["config"]["trainer"]
             total = run["data"]["sizes"]["train"] // trainer["batch_size"] * trainer["epochs"]
-            print(f"note: {run_dir} has not finished training; using its checkpoint at step "
-                  f"{step} of {total}", file=sys.stderr, flush=True)
+            print(f"note: {run_dir} has not finished training (step {step} of {total}); "
+                  f"using {which}", file=sys.stderr, flush=True)
         model = cls(ModelConfig(**run["config"]["model"]), task=run["data"]["task"])
-        model.params, model.data_info = state["params"], run["data"]
+        model.params, model.data_info = params, run["data"]
         return model
 
     def __repr__(self) -> str:
@@ -255,6 +261,8 @@ class Trainer:
         lr, momentum, nesterov, weight_decay, schedule, batch_size, seed: the usual knobs.
         patience: early stopping, after this many evaluations (one per epoch) without a better
             validation score (0: off; `trainer.patience`).
+        restore_best: end with the parameters of the best validation score instead of the
+            last step's (`trainer.restore_best`).
         workdir: the run directory (default: ./lepton_runs/<time>); rerunning `train` into a
             directory with checkpoints resumes from them.
         overrides: Hydra-style dotted overrides, e.g. ["optim.clip_norm=1.0",
@@ -265,7 +273,7 @@ class Trainer:
                  batch_size: Optional[int] = None, momentum: float = 0.9, nesterov: bool = False,
                  weight_decay: float = 0.0, schedule: str = "cosine", seed: int = 0,
                  workdir: Optional[str | os.PathLike] = None, progress: str = "auto",
-                 patience: int = 0, overrides: Sequence[str] = ()):
+                 patience: int = 0, restore_best: bool = False, overrides: Sequence[str] = ()):
         if model.task and model.task != dataset.task:
             hint = ("Model.logistic_regression()" if dataset.task == "classification"
                     else "Model.linear_regression()")
@@ -278,7 +286,8 @@ class Trainer:
             optim=OptimConfig(name=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
                               weight_decay=weight_decay, schedule=schedule),
             trainer=TrainerConfig(batch_size=batch_size or _default_batch(n_train),
-                                  progress=progress, patience=patience),
+                                  progress=progress, patience=patience,
+                                  restore_best=restore_best),
             seed=seed)
         self.config = _apply_overrides(self.config, overrides)
         self.workdir = Path(workdir) if workdir else \

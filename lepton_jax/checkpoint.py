@@ -18,7 +18,9 @@ from lepton_jax.state import TrainState
 logging.getLogger("absl").setLevel(logging.WARNING)
 
 
-_LOSSES = ".train_losses.json"  # beside the step's folder: <step>.train_losses.json
+# Beside each step's folder: <step>.train_losses.json and <step>.best.msgpack.
+_LOSSES = ".train_losses.json"
+_BEST = ".best.msgpack"
 
 
 class Checkpointer:
@@ -51,27 +53,39 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
 
-    def save(self, state: TrainState, wait: bool = True, train_losses=None) -> None:
-        """Saves `state` at its step. `train_losses`: the per-step losses since the last
-        evaluation, when the step is not one; a resumed run's next `train/loss` then
-        averages the same steps as an uninterrupted run's (see `train_losses`)."""
+    def save(self, state: TrainState, wait: bool = True, train_losses=None,
+             best: Optional[dict] = None) -> None:
+        """Saves `state` at its step.
+
+        Args:
+            train_losses: the per-step losses since the last evaluation, when the step is not
+                one; a resumed run's next `train/loss` then averages the same steps as an
+                uninterrupted run's (see `train_losses`).
+            best: `trainer.restore_best`'s best evaluation so far, `{"step", "value",
+                "params"}` (host arrays; None before the first evaluation), kept with the
+                step so that a run resumed there ends as an uninterrupted one (see `best`).
+        """
         from lepton_jax.parallel import to_host
 
         step = int(to_host(state.step).reshape(-1)[0])
         kept = self._manager.all_steps()
         if step in kept:
             return
-        for old in self.directory.glob("*" + _LOSSES):  # those of steps orbax removed
-            stem = old.name[:-len(_LOSSES)]
-            if kept and stem.isdigit() and int(stem) < min(kept):
-                old.unlink(missing_ok=True)
+        for suffix in (_LOSSES, _BEST):  # those of steps orbax removed
+            for old in self.directory.glob("*" + suffix):
+                stem = old.name[:-len(suffix)]
+                if kept and stem.isdigit() and int(stem) < min(kept):
+                    old.unlink(missing_ok=True)
+        # Written before the step's folder appears: a run killed just after the save still
+        # finds them.
         if train_losses is not None and len(train_losses):
-            # Written before the step's folder appears: a run killed just after the save
-            # still finds it.
-            path = self._losses_path(step)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps([float(x) for x in train_losses]), encoding="utf-8")
-            os.replace(tmp, path)
+            _write_atomically(self._losses_path(step),
+                              json.dumps([float(x) for x in train_losses]).encode())
+        if best is not None:
+            from flax import serialization
+
+            _write_atomically(self.directory / f"{step}{_BEST}",
+                              serialization.msgpack_serialize(best))
         self._manager.save(step, args=ocp.args.StandardSave(state))
         if wait:
             self._manager.wait_until_finished()
@@ -90,6 +104,17 @@ class Checkpointer:
         try:
             return np.asarray(json.loads(self._losses_path(step).read_text()), np.float32)
         except (OSError, ValueError):
+            return None
+
+    def best(self, step: int) -> Optional[dict]:
+        """What `save(..., best=...)` kept with `step`: `{"step", "value", "params"}` (numpy
+        arrays in nested dicts; step and params None before the first evaluation), or None
+        when the run did not keep its best parameters."""
+        from flax import serialization
+
+        try:
+            return serialization.msgpack_restore((self.directory / f"{step}{_BEST}").read_bytes())
+        except FileNotFoundError:
             return None
 
     def restore(self, target: TrainState, step: Optional[int] = None) -> TrainState:
@@ -123,3 +148,9 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)

@@ -80,6 +80,9 @@ class TrainerConfig:
     # validation metric did not improve by more than min_delta (0 = off).
     patience: int = 0
     min_delta: float = 0.0
+    # End with the parameters of the best evaluation of `monitor` (a validation metric), not
+    # the last step's: final metrics, result.json and Model.load use them.
+    restore_best: bool = False
 
 
 @dataclass
@@ -257,6 +260,10 @@ def validate(config: Config, data_given: bool = False) -> Config:
     if t.patience and not (t.eval_every_epochs or t.eval_every_steps):
         raise UserError("trainer.patience counts evaluations, but trainer.eval_every_epochs "
                         "and trainer.eval_every_steps are both 0; set one of them")
+    if t.restore_best and not (t.eval_every_epochs or t.eval_every_steps):
+        raise UserError("trainer.restore_best keeps the best evaluation's parameters, but "
+                        "trainer.eval_every_epochs and trainer.eval_every_steps are both 0; "
+                        "set one of them")
     _choice("trainer.progress", t.progress, PROGRESS)
     _choice("trainer.parallel", t.parallel, PARALLEL)
     if t.num_devices is not None:

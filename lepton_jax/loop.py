@@ -28,8 +28,8 @@ from lepton_jax.parallel import (DataParallel, calls_ahead, default_steps_per_ca
 from lepton_jax.progress import StepProgress
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_predict, make_train_step
-from lepton_jax.stopping import (StopRequest, early_line, early_stop, evaluations,
-                                 stop_on_interrupt)
+from lepton_jax.stopping import (Best, StopRequest, best_kept, early_line, early_stop,
+                                 evaluations, stop_on_interrupt)
 from lepton_jax.writers import (ConsoleWriter, JsonlWriter, MultiWriter, WandbWriter, echo,
                                 read_records, short_value)
 
@@ -374,6 +374,8 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     early = early_stop(t, data.task, evaluate.splits())
     if early is not None and start_step:  # a run that had stopped early stays stopped
         early.replay(evaluations(read_records(run_dir), start_step))
+    best, best_params = resume_best(best_kept(t, data.task, evaluate.splits()), ckpt, start_step,
+                                    run_dir if primary else None)
     stopped = False
     try:
         if start_step:
@@ -395,10 +397,13 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
                         record.update({f"val/{k_}": v for k_, v in
                                        evaluate(state.params, "val", step=step).items()})
                     writer.write_scalars(step, record)
+                    if best is not None and best.update(step, record[best.metric]):
+                        best_params = jax.tree.map(lambda a: np.array(to_host(a)), state.params)
                 stopping = (want_eval and early is not None and step < total_steps
                             and early.update(step, record[early.metric]))
                 if want_ckpt or stopping:
-                    ckpt.save(state, train_losses=None if want_eval or not primary else losses)
+                    ckpt.save(state, train_losses=None if want_eval or not primary else losses,
+                              best=best_payload(best, best_params) if primary else None)
                 if stopping:
                     if primary:
                         echo(early_line(early, step, steps_per_epoch))
@@ -407,8 +412,13 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
                   "devices": dp.num_devices, "resumed_from": start_step or None}
         if early is not None and early.due and step < total_steps:
             result["stopped_early"] = early.summary(step)
+        final_params, final_step = state.params, step
+        if best is not None and best.step is not None:
+            result["best"] = best.summary()  # the parameters the final metrics describe
+            if best.step != step:
+                final_params, final_step = dp.replicate(best_params), best.step
         for split in evaluate.splits():
-            result[split] = evaluate(state.params, split, with_confusion=True, step=step)
+            result[split] = evaluate(final_params, split, with_confusion=True, step=final_step)
         result["monitor"] = monitor_value(result, t.monitor, data.task)
         result["seconds"] = round(time.perf_counter() - started, 3)
         writer.write_scalars(step, {f"final/{s}/{k_}": v for s in evaluate.splits()
@@ -427,7 +437,31 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     write_json(run_dir / "result.json", result)
     if primary:
         echo(summary_line(result, data.task, run_dir))
-    return result, state
+    return result, state.replace(params=final_params)
+
+
+def resume_best(best: Optional[Best], ckpt: Checkpointer, start_step: int,
+                run_dir: Optional[Path]) -> tuple[Optional[Best], Optional[dict]]:
+    """`trainer.restore_best`'s tracker and best parameters (host arrays) as a run resuming
+    at `start_step` left them in its checkpoint there. `run_dir`: where to say so when that
+    checkpoint kept none (restore_best was off), then the best counts from here on."""
+    if best is None or not start_step:
+        return best, None
+    kept = ckpt.best(start_step)
+    if kept is None:
+        if run_dir is not None:
+            echo(f"trainer.restore_best: {run_dir} kept no best parameters before step "
+                 f"{start_step}; the best is taken from its evaluations from here on")
+        return best, None
+    best.value, best.step = kept["value"], kept["step"]
+    return best, kept["params"]
+
+
+def best_payload(best: Optional[Best], params: Optional[dict]) -> Optional[dict]:
+    """What `Checkpointer.save(best=...)` keeps of `trainer.restore_best`'s best so far."""
+    if best is None:
+        return None
+    return {"step": best.step, "value": best.value, "params": params}
 
 
 def run_header(config: Config, data: DataSplits, num_params: int, devices: int, platform: str,
@@ -466,6 +500,8 @@ def summary_line(result: dict, task: str, run_dir: Path) -> str:
         if split in result:
             parts.append(f"{split} {name} {result[split][name]:.4f}")
     early = " (stopped early)" if "stopped_early" in result else ""
+    if "best" in result and result["best"]["step"] != result["steps"]:
+        parts.append(f"parameters of step {result['best']['step']} (best {result['best']['metric']})")
     return (f"done: {' | '.join(parts)} | {result['steps']} steps{early} in "
             f"{result['seconds']:.1f} s "
             f"on {result['devices']} device(s) | run dir {run_dir}")

@@ -18,13 +18,13 @@ from lepton_jax.compile_cache import enable_compilation_cache
 from lepton_jax.config import Config
 from lepton_jax.data import load_dataset
 from lepton_jax.errors import Interrupted, UserError
-from lepton_jax.loop import (Cadence, Evaluator, _write_json, data_info, drive, monitor_value,
-                             resolve_steps_per_call, run_header)
+from lepton_jax.loop import (Cadence, Evaluator, _write_json, best_payload, data_info, drive,
+                             monitor_value, resolve_steps_per_call, resume_best, run_header)
 from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import DataParallel, local_devices
 from lepton_jax.progress import StepProgress
-from lepton_jax.stopping import early_line, early_stop, evaluations, stop_on_interrupt
+from lepton_jax.stopping import best_kept, early_line, early_stop, evaluations, stop_on_interrupt
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_train_step
 from lepton_jax.writers import JsonlWriter, echo, read_records, short_value
@@ -189,6 +189,13 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                for i, (c, s) in enumerate(zip(ckpts, singles, strict=True))]
     for i in [*halted_at, *diverged_before]:  # masked rows: only the step counter must match
         singles[i] = singles[i].replace(step=jnp.asarray(step, singles[i].step.dtype))
+    # trainer.restore_best: each member's best evaluation so far and its parameters (host).
+    keeps = [best_kept(c.trainer, data.task, evaluate.splits()) for c in configs]
+    best_rows: list = [None] * members
+    for i in range(members):
+        if saved[i] and i not in diverged_before:
+            keeps[i], best_rows[i] = resume_best(keeps[i], ckpts[i], halted_at.get(i, step),
+                                                 dirs[i])
     states = dp.shard_members(jax.tree.map(lambda *xs: jnp.stack(xs), *singles))
     start_step = int(states.step[0])
     # Each member's history: a stopped member keeps its records up to its own stop.
@@ -226,9 +233,23 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
             early[i] = early_stop(configs[i].trainer, data.task, evaluate.splits()).replay(
                 evaluations(history[i], start_step))
 
+    def best_of(params, who: list[int], step: int):
+        """`params` with the rows of the members `who` replaced by their best evaluation's
+        (`trainer.restore_best`), and the step they all belong to (None once one is replaced,
+        so that they are predicted afresh)."""
+        rows = {i: best_rows[i] for i in who
+                if keeps[i] is not None and keeps[i].step not in (None, halted_at.get(i, step))}
+        if not rows:
+            return params, step
+        host = jax.tree.map(np.array, jax.device_get(params))
+        for i, row in rows.items():
+            for leaf, value in zip(jax.tree.leaves(host), jax.tree.leaves(row), strict=True):
+                leaf[i] = value
+        return dp.shard_members(host), None
+
     def halt(members_now: list[int], step: int) -> None:
-        now = {s: evaluate(states.params, s, with_confusion=True, step=step)
-               for s in evaluate.splits()}
+        params, at = best_of(states.params, members_now, step)
+        now = {s: evaluate(params, s, with_confusion=True, step=at) for s in evaluate.splits()}
         for i in members_now:
             at = halted_at.get(i, step)
             halted[i] = (at, {s: now[s][i] for s in now})
@@ -259,7 +280,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                         writers[i].write_scalars(diverged[i][0], {"event": "diverged",
                                                                   "loss": diverged[i][1]})
                 live = [i for i in range(members) if i not in diverged and i not in halted]
-                stopping = []
+                stopping, improved = [], []
                 if want_eval and live:
                     val = (evaluate(states.params, "val", step=step)
                            if "val" in evaluate.splits() else None)
@@ -271,9 +292,15 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                         if val is not None:
                             record.update({f"val/{key}": v for key, v in val[i].items()})
                         writers[i].write_scalars(step, record)
+                        if keeps[i] is not None and keeps[i].update(step, record[keeps[i].metric]):
+                            improved.append(i)
                         if (early[i] is not None and step < total_steps
                                 and early[i].update(step, record[early[i].metric])):
                             stopping.append(i)
+                    if improved:
+                        params_now = jax.device_get(states.params)
+                        for i in improved:
+                            best_rows[i] = jax.tree.map(lambda a, i=i: np.array(a[i]), params_now)
                     if stopping:
                         halt(stopping, step)
                 clock.lap("evaluation")
@@ -282,15 +309,18 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                     saving = live if want_ckpt else stopping
                     for i in saving:
                         ckpts[i].save(jax.tree.map(lambda a, i=i: a[i], members_now),
-                                      wait=False, train_losses=None if want_eval else losses[:, i])
+                                      wait=False, train_losses=None if want_eval else losses[:, i],
+                                      best=best_payload(keeps[i], best_rows[i]))
                     for i in saving:
                         ckpts[i].wait()
                 clock.lap("checkpoints")
                 if len(diverged) + len(halted) == members:
                     break  # nothing left to train
         results = []
-        finals = {s: evaluate(states.params, s, with_confusion=True, step=step)
-                  for s in evaluate.splits()} if len(diverged) + len(halted) < members else {}
+        live = [i for i in range(members) if i not in diverged and i not in halted]
+        params, at = best_of(states.params, live, step)
+        finals = {s: evaluate(params, s, with_confusion=True, step=at)
+                  for s in evaluate.splits()} if live else {}
         clock.lap("evaluation")
         seconds = round(time.perf_counter() - started, 3)
         for i in range(members):
@@ -306,6 +336,8 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                           "timing": clock.rounded(), **metrics}
                 if i in halted:
                     result["stopped_early"] = early[i].summary(at)
+                if keeps[i] is not None and keeps[i].step is not None:
+                    result["best"] = keeps[i].summary()  # the parameters the metrics describe
                 result["monitor"] = monitor_value(result, t.monitor, data.task)
                 writers[i].write_scalars(at, {f"final/{s}/{key}": v for s in metrics
                                               for key, v in metrics[s].items()

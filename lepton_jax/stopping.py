@@ -1,4 +1,5 @@
-"""When training stops before its last step: early stopping on a validation metric, and Ctrl-C."""
+"""When training stops before its last step (early stopping, Ctrl-C), and which step's
+parameters a run keeps (`trainer.restore_best`)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,43 @@ from lepton_jax.config import TrainerConfig
 from lepton_jax.errors import UserError
 
 
+class Best:
+    """The best value of a monitored validation metric so far and the step it came from: an
+    evaluation beats it when it is better by more than `min_delta`."""
+
+    def __init__(self, metric: str, min_delta: float, value: Optional[float] = None,
+                 step: Optional[int] = None):
+        self.metric, self.min_delta = metric, min_delta
+        self._sign = 1.0 if config_lib.maximized(metric) else -1.0
+        self.value, self.step = value, step
+
+    def update(self, step: int, value: float) -> bool:
+        """Takes one evaluation's value; True when it is the new best."""
+        if self.value is None or self._sign * (value - self.value) > self.min_delta:
+            self.value, self.step = value, step
+            return True
+        return False
+
+    def summary(self) -> dict:
+        return {"step": self.step, "metric": self.metric, "value": self.value}
+
+
 class EarlyStop:
     """`trainer.patience`: training stops once the monitored validation metric has gone
     `patience` evaluations in a row without improving on its best by more than `min_delta`."""
 
     def __init__(self, metric: str, patience: int, min_delta: float):
-        self.metric, self.patience, self.min_delta = metric, patience, min_delta
-        self._sign = 1.0 if config_lib.maximized(metric) else -1.0
-        self.best: Optional[float] = None
-        self.best_step: Optional[int] = None
+        self.metric, self.patience = metric, patience
+        self._best = Best(metric, min_delta)
         self.waited = 0
+
+    @property
+    def best(self) -> Optional[float]:
+        return self._best.value
+
+    @property
+    def best_step(self) -> Optional[int]:
+        return self._best.step
 
     @property
     def due(self) -> bool:
@@ -31,10 +59,7 @@ class EarlyStop:
 
     def update(self, step: int, value: float) -> bool:
         """Takes one evaluation's value; True once training should stop."""
-        if self.best is None or self._sign * (value - self.best) > self.min_delta:
-            self.best, self.best_step, self.waited = value, step, 0
-        else:
-            self.waited += 1
+        self.waited = 0 if self._best.update(step, value) else self.waited + 1
         return self.due
 
     def replay(self, records: list[dict]) -> "EarlyStop":
@@ -49,18 +74,32 @@ class EarlyStop:
                 "best_step": self.best_step, "patience": self.patience}
 
 
+def _watched(trainer: TrainerConfig, task: str, splits: list[str], field: str, off: str) -> str:
+    """The validation metric `trainer.monitor` names, for the option `field` that watches it."""
+    if "val" not in splits:
+        raise UserError(f"trainer.{field} watches the validation split, but this data has "
+                        f"none; set data.val_fraction > 0 or trainer.{field}={off}")
+    metric = config_lib.monitor_name(trainer.monitor, task, True)
+    if not metric.startswith("val/"):
+        raise UserError(f"trainer.{field} watches trainer.monitor, which must be a validation "
+                        f"metric (val/accuracy, val/loss, ...), not {metric!r}")
+    return metric
+
+
 def early_stop(trainer: TrainerConfig, task: str, splits: list[str]) -> Optional[EarlyStop]:
     """An `EarlyStop` for `trainer.patience` (None when 0), watching `trainer.monitor`."""
     if not trainer.patience:
         return None
-    if "val" not in splits:
-        raise UserError("trainer.patience watches the validation split, but this data has "
-                        "none; set data.val_fraction > 0 or trainer.patience=0")
-    metric = config_lib.monitor_name(trainer.monitor, task, True)
-    if not metric.startswith("val/"):
-        raise UserError(f"trainer.patience watches trainer.monitor, which must be a validation "
-                        f"metric (val/accuracy, val/loss, ...), not {metric!r}")
-    return EarlyStop(metric, trainer.patience, trainer.min_delta)
+    return EarlyStop(_watched(trainer, task, splits, "patience", "0"), trainer.patience,
+                     trainer.min_delta)
+
+
+def best_kept(trainer: TrainerConfig, task: str, splits: list[str]) -> Optional[Best]:
+    """A `Best` for `trainer.restore_best` (None when off): the run ends with the parameters
+    of its best evaluation of `trainer.monitor`, by the same rule as early stopping's."""
+    if not trainer.restore_best:
+        return None
+    return Best(_watched(trainer, task, splits, "restore_best", "false"), trainer.min_delta)
 
 
 def early_line(early: EarlyStop, step: int, steps_per_epoch: int) -> str:

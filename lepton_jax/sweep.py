@@ -145,6 +145,8 @@ def job_row(job: int, point: Mapping[str, Any], result: dict, seconds: float, ro
     row = {"job": job, **point, "status": result["status"]}
     if "monitor" in result:
         row["monitor"] = result["monitor"]
+    if "best" in result:  # trainer.restore_best: the step whose parameters the metrics are of
+        row["best_step"] = result["best"]["step"]
     for split in ("val", "test"):
         for name, value in result.get(split, {}).items():
             if name != "confusion":

@@ -39,3 +39,15 @@ def mnist_root() -> Path:
     if not (MNIST / "train-images-idx3-ubyte.gz").exists():
         pytest.fail(f"real MNIST files expected at {MNIST} (set LEPTON_MNIST_ROOT)")
     return MNIST
+
+
+class StopAfterCalls:
+    """A `stopping.StopRequest` as Ctrl-C would set it after `calls` + 1 device calls."""
+
+    def __init__(self, calls: int):
+        self.calls = calls
+
+    @property
+    def requested(self) -> bool:  # drive() asks once after each call
+        self.calls -= 1
+        return self.calls < 0

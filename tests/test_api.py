@@ -75,18 +75,27 @@ def test_history_and_plot(tmp_path):
         assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines())
 
 
-def test_trainer_patience_is_the_config_s_early_stopping(tmp_path):
+def test_trainer_patience_and_restore_best_are_the_config_s(tmp_path):
+    import jax
+
     from lepton_jax import Config, ModelConfig, TrainerConfig, fit
 
     trainer = Trainer(Model.mlp(hidden=(32,)), Dataset.digits(), batch_size=64, lr=0.05,
-                      workdir=tmp_path / "api", progress="off", patience=3,
+                      workdir=tmp_path / "api", progress="off", patience=3, restore_best=True,
                       overrides=["trainer.num_devices=1"])
     history = trainer.train(epochs=20)
     stop = trainer.result["stopped_early"]["step"]
     assert history.index[-1] == stop < 20 * 22
     config = Config(model=ModelConfig(hidden=[32]), trainer=TrainerConfig(
-        epochs=20, progress="off", patience=3, num_devices=1))
-    assert fit(config, tmp_path / "fit")["stopped_early"] == trainer.result["stopped_early"]
+        epochs=20, progress="off", patience=3, restore_best=True, num_devices=1))
+    result = fit(config, tmp_path / "fit")
+    assert result["stopped_early"] == trainer.result["stopped_early"]
+    assert result["best"] == trainer.result["best"] and result["best"]["step"] < stop
+    # The trained Model holds the best parameters, as Model.load of the run dir does.
+    for a, b in zip(jax.tree.leaves(trainer.model.params),
+                    jax.tree.leaves(Model.load(tmp_path / "fit").params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert trainer.model.evaluate(Dataset.digits())["accuracy"] == result["test"]["accuracy"]
 
 
 def test_api_matches_hydra_app(tmp_path):

@@ -9,7 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from lepton_jax import Config, DataConfig, ModelConfig, OptimConfig, TrainerConfig, fit
+from conftest import StopAfterCalls
+from lepton_jax import (Config, DataConfig, Model, ModelConfig, OptimConfig, TrainerConfig,
+                        fit)
 from lepton_jax.checkpoint import Checkpointer
 from lepton_jax import population
 from lepton_jax.errors import Interrupted, UserError
@@ -135,23 +137,37 @@ def test_members_stop_early_as_their_standalone_runs_do(tmp_path, capsys):
         "steps" in out, out
 
 
-class _StopAfterCalls:
-    """A `loop.StopRequest` as Ctrl-C would set it after `calls` device calls."""
-
-    def __init__(self, calls: int):
-        self.calls = calls
-
-    @property
-    def requested(self) -> bool:  # drive() asks once after each call
-        self.calls -= 1
-        return self.calls < 0
+def test_members_keep_their_best_parameters_as_their_standalone_runs_do(tmp_path):
+    """trainer.restore_best per member, with early stopping: (lr 0.05, seed 2) and (lr 0.07,
+    seed 0) run to the end with their best evaluation before it; (lr 0.03, seed 1) stops
+    early at step 220, its best at 132. Each ends with its standalone run's results."""
+    base = _digits(momentum=0.9, schedule="constant")
+    base = dataclasses.replace(base, trainer=dataclasses.replace(
+        base.trainer, epochs=12, patience=4, restore_best=True, monitor="val/loss"))
+    configs = [with_overrides(base, {"optim.lr": lr, "seed": seed})
+               for lr, seed in ((0.05, 2), (0.03, 1), (0.07, 0))]
+    results = fit_population(configs, [tmp_path / "pop" / str(i) for i in range(3)])
+    assert [(r["steps"], r["best"]["step"]) for r in results] == [(264, 242), (220, 132),
+                                                                   (264, 198)]
+    for i, config in enumerate(configs):
+        alone = fit(config, tmp_path / "alone" / str(i))
+        assert results[i]["best"] == {**alone["best"],
+                                      "value": pytest.approx(alone["best"]["value"], rel=1e-5)}
+        assert results[i]["monitor"] == pytest.approx(alone["monitor"], rel=1e-5)
+        _assert_member_equals_standalone(tmp_path / "pop" / str(i), tmp_path / "alone" / str(i),
+                                         results[i], alone)
+        # Model.load(job dir) predicts with the best parameters, as for the standalone run.
+        for a, b in zip(jax.tree.leaves(Model.load(tmp_path / "pop" / str(i)).params),
+                        jax.tree.leaves(Model.load(tmp_path / "alone" / str(i)).params),
+                        strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
 def _stop_after_calls(monkeypatch, configs, dirs, calls: int) -> int:
     """Trains the population as if Ctrl-C came after `calls` + 1 device calls; the step it
     stopped at."""
     monkeypatch.setattr(population, "stop_on_interrupt",
-                        lambda: contextlib.nullcontext(_StopAfterCalls(calls)))
+                        lambda: contextlib.nullcontext(StopAfterCalls(calls)))
     with pytest.raises(Interrupted) as info:
         fit_population(configs, dirs)
     monkeypatch.undo()
@@ -189,12 +205,14 @@ def test_population_stopped_by_ctrl_c_resumes_to_the_same_end(tmp_path, monkeypa
         assert _records(a) == _records(b) and len(_records(a)) == 4
 
 
-def test_population_resumes_after_a_member_stopped_early(tmp_path, monkeypatch):
+@pytest.mark.parametrize("restore_best", [False, True])
+def test_population_resumes_after_a_member_stopped_early(tmp_path, monkeypatch, restore_best):
     """Stopped at step 176, the lr-0.01 member's three checkpoints (132, 154, 176) share no
     step with those of the lr-0.2 member, which stopped early at 88: that member stays
-    stopped with its results, the other resumes, and both end as without the stop."""
+    stopped with its results, the other resumes, and both end as without the stop (with
+    trainer.restore_best, each with the best parameters its checkpoint kept)."""
     base = dataclasses.replace(_digits(momentum=0.9), trainer=dataclasses.replace(
-        _digits().trainer, epochs=20, patience=3))
+        _digits().trainer, epochs=20, patience=3, restore_best=restore_best))
     configs = [with_overrides(base, {"optim.lr": lr}) for lr in (0.2, 0.01)]
     reference = [tmp_path / "reference" / str(i) for i in range(2)]
     stopped = [tmp_path / "stopped" / str(i) for i in range(2)]
@@ -207,9 +225,11 @@ def test_population_resumes_after_a_member_stopped_early(tmp_path, monkeypatch):
     assert kept == [[44, 66, 88], [132, 154, 176]]
 
     results = fit_population(configs, stopped)
+    if restore_best:  # the lr-0.01 member's best comes before the stop, and it ends later
+        assert [r["best"]["step"] for r in expected] == [22, 154]
     for a, b, r, e in zip(reference, stopped, results, expected, strict=True):
-        for key in ("steps", "stopped_early", "val", "test", "monitor"):
-            assert r[key] == e[key], key
+        for key in ("steps", "stopped_early", "val", "test", "monitor", "best"):
+            assert r.get(key) == e.get(key), key
         for x, y in zip(jax.tree.leaves(_params(a)), jax.tree.leaves(_params(b)), strict=True):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
         assert _records(a) == _records(b)

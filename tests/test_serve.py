@@ -76,8 +76,8 @@ def test_predict_from_an_unfinished_run_says_which_checkpoint_it_uses(trained, t
     steps = json.loads((root / "run" / "result.json").read_text())["steps"]
     proc = _cli("predict", str(run), str(root / "train.csv"))
     assert proc.returncode == 0, proc.stderr
-    assert (f"note: {run} has not finished training; using its checkpoint at step {steps} of "
-            f"{steps}\n") in proc.stderr
+    assert (f"note: {run} has not finished training (step {steps} of {steps}); using its "
+            f"checkpoint at step {steps}\n") in proc.stderr
     assert "note" not in _cli("predict", str(root / "run"), str(root / "train.csv")).stderr
 
 

@@ -63,6 +63,16 @@ def test_sweep_records_failed_points(tmp_path):
     assert "optim.lr (-1.0) must be > 0" in df.iloc[0]["error"]
 
 
+def test_sweep_rows_name_the_step_whose_parameters_restore_best_kept(tmp_path):
+    config = _base()
+    config.trainer.epochs, config.trainer.restore_best = 4, True
+    df = sweep(config, {"optim.lr": [0.05, 0.5]}, workdir=tmp_path, vectorize=True)
+    for job, row in df.iterrows():
+        result = json.loads((tmp_path / str(job) / "result.json").read_text())
+        assert row["best_step"] == result["best"]["step"]
+        assert row["val/loss"] == result["val"]["loss"]
+
+
 @pytest.mark.slow
 def test_sweep_through_the_pool_launcher_matches_in_process(tmp_path):
     grid = {"optim.lr": [0.02, 0.1], "seed": [0, 1]}

@@ -1,17 +1,21 @@
 """End-to-end training: the default job, the MNIST preset, determinism, regression, Hydra."""
 
+import contextlib
 import json
 import re
 
+import jax
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from conftest import run_cli
-from lepton_jax import Config, DataConfig, ModelConfig, OptimConfig, TrainerConfig, fit
-from lepton_jax.errors import DivergedError, UserError
+from conftest import StopAfterCalls, run_cli
+from lepton_jax import (Config, DataConfig, Model, ModelConfig, OptimConfig, TrainerConfig, fit,
+                        loop)
+from lepton_jax.checkpoint import Checkpointer
+from lepton_jax.errors import DivergedError, Interrupted, UserError
 
 
 def _accuracy(stdout: str, split: str = "test") -> float:
@@ -305,12 +309,64 @@ def test_early_stopping_stops_where_its_rule_says_and_stays_stopped(tmp_path):
     assert again["val"] == early["val"] and again["test"] == early["test"]
 
 
+def _best(**trainer):
+    """A constant lr (a shorter run then takes the same steps); digits' validation loss is
+    lowest at epoch 7 of 12 and higher at every later evaluation."""
+    return Config(model=ModelConfig(hidden=[32]), optim=OptimConfig(lr=0.05, schedule="constant"),
+                  trainer=TrainerConfig(**{"epochs": 12, "progress": "off", "num_devices": 1,
+                                           "monitor": "val/loss", "checkpoint_every_epochs": 1,
+                                           "steps_per_call": 11, "restore_best": True,
+                                           **trainer}))
+
+
+def _same_params(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_restore_best_ends_with_the_best_evaluations_parameters(tmp_path):
+    result = fit(_best(), tmp_path / "run")
+    records = _evaluations(tmp_path / "run")
+    best = min(records, key=lambda r: r["val/loss"])
+    assert best["step"] < result["steps"] == records[-1]["step"]
+    assert result["best"] == {"step": best["step"], "metric": "val/loss", "value": best["val/loss"]}
+    # The reference: the same run ended at that epoch.
+    short = fit(_best(epochs=int(best["epoch"]), restore_best=False), tmp_path / "short")
+    assert short["steps"] == best["step"]
+    assert result["val"] == short["val"] and result["test"] == short["test"]
+    assert result["monitor"] == best["val/loss"]
+    # Model.load(run dir) predicts with them; the checkpoints keep the last step's state.
+    _same_params(Model.load(tmp_path / "run").params, Model.load(tmp_path / "short").params)
+    assert Checkpointer(tmp_path / "run" / "checkpoints", 3).latest_step() == result["steps"]
+
+
+def test_restore_best_resumes_with_the_best_parameters_it_had_kept(tmp_path, monkeypatch):
+    """Stopped at epoch 9, after its best (epoch 7) and two more checkpoints: the resumed run
+    takes the best parameters from its checkpoint and ends as the uninterrupted run."""
+    full = fit(_best(), tmp_path / "full")
+    monkeypatch.setattr(loop, "stop_on_interrupt",
+                        lambda: contextlib.nullcontext(StopAfterCalls(17)))
+    with pytest.raises(Interrupted):
+        fit(_best(), tmp_path / "run")
+    monkeypatch.undo()
+    assert Checkpointer(tmp_path / "run" / "checkpoints", 3).all_steps() == [154, 176, 198]
+    resumed = fit(_best(), tmp_path / "run")
+    assert resumed["resumed_from"] == 198
+    for key in ("best", "val", "test", "monitor"):
+        assert resumed[key] == full[key], key
+    _same_params(Model.load(tmp_path / "run").params, Model.load(tmp_path / "full").params)
+
+
 @pytest.mark.parametrize("change,message", [
     ({"patience": -1}, "trainer.patience (-1) must be >= 0"),
     ({"patience": 3, "eval_every_epochs": 0}, "trainer.patience counts evaluations, but "
                                               "trainer.eval_every_epochs and"),
     ({"patience": 3, "monitor": "test/accuracy"}, "trainer.patience watches trainer.monitor, "
                                                   "which must be a validation metric"),
+    ({"patience": 0, "restore_best": True, "eval_every_epochs": 0},
+     "trainer.restore_best keeps the best evaluation's parameters, but"),
+    ({"patience": 0, "restore_best": True, "monitor": "test/loss"},
+     "trainer.restore_best watches trainer.monitor, which must be a validation metric"),
 ])
 def test_early_stopping_settings_that_cannot_work_are_refused(tmp_path, change, message):
     config = _early(**{k: v for k, v in change.items() if k != "patience"},
@@ -320,4 +376,7 @@ def test_early_stopping_settings_that_cannot_work_are_refused(tmp_path, change, 
     config = _early(patience=3)
     config.data.val_fraction = 0.0
     with pytest.raises(UserError, match="trainer.patience watches the validation split"):
+        fit(config, tmp_path / "run")
+    config.trainer.patience, config.trainer.restore_best = 0, True
+    with pytest.raises(UserError, match="trainer.restore_best watches the validation split"):
         fit(config, tmp_path / "run")
