@@ -388,8 +388,10 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
             for state, step, losses, want_eval, want_ckpt in boundaries:
                 bad = np.flatnonzero(~np.isfinite(losses))
                 if bad.size:
-                    raise DivergedError(step - len(losses) + int(bad[0]) + 1,
-                                        float(losses[bad[0]]))
+                    at, loss = step - len(losses) + int(bad[0]) + 1, float(losses[bad[0]])
+                    # Recorded as a population member's is, for reports of the run's sweep.
+                    writer.write_scalars(at, {"event": "diverged", "loss": loss})
+                    raise DivergedError(at, loss)
                 if want_eval:
                     record = {"epoch": round(step / steps_per_epoch, 4),
                               "train/loss": float(losses.mean())}

@@ -27,7 +27,7 @@ from lepton_jax.progress import StepProgress
 from lepton_jax.stopping import best_kept, early_line, early_stop, evaluations, stop_on_interrupt
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_train_step
-from lepton_jax.writers import JsonlWriter, echo, read_records, short_value
+from lepton_jax.writers import JsonlWriter, diverged_at, echo, read_records, short_value
 
 # Fields that enter the step as arrays (optimizer hyperparameters injected into the optimizer
 # state, and the seed behind init, step rng and data order); every other field is structural.
@@ -171,7 +171,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         if early[i] is not None and saved[i] and max(saved[i]) < total_steps:
             early[i].replay(evaluations(history[i], max(saved[i])))
     halted_at = {i: max(saved[i]) for i in range(members) if early[i] is not None and early[i].due}
-    diverged_before = {i: at for i in range(members) if (at := _diverged(history[i]))}
+    diverged_before = {i: at for i in range(members) if (at := diverged_at(history[i]))}
     training = [i for i in range(members) if i not in halted_at and i not in diverged_before]
     if any(saved[i] for i in training):
         # From the newest step all of them saved (a run stopped while saving, or a member
@@ -363,14 +363,6 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
          f"diverged), "
          f"{step} steps in {seconds:.1f} s ({clock.summary()})")
     return results
-
-
-def _diverged(records: list[dict]):
-    """(step, loss) of the divergence a member's records (`read_records`) hold, or None."""
-    for record in records:
-        if record.get("event") == "diverged":
-            return record["step"], record["loss"]
-    return None
 
 
 def _carried_losses(ckpts: Sequence[Checkpointer], step: int, masked=()):

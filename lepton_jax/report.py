@@ -10,7 +10,7 @@ from typing import Optional
 
 from lepton_jax.config import flat_dict, maximized, monitor_name
 from lepton_jax.errors import UserError
-from lepton_jax.writers import read_records, short_value
+from lepton_jax.writers import diverged_at, read_records, short_value
 
 
 def _monitored_name(done) -> str:
@@ -38,7 +38,9 @@ def load_jobs(sweep_dir: Path):
         row = {"job": job.name, **flat_dict(json.loads(run_file.read_text())["config"])}
         result_file = job / "result.json"
         result = json.loads(result_file.read_text()) if result_file.exists() else {}
-        row["status"] = result.get("status", "done" if "monitor" in result else "unfinished")
+        records = read_records(job)
+        row["status"] = result.get("status", "done" if "monitor" in result else
+                                   "diverged" if diverged_at(records) else "unfinished")
         row["monitor"] = result.get("monitor")
         for split in ("val", "test"):
             for name, value in result.get(split, {}).items():
@@ -46,7 +48,7 @@ def load_jobs(sweep_dir: Path):
                     row[f"{split}/{name}"] = value
         rows.append(row)
         if (job / "metrics.jsonl").exists():
-            curves[job.name] = [r for r in read_records(job) if "train/loss" in r]
+            curves[job.name] = [r for r in records if "train/loss" in r]
     if not rows:
         raise UserError(f"{sweep_dir} holds no job directories with run.json; point report at "
                         "a sweep directory (multirun/<date>/<time> or a sweep() workdir)")
@@ -99,22 +101,35 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     table.to_csv(root / "report.csv", index=False)
     written = [root / "report.csv"]
 
+    unfinished = jobs[jobs["status"] != "done"]
     for field in swept:
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        values = done[field]
-        numeric = values.map(lambda v: isinstance(v, (int, float))).all()
-        x = values if numeric else values.astype(str)
+        numeric = jobs[field].map(lambda v: isinstance(v, (int, float))).all()
+        x = done[field] if numeric else done[field].astype(str)
         ax.scatter(x, done[metric], alpha=0.5, label="runs")
         stats = done.assign(_x=x).groupby("_x")[metric].agg(["mean", "std"]).reset_index()
         ax.errorbar(stats["_x"], stats["mean"], yerr=stats["std"].fillna(0.0), color="black",
                     marker="_", markersize=14, linestyle="-" if numeric else "none",
                     capsize=4, label="mean ± std")
+        if len(unfinished):  # where runs diverged or failed: crosses on the x axis
+            ax.scatter(unfinished[field] if numeric else unfinished[field].astype(str),
+                       [0.0] * len(unfinished), transform=ax.get_xaxis_transform(),
+                       marker="x", color="tab:red", clip_on=False, zorder=3,
+                       label="diverged or unfinished")
         ax.legend(fontsize=8)
         # A grid spanning ≥ 8× (lr 0.01…0.08) is usually geometric: read it on a log axis.
-        if numeric and done[field].nunique() > 2 and (done[field] > 0).all() and \
-                done[field].max() / done[field].min() >= 8:
+        if numeric and jobs[field].nunique() > 2 and (jobs[field] > 0).all() and \
+                jobs[field].max() / jobs[field].min() >= 8:
             ax.set_xscale("log")
-        grid = sorted(done[field].unique())
+        if numeric and len(unfinished) and jobs[field].nunique() > 1:
+            # The crosses do not widen the axis as points do: leave every value a margin.
+            lo, hi = jobs[field].min(), jobs[field].max()
+            if ax.get_xscale() == "log":
+                pad = (hi / lo) ** 0.05
+                ax.set_xlim(lo / pad, hi * pad)
+            else:
+                ax.set_xlim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+        grid = sorted(jobs[field].unique())
         # A typed grid (0.01, 0.02, 3e-4: few short values) is ticked at its values; values
         # a sampler drew (Optuna's 0.0366735...) keep matplotlib's own ticks.
         if numeric and len(grid) <= 12 and all(float(f"{v:.3g}") == v for v in grid):
@@ -139,8 +154,23 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         _print_table(f"{root}: {label}, mean ± std over seeds ({len(done)} of {len(jobs)} "
                      "jobs finished)", [*by, "mean", "std", "count"], rows,
                      f"best: {described} — {name} {best['mean']:.4f} {spread}\n"
-                     f"{_wrote(written)}")
+                     + _unfinished_line(unfinished, by) + _wrote(written))
     return table
+
+
+def _unfinished_line(unfinished, by: list) -> str:
+    """`not in the table: optim.lr=30: 2 diverged; optim.lr=1: 1 unfinished` (with a newline),
+    or nothing when every job finished."""
+    if unfinished.empty:
+        return ""
+    counts: dict[str, dict[str, int]] = {}
+    for _, row in unfinished.iterrows():
+        config = ", ".join(f"{c}={short_value(row[c])}" for c in by) or f"job {row['job']}"
+        statuses = counts.setdefault(config, {})
+        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+    return "not in the table: " + "; ".join(
+        f"{config}: " + ", ".join(f"{n} {status}" for status, n in statuses.items())
+        for config, statuses in counts.items()) + "\n"
 
 
 def _tick_at_values(axis, values: list) -> None:

@@ -64,6 +64,14 @@ def read_records(run_dir: Path) -> list[dict]:
             if line.strip()]
 
 
+def diverged_at(records: list[dict]) -> Optional[tuple[int, float]]:
+    """(step, loss) of the divergence a run's records (`read_records`) hold, or None."""
+    for record in records:
+        if record.get("event") == "diverged":
+            return record["step"], record["loss"]
+    return None
+
+
 def _record_step(line: str) -> int:
     try:
         return int(json.loads(line).get("step", 0))

@@ -153,6 +153,36 @@ def test_learning_curves_are_coloured_by_the_swept_value_and_mark_divergence(tmp
     assert len(crosses) == 1 and crosses[0].get_color() == "black"
 
 
+def test_diverged_and_unfinished_jobs_are_named_and_drawn_where_they_were_swept(tmp_path, capsys,
+                                                                             figures):
+    """Jobs without results stay out of the table; the line under it names their configs
+    and what became of them (a standalone run that diverged says so in its records, as a
+    population member does), and the plot against each swept field puts a cross on the x
+    axis at their values, ticked as the others."""
+    _job(tmp_path, "0", 0.01, 0, "val/accuracy", 0.9)
+    _job(tmp_path, "1", 0.1, 0, "val/accuracy", 0.95)
+    for name, lr in (("2", 30.0), ("3", 30.0), ("4", 3.0)):
+        job = tmp_path / name
+        job.mkdir()
+        config = {"optim": {"lr": lr}, "seed": 0, "trainer": {"monitor": "val/accuracy"}}
+        (job / "run.json").write_text(json.dumps({"config": config}))
+    for name in ("2", "3"):  # job 4 has no records: killed, or still running
+        (tmp_path / name / "metrics.jsonl").write_text(json.dumps(
+            {"event": "diverged", "loss": float("nan"), "step": 6}) + "\n")
+    report(tmp_path)
+    out = capsys.readouterr().out
+    assert "(2 of 5 jobs finished)" in out
+    assert "not in the table: optim.lr=30: 2 diverged; optim.lr=3: 1 unfinished\n" in out, out
+    lr_ax = next(f.axes[0] for f in figures
+                 if f.axes[0].get_title() == "val/accuracy (monitored) vs optim.lr")
+    crosses = [c for c in lr_ax.collections if c.get_label() == "diverged or unfinished"]
+    assert len(crosses) == 1
+    assert sorted(crosses[0].get_offsets()[:, 0]) == [3.0, 30.0, 30.0]
+    assert [t.get_text() for t in lr_ax.get_xticklabels()] == ["0.01", "0.1", "3", "30"]
+    low, high = lr_ax.get_xlim()
+    assert low < 0.01 and high > 30.0
+
+
 def test_plots_tick_the_swept_values_and_whole_epochs(tmp_path, figures):
     """A grid's plot is ticked at its values as the table writes them (a log axis has no
     crowded minor labels); seeds tick as integers; learning curves tick whole epochs and mark

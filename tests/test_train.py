@@ -214,6 +214,10 @@ def test_divergence_stops_with_step_and_keeps_good_checkpoint(tmp_path):
         fit(config, tmp_path)
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert all(s < info.value.step for s in steps)
+    # metrics.jsonl says so last, as a population member's does (reports read it).
+    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "diverged" and last["step"] == info.value.step
+    assert not np.isfinite(last["loss"])
 
 
 def test_hydra_job_returns_monitored_metric(tmp_path):
