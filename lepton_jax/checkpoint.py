@@ -39,7 +39,10 @@ class Checkpointer:
             # many members at once and overlaps them (then waits for all).
             enable_async_checkpointing=asynchronous,
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        # The handler named here (the one StandardSave uses anyway) lets `item_metadata` read
+        # a checkpoint's array shapes without restoring it.
+        self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                              item_handlers=ocp.StandardCheckpointHandler())
         # orbax removes a killed save's temporary folders in a background thread; one still
         # running when a process exits at once (a config refused right after this) logged a
         # RuntimeError traceback from interpreter shutdown. It takes milliseconds: wait here.
@@ -125,6 +128,13 @@ class Checkpointer:
         """
         step = self.latest_step() if step is None else step
         path = self.directory / str(step)
+        # Compared first: a restore into other shapes fails deep in tensorstore, whose
+        # abandoned reads then print "Exception ignored" lines when collected.
+        mismatch = self._mismatch(target, step)
+        if mismatch:
+            raise UserError(f"checkpoint {path} was written for another model: {mismatch}. "
+                            "Train with the settings it was written with, or start a new run "
+                            "directory")
         try:
             return self._manager.restore(step, args=ocp.args.StandardRestore(target))
         except Exception as e:  # orbax/tensorstore raise many types for damaged files
@@ -134,6 +144,22 @@ class Checkpointer:
                 "written for another model. Move that folder away to resume from an earlier "
                 "checkpoint, or start a new run directory"
             ) from None
+
+    def _mismatch(self, target: TrainState, step: int) -> Optional[str]:
+        """The first array of `target` whose shape the checkpoint at `step` does not hold
+        (None when they all match, or when its metadata cannot be read: restore says why)."""
+        try:
+            saved = _shapes(self._manager.item_metadata(step))
+        except Exception:  # damaged metadata: restoring reports it
+            return None
+        wanted = _shapes(target)
+        for name, shape in wanted.items():
+            if name not in saved:
+                return f"it holds no {name}"
+            if saved[name] != shape:
+                return f"{name} is {_shape_text(saved[name])} there, {_shape_text(shape)} here"
+        extra = sorted(set(saved) - set(wanted))
+        return f"it holds {extra[0]}, which this model has not" if extra else None
 
     def restore_arrays(self, step: Optional[int] = None) -> dict:
         """The latest (or `step`) checkpoint as nested dicts on this process's first device,
@@ -154,3 +180,19 @@ def _write_atomically(path: Path, payload: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(payload)
     os.replace(tmp, path)
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    """{"params.Dense_0.kernel": shape} for the arrays of a state or of checkpoint metadata."""
+    import jax
+
+    def name(key) -> str:
+        return str(getattr(key, "name", getattr(key, "key", getattr(key, "idx", key))))
+
+    return {".".join(name(k) for k in path): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+            if hasattr(leaf, "shape")}
+
+
+def _shape_text(shape: tuple) -> str:
+    return "x".join(map(str, shape)) if shape else "a scalar"

@@ -18,8 +18,9 @@ from lepton_jax.compile_cache import enable_compilation_cache
 from lepton_jax.config import Config
 from lepton_jax.data import load_dataset
 from lepton_jax.errors import Interrupted, UserError
-from lepton_jax.loop import (Cadence, Evaluator, _write_json, best_payload, data_info, drive,
-                             monitor_value, resolve_steps_per_call, resume_best, run_header)
+from lepton_jax.loop import (Cadence, Evaluator, _read_run, _write_json, best_payload,
+                             config_changes, data_info, describe_changes, drive, monitor_value,
+                             resolve_steps_per_call, resume_best, run_header)
 from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import DataParallel, local_devices
@@ -163,6 +164,11 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                          compiler_options=dp.compiler_options)
     early = [early_stop(c.trainer, data.task, evaluate.splits()) for c in configs]
     saved = [set(c.all_steps()) for c in ckpts]
+    if not t.resume and any(saved):
+        held = dirs[next(i for i in range(members) if saved[i])]
+        raise UserError(f"job directory {held} already holds checkpoints and trainer.resume="
+                        "false would overwrite them; choose a new sweep directory or set "
+                        "trainer.resume=true")
     # On resume each member's records say whether it had stopped early (the rule replays
     # them up to its newest checkpoint) or diverged; such a member stays so, at its own
     # step (a diverged one may have no checkpoint at all), and the others resume together.
@@ -184,9 +190,25 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         step = max(common)
     else:  # the others start afresh (or every member had stopped)
         step = 0 if training else max(halted_at.values())
-    singles = [c.restore(dp.replicate(s), halted_at.get(i, step))
-               if saved[i] and i not in diverged_before else s
-               for i, (c, s) in enumerate(zip(ckpts, singles, strict=True))]
+    # As `fit` does: settings changed since a member's last start are named, and kept in
+    # its run.json; checkpoints they no longer fit are one error naming them.
+    earlier = [_read_run(d) if saved[i] else {} for i, d in enumerate(dirs)]
+    changes = [config_changes(e["config"], config_lib.to_dict(c)) if "config" in e else {}
+               for e, c in zip(earlier, configs, strict=True)]
+
+    def restore(i: int, single):
+        try:
+            return ckpts[i].restore(dp.replicate(single), halted_at.get(i, step))
+        except UserError as e:
+            if not changes[i]:
+                raise
+            raise UserError(f"job directory {dirs[i]} last ran with other settings: "
+                            f"{describe_changes(changes[i])}; its checkpoints do not fit this "
+                            "config. Resume with the sweep's own settings, or start a new "
+                            "sweep directory") from e
+
+    singles = [restore(i, s) if saved[i] and i not in diverged_before else s
+               for i, s in enumerate(singles)]
     for i in [*halted_at, *diverged_before]:  # masked rows: only the step counter must match
         singles[i] = singles[i].replace(step=jnp.asarray(step, singles[i].step.dtype))
     # trainer.restore_best: each member's best evaluation so far and its parameters (host).
@@ -205,10 +227,21 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
          + run_header(base, data, count_params(singles[0].params), used, platform, fused,
                       steps_per_epoch, _varying(configs))
          + (f" | resuming at step {start_step}" if start_step else ""))
-    for config, d in zip(configs, dirs, strict=True):
+    names = _member_names(configs, dirs)
+    changed_members: dict[str, list[str]] = {}
+    for i in range(members):
+        if changes[i]:
+            changed_members.setdefault(describe_changes(changes[i]), []).append(names[i])
+    for described, who in changed_members.items():
+        echo(f"resuming {'every member' if len(who) == members else 'job ' + ', '.join(who)} "
+             f"at step {start_step} with settings changed since its last start: {described}")
+    for i, (config, d) in enumerate(zip(configs, dirs, strict=True)):
+        resumes = earlier[i].get("resumed_with_changes", []) + (
+            [{"step": halted_at.get(i, start_step), "changed": changes[i]}] if changes[i] else [])
         _write_json(d / "run.json", {"config": config_lib.to_dict(config), "data": data_info(data),
                                      "strategy": "population", "devices": used,
-                                     "population": members, "steps_per_call": fused})
+                                     "population": members, "steps_per_call": fused,
+                                     **({"resumed_with_changes": resumes} if resumes else {})})
     writers = [JsonlWriter(d / "metrics.jsonl", keep_until_step=kept_until[i])
                for i, d in enumerate(dirs)]
     x_train, y_train = dp.replicate((data.x_train, data.y_train))
@@ -224,7 +257,6 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         return lambda states, perms, offset: steps(states, x_train, y_train, perms, offset)
 
     diverged: dict[int, tuple[int, float]] = dict(diverged_before)
-    names = _member_names(configs, dirs)
     # Early stopping per member: one that stops keeps its results of that step and is masked
     # from then on, as a diverged one is; when none is left training, the program stops.
     halted: dict[int, tuple[int, dict]] = {}  # member -> (step, its final metrics there)

@@ -144,6 +144,20 @@ def test_truncated_checkpoint(finished_run, tmp_path):
     assert _digest(run_dir) == before
 
 
+def test_checkpoint_of_another_model_names_the_array_that_differs(finished_run, tmp_path):
+    """Without run.json to say what changed, the checkpoint's own array shapes do: the first
+    one that differs is named, before orbax reads any array."""
+    run_dir = _copy_run(finished_run, tmp_path / "run")
+    (run_dir / "run.json").unlink()
+    ckpt = max((p for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()),
+               key=lambda p: int(p.name))
+    before = _digest(run_dir)
+    proc = run_cli(*QUICK, "model.hidden=[8]", f"hydra.run.dir={run_dir}")
+    _check_error(proc, f"checkpoint {ckpt} was written for another model: params.Dense_0.bias "
+                       "is 256 there, 8 here. Train with the settings it was written with")
+    assert _digest(run_dir) == before
+
+
 def test_resume_with_changed_settings(finished_run, tmp_path):
     """Resuming names what changed since the run's last start: a change its checkpoints
     cannot take (another model) is one error naming the field, with nothing rewritten; one

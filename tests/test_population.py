@@ -163,6 +163,38 @@ def test_members_keep_their_best_parameters_as_their_standalone_runs_do(tmp_path
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+def test_a_resumed_population_names_changed_settings_as_fit_does(tmp_path, capsys):
+    """Trained again into its job dirs with more epochs, a population says what changed and
+    keeps it in each run.json; another model is refused naming the change, before anything is
+    written; trainer.resume=false refuses job dirs that hold checkpoints."""
+    configs = [_digits(lr=lr) for lr in (0.05, 0.1)]
+    dirs = [tmp_path / "0", tmp_path / "1"]
+    fit_population(configs, dirs)
+    longer = [dataclasses.replace(c, trainer=dataclasses.replace(c.trainer, epochs=3))
+              for c in configs]
+    capsys.readouterr()
+    results = fit_population(longer, dirs)
+    step = results[0]["resumed_from"]
+    assert step == results[0]["steps"] * 2 // 3
+    assert (f"resuming every member at step {step} with settings changed since its last start: "
+            "trainer.epochs 2 -> 3\n") in capsys.readouterr().out
+    for d in dirs:
+        assert json.loads((d / "run.json").read_text())["resumed_with_changes"] == [
+            {"step": step, "changed": {"trainer.epochs": [2, 3]}}]
+    before = {d: (d / "run.json").read_text() for d in dirs}
+    wider = [dataclasses.replace(c, model=ModelConfig(hidden=[64])) for c in longer]
+    with pytest.raises(UserError, match=re.escape(
+            f"job directory {dirs[0]} last ran with other settings: model.hidden [32] -> [64]; "
+            "its checkpoints do not fit this config")):
+        fit_population(wider, dirs)
+    assert {d: (d / "run.json").read_text() for d in dirs} == before
+    fresh = [dataclasses.replace(c, trainer=dataclasses.replace(c.trainer, resume=False))
+             for c in longer]
+    with pytest.raises(UserError, match=re.escape(
+            f"job directory {dirs[0]} already holds checkpoints and trainer.resume=false")):
+        fit_population(fresh, dirs)
+
+
 def _stop_after_calls(monkeypatch, configs, dirs, calls: int) -> int:
     """Trains the population as if Ctrl-C came after `calls` + 1 device calls; the step it
     stopped at."""
