@@ -42,6 +42,7 @@ def load_jobs(sweep_dir: Path):
         row["status"] = result.get("status", "done" if "monitor" in result else
                                    "diverged" if diverged_at(records) else "unfinished")
         row["monitor"] = result.get("monitor")
+        row["best_step"] = result.get("best", {}).get("step")  # trainer.restore_best
         for split in ("val", "test"):
             for name, value in result.get(split, {}).items():
                 if name != "confusion":
@@ -139,7 +140,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         ax.set_title(f"{label} vs {field}")
         written.append(_save(fig, root / f"report_{metric.replace('/', '_')}_vs_{field}.png",
                              plt))
-    written.append(_plot_curves(root, jobs, curves, swept, by, plt))
+    written.append(_plot_curves(root, jobs, curves, swept, by, plt, name))
 
     if print_table:
         # iterrows gives one dtype per row (floats), so the count is printed as an int.
@@ -196,14 +197,17 @@ def epoch_axis(ax, longest: int) -> None:
                 line.set_marker(".")
 
 
-def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt) -> Path:
+def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
+                 ranked: str = "") -> Path:
     """report_curves.png: train loss and the validation metric per job over epochs.
 
     Jobs are coloured by the first swept field other than the seed (numbers in order on a
     sequential colormap, other values in distinct colours), so a config's seeds share a
-    colour and the trend reads at a glance; a diverged job's curve ends in a black cross.
-    A seeds-only sweep of at most 12 jobs gets one legend entry per job."""
-    curve_key = next((k for k in ("val/accuracy", "val/mse", "val/loss") if any(
+    colour and the trend reads at a glance; a diverged job's curve ends in a black cross, and
+    a star marks the evaluation whose parameters a `trainer.restore_best` job kept.
+    A seeds-only sweep of at most 12 jobs gets one legend entry per job. The validation
+    curve is of `ranked`, the metric the table ranks by, when the records hold it."""
+    curve_key = next((k for k in (ranked, "val/accuracy", "val/mse", "val/loss") if any(
         k in r for records in curves.values() for r in records)), None)
     keys = ["train/loss", *([curve_key] if curve_key else [])]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys) + 1.5, 3.8), squeeze=False)
@@ -234,6 +238,10 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt) -> 
             if row["status"] == "diverged":
                 ax.plot(epochs[-1:], [records[-1].get(key)], "x", color="black", markersize=8,
                         label="diverged")
+            kept = [r for r in records if r["step"] == row.get("best_step")]
+            if kept and key != "train/loss":  # the evaluation whose parameters it kept
+                ax.plot([kept[0]["epoch"]], [kept[0].get(key)], "*", color=color,
+                        markeredgecolor="black", markersize=10, label="kept (restore_best)")
     longest = max((len(r) for r in curves.values()), default=0)
     for ax, key in zip(axes[0], keys, strict=True):
         epoch_axis(ax, longest)
@@ -241,10 +249,11 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt) -> 
     axes[0, 0].set_yscale("log")
     fig.suptitle("learning curves per job" + (f", coloured by {field}" if field else ""))
     first = {}  # one legend entry per label: a value's seeds share theirs
-    for handle, name in zip(*axes[0, 0].get_legend_handles_labels(), strict=True):
-        first.setdefault(name, handle)
-    if field is not None:  # the values' order, then "diverged"
-        order = [f"{field}={v}" for v in values] + ["diverged"]
+    for ax in axes[0]:
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            first.setdefault(name, handle)
+    if field is not None:  # the values' order, then the markers'
+        order = [f"{field}={v}" for v in values] + ["diverged", "kept (restore_best)"]
         first = {name: first[name] for name in order if name in first}
     names, handles = list(first), list(first.values())
     if handles and (field is not None or len(curves) <= 12):

@@ -28,6 +28,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task: st
     """
 
     def loss_fn(params, x, y, rng):
+        # The per-step key a stochastic layer would draw from ("dropout"); none of the
+        # registry's models has one yet.
         outputs = model.apply({"params": params}, x, rngs={"dropout": rng})
         return loss_value(task, outputs, y)
 

@@ -183,6 +183,33 @@ def test_diverged_and_unfinished_jobs_are_named_and_drawn_where_they_were_swept(
     assert low < 0.01 and high > 30.0
 
 
+def test_curves_follow_the_ranked_metric_and_star_the_evaluation_a_job_kept(tmp_path,
+                                                                            figures):
+    """With trainer.monitor=val/loss the validation curves are of val/loss, and a
+    trainer.restore_best job's kept evaluation (result.json `best`) is starred on them."""
+    for n, lr in enumerate((0.01, 0.1)):
+        job = tmp_path / str(n)
+        job.mkdir()
+        config = {"optim": {"lr": lr}, "seed": 0, "trainer": {"monitor": "val/loss"}}
+        (job / "run.json").write_text(json.dumps({"config": config}))
+        records = [{"step": s, "epoch": s, "train/loss": 1.0 / s, "val/accuracy": 0.5,
+                    "val/loss": v + lr} for s, v in ((1, 0.5), (2, 0.2), (3, 0.4))]
+        (job / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        best = {"step": 2, "metric": "val/loss", "value": 0.2 + lr}
+        (job / "result.json").write_text(json.dumps({"monitor": 0.2 + lr, "best": best,
+                                                     "val": {"loss": 0.2 + lr}}))
+    report(tmp_path, print_table=False)
+    curves = next(f for f in figures if f._suptitle is not None
+                  and f._suptitle.get_text().startswith("learning curves"))
+    val_ax = curves.axes[1]
+    assert val_ax.get_ylabel() == "val/loss"
+    stars = [ln for ln in val_ax.get_lines() if ln.get_marker() == "*"]
+    assert sorted((list(s.get_xdata()), list(s.get_ydata())) for s in stars) == [
+        ([2], [pytest.approx(0.21)]), ([2], [pytest.approx(0.3)])]
+    assert [t.get_text() for t in curves.legends[0].get_texts()] == [
+        "optim.lr=0.01", "optim.lr=0.1", "kept (restore_best)"]
+
+
 def test_plots_tick_the_swept_values_and_whole_epochs(tmp_path, figures):
     """A grid's plot is ticked at its values as the table writes them (a log axis has no
     crowded minor labels); seeds tick as integers; learning curves tick whole epochs and mark
