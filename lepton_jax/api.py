@@ -121,8 +121,10 @@ class Model:
         return cls(ModelConfig(name="linear"), task="classification")
 
     @classmethod
-    def mlp(cls, hidden: Sequence[int] = (256, 128), activation: str = "relu") -> "Model":
-        return cls(ModelConfig(name="mlp", hidden=list(hidden), activation=activation))
+    def mlp(cls, hidden: Sequence[int] = (256, 128), activation: str = "relu",
+            dropout: float = 0.0) -> "Model":
+        return cls(ModelConfig(name="mlp", hidden=list(hidden), activation=activation,
+                               dropout=dropout))
 
     @classmethod
     def lenet5(cls) -> "Model":

@@ -17,6 +17,9 @@ class ModelConfig:
     # Hidden layer widths for `mlp`.
     hidden: List[int] = field(default_factory=lambda: [256, 128])
     activation: str = "relu"
+    # `mlp`: the share of each hidden layer's units zeroed at random in each training step
+    # (inverted dropout; none at evaluation).
+    dropout: float = 0.0
 
 
 @dataclass
@@ -234,6 +237,12 @@ def validate(config: Config, data_given: bool = False) -> Config:
     _choice("model.activation", config.model.activation, sorted(ACTIVATIONS))
     for width in config.model.hidden:
         _positive("model.hidden", width)
+    if not 0.0 <= config.model.dropout < 1.0:
+        raise UserError(f"model.dropout ({config.model.dropout}) must be in [0, 1): the share "
+                        "of hidden units zeroed in each training step")
+    if config.model.dropout and config.model.name != "mlp":
+        raise UserError(f"model.dropout applies to model=mlp's hidden layers; "
+                        f"model={config.model.name} has none to drop; set model.dropout=0")
     if not data_given:
         _choice("data.name", config.data.name, sorted(DATASETS))
     _choice("data.task", config.data.task, TASKS)

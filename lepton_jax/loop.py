@@ -472,6 +472,8 @@ def run_header(config: Config, data: DataSplits, num_params: int, devices: int, 
     devices. `varying`: a population's per-member fields, named instead of one value."""
     m, o, t = config.model, config.optim, config.trainer
     model = f"mlp {'-'.join(map(str, m.hidden))} {m.activation}" if m.name == "mlp" else m.name
+    if m.dropout:
+        model += f" dropout {m.dropout:g}"
     target = f"{data.num_classes} classes" if data.task == "classification" else "regression"
     sizes = " / ".join(f"{len(x):,} {name}" for name, x in
                        (("train", data.x_train), ("val", data.x_val), ("test", data.x_test))

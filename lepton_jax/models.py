@@ -28,13 +28,17 @@ class MLP(nn.Module):
     hidden: Sequence[int]
     num_outputs: int
     activation: str = "relu"
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """`train`: drop hidden units (`dropout`), drawing from the "dropout" rng."""
         x = x.reshape((x.shape[0], -1))
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
             x = act(nn.Dense(width)(x))
+            if self.dropout:
+                x = nn.Dropout(self.dropout, deterministic=not train)(x)
         return nn.Dense(self.num_outputs)(x)
 
 
@@ -247,7 +251,8 @@ class LeNet5(nn.Module):
     num_outputs: int = 10
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        del train  # no layer of LeNet-5 acts differently in training
         if x.ndim == 2:  # flat 784-pixel rows, e.g. from a CSV
             side = int(round(x.shape[1] ** 0.5))
             x = x.reshape(x.shape[0], side, side, 1)
@@ -266,7 +271,8 @@ class Linear(nn.Module):
     num_outputs: int
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        del train  # one dense layer: nothing differs in training
         return nn.Dense(self.num_outputs)(x.reshape((x.shape[0], -1)))
 
 
@@ -307,7 +313,7 @@ def build_model(config: ModelConfig, num_outputs: int) -> nn.Module:
     """
     if config.name == "mlp":
         return MLP(hidden=tuple(config.hidden), num_outputs=num_outputs,
-                   activation=config.activation)
+                   activation=config.activation, dropout=config.dropout)
     if config.name == "lenet5":
         return LeNet5(num_outputs=num_outputs)
     if config.name in ("linear", "logistic"):

@@ -28,9 +28,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task: st
     """
 
     def loss_fn(params, x, y, rng):
-        # The per-step key a stochastic layer would draw from ("dropout"); none of the
-        # registry's models has one yet.
-        outputs = model.apply({"params": params}, x, rngs={"dropout": rng})
+        outputs = model.apply({"params": params}, x, train=True, rngs={"dropout": rng})
         return loss_value(task, outputs, y)
 
     def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
@@ -38,6 +36,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task: st
         rng = jax.random.fold_in(state.rng, state.step)
         params = state.params
         if axis_name is not None:
+            # Each device draws its own dropout masks (the same key would repeat one mask
+            # on every shard); `jit` draws the global batch's, as one device does.
+            rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
             # Differentiate per-device copies: the gradient of replicated (invariant) params
             # would already be summed over devices; pmean below is the explicit all-reduce.
             params = jax.lax.pcast(params, axis_name, to="varying")

@@ -21,6 +21,9 @@ def _check_error(proc, message):
 @pytest.mark.parametrize("args,message", [
     (["model=resnet"], "Could not find 'model/resnet'"),
     (["model.name=resnet"], "model.name='resnet' is not known; valid values: lenet5, linear, logistic, mlp"),
+    (["model.dropout=1.0"], "model.dropout (1.0) must be in [0, 1)"),
+    (["model=lenet5", "model.dropout=0.5"], "model.dropout applies to model=mlp's hidden layers; "
+                                            "model=lenet5 has none to drop"),
     (["data.name=cifar"], "data.name='cifar' is not known; valid values: csv, digits, mnist"),
     (["optim.name=adamw"], "optim.name='adamw' is not known; valid values: sgd"),
     (["optim.lrr=0.1"], "Key 'lrr' not in 'OptimConfig'"),

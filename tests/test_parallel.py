@@ -28,8 +28,8 @@ def digits() -> DataSplits:
     return load_dataset(DataConfig(name="digits"))
 
 
-def _setup(data, model_name="mlp"):
-    model = build_model(MC(name=model_name, hidden=[32]), data.num_outputs)
+def _setup(data, model_name="mlp", dropout=0.0):
+    model = build_model(MC(name=model_name, hidden=[32], dropout=dropout), data.num_outputs)
     tx = make_optimizer(OptimConfig(lr=0.05, momentum=0.9, nesterov=True), 100, 10)
     state = create_state(model, tx, data.input_shape, 0)
 
@@ -39,9 +39,9 @@ def _setup(data, model_name="mlp"):
     return state, make_step
 
 
-def _run(strategy, devices, data, k, calls, model_name="mlp"):
+def _run(strategy, devices, data, k, calls, model_name="mlp", dropout=0.0):
     """`calls` fused calls of `k` steps each from step 0; returns (state, losses)."""
-    state, make_step = _setup(data, model_name)
+    state, make_step = _setup(data, model_name, dropout)
     dp = DataParallel(strategy, devices, BATCH)
     state = dp.replicate(state)
     x, y = dp.replicate((data.x_train, data.y_train))
@@ -79,6 +79,21 @@ def test_one_epoch_equals_single_device(digits, strategy):
     _assert_close(one.params, many.params, rtol=1e-4, atol=1e-5)
     _assert_close(one.opt_state, many.opt_state, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(loss1, loss4, rtol=1e-4)
+
+
+def test_jit_dropout_draws_the_single_device_masks(digits):
+    """Under `jit` the step sees the global batch, and the masks drawn for it do not depend
+    on how it is sharded; `pmap` folds the device index into each device's key, so its
+    shards are not all masked alike (and differ from one device's masks)."""
+    epoch = len(digits.x_train) // BATCH
+    one, loss1 = _run("single", jax.local_devices()[:1], digits, 1, epoch, dropout=0.5)
+    many, loss4 = _run("jit", jax.local_devices(), digits, 1, epoch, dropout=0.5)
+    _assert_close(one.params, many.params, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(loss1, loss4, rtol=1e-4)
+    plain, loss0 = _run("single", jax.local_devices()[:1], digits, 1, epoch)
+    assert not np.allclose(loss0, loss1)
+    per_device, loss_p = _run("pmap", jax.local_devices(), digits, 1, epoch, dropout=0.5)
+    assert np.isfinite(loss_p).all() and not np.allclose(loss_p, loss1)
 
 
 @pytest.mark.parametrize("strategy", ["single", "pmap"])

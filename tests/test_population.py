@@ -74,6 +74,22 @@ def _digits(**optim):
                                         checkpoint_every_epochs=1))
 
 
+def test_members_with_dropout_equal_standalone_runs(tmp_path):
+    """Each member draws its dropout masks from its own seed's key, as its standalone run."""
+    base = dataclasses.replace(_digits(momentum=0.9), model=ModelConfig(hidden=[32],
+                                                                         dropout=0.3))
+    configs = [with_overrides(base, p) for p in grid_points({"optim.lr": [0.05, 0.1],
+                                                             "seed": [0, 1]})]
+    results = fit_population(configs, [tmp_path / "pop" / str(i) for i in range(4)])
+    losses = set()
+    for i, config in enumerate(configs):
+        alone = fit(config, tmp_path / "alone" / str(i))
+        _assert_member_equals_standalone(tmp_path / "pop" / str(i), tmp_path / "alone" / str(i),
+                                         results[i], alone)
+        losses.add(round(alone["val"]["loss"], 6))
+    assert len(losses) == 4
+
+
 def test_member_names_show_the_values_that_differ_to_six_digits(tmp_path):
     """Console lines name a member by its job dir and the vectorized values that differ,
     written as the report's table writes them (a np.geomspace lr reads 0.0316228)."""

@@ -272,6 +272,49 @@ def test_help_names_the_defaults_and_shows_examples():
     assert "Examples:\n  python -m lepton_jax.train model=lenet5" in proc.stdout
 
 
+def _dropout_run(tmp_path, name, dropout, **trainer):
+    config = Config(model=ModelConfig(hidden=[64, 32], dropout=dropout),
+                    trainer=TrainerConfig(**{"epochs": 3, "progress": "off", "num_devices": 1,
+                                             "checkpoint_every_epochs": 1, "steps_per_call": 11,
+                                             **trainer}))
+    return fit(config, tmp_path / name), tmp_path / name
+
+
+def test_mlp_dropout_drops_units_in_training_only(tmp_path):
+    """model.dropout: training draws masks from the seed (a second run is identical, and
+    differs from the run without dropout); evaluation and predictions use no mask: the
+    trained model's outputs are a plain forward pass of its parameters."""
+    plain, _ = _dropout_run(tmp_path, "plain", 0.0)
+    dropped, run = _dropout_run(tmp_path, "dropped", 0.5)
+    again, run_again = _dropout_run(tmp_path, "again", 0.5)
+    records = (run / "metrics.jsonl").read_text()
+    assert records == (run_again / "metrics.jsonl").read_text()
+    assert _evaluations(run)[0]["train/loss"] != _evaluations(tmp_path / "plain")[0]["train/loss"]
+    assert dropped["test"] == again["test"] and dropped["test"] != plain["test"]
+    model = Model.load(run)
+    x = np.random.default_rng(0).uniform(0, 1, (5, 784)).astype(np.float32)
+    h = model._prepare(x).reshape(5, -1).astype(np.float64)
+    p = model.params
+    for layer in ("Dense_0", "Dense_1"):
+        h = np.maximum(h @ np.asarray(p[layer]["kernel"], np.float64) + p[layer]["bias"], 0)
+    reference = h @ np.asarray(p["Dense_2"]["kernel"], np.float64) + p["Dense_2"]["bias"]
+    np.testing.assert_allclose(model.outputs(x), reference, rtol=1e-4, atol=1e-5)
+
+
+def test_mlp_dropout_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    """The masks come from the state's key and step, so a resumed run draws the same ones."""
+    full, full_dir = _dropout_run(tmp_path, "full", 0.3)
+    monkeypatch.setattr(loop, "stop_on_interrupt",
+                        lambda: contextlib.nullcontext(StopAfterCalls(2)))
+    with pytest.raises(Interrupted):
+        _dropout_run(tmp_path, "run", 0.3)
+    monkeypatch.undo()
+    resumed, run_dir = _dropout_run(tmp_path, "run", 0.3)
+    assert resumed["resumed_from"] == 33
+    _same_params(Model.load(run_dir).params, Model.load(full_dir).params)
+    assert resumed["test"] == full["test"]
+
+
 def _early(patience=0, **trainer):
     return Config(model=ModelConfig(hidden=[32]), optim=OptimConfig(lr=0.05),
                   trainer=TrainerConfig(epochs=20, progress="off", num_devices=1,
