@@ -295,14 +295,19 @@ def _print_table(header: str, columns: list, rows: list, footer: str = "") -> No
 def _report_run(root: Path, records: list, print_table: bool, plt,
                 metric: Optional[str] = None):
     """One run's directory: final metrics per split (report.csv) and its curves: train loss,
-    and `metric` (default: validation accuracy, MSE or loss) per evaluation."""
+    and `metric` (default: its trainer.monitor when a validation metric, else validation
+    accuracy, MSE or loss) per evaluation, with a star at the evaluation whose parameters a
+    trainer.restore_best run kept."""
     import pandas as pd
 
     result_file = root / "result.json"
     if not result_file.exists():
         raise UserError(f"{root} holds no result.json: the run has not finished (rerun its "
                         "command to resume it)")
-    keys = [k for k in ("val/accuracy", "val/mse", "val/loss") if any(k in r for r in records)]
+    run = json.loads((root / "run.json").read_text())
+    monitor = run.get("config", {}).get("trainer", {}).get("monitor", "auto")
+    keys = [k for k in (monitor, "val/accuracy", "val/mse", "val/loss")
+            if any(k in r for r in records)]
     if metric is not None:
         known = sorted({k for r in records for k in r} - {"step", "epoch", "event", "train/loss"})
         if metric not in known:
@@ -323,6 +328,12 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
     if keys:
         axes[0, 1].plot(epochs, [r.get(keys[0]) for r in records], marker=".", color="C1")
         axes[0, 1].set_ylabel(keys[0])
+        kept = [r for r in records if r["step"] == result.get("best", {}).get("step")]
+        if kept:  # trainer.restore_best: the evaluation whose parameters the run ended with
+            axes[0, 1].plot([kept[0]["epoch"]], [kept[0].get(keys[0])], "*", color="C1",
+                            markeredgecolor="black", markersize=12,
+                            label=f"kept (step {kept[0]['step']})")
+            axes[0, 1].legend(fontsize=8)
     for ax in axes[0]:
         epoch_axis(ax, len(records))
     fig.suptitle(root.name)

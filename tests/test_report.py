@@ -109,6 +109,19 @@ def test_one_run_directory_reports_its_final_metrics_and_curves(tmp_path, capsys
             "val/accuracy, val/f1") in capsys.readouterr().err
     assert not (run / "report.csv").exists()
 
+    # A trainer.restore_best run monitoring val/f1: its curve, the kept evaluation starred.
+    (run / "run.json").write_text(json.dumps({"config": {"trainer": {"monitor": "val/f1"}}}))
+    (run / "result.json").write_text(json.dumps({"steps": 30, "epochs": 3, "val": val,
+                                                 "test": test, "monitor": 0.6, "best": {
+                                                     "step": 20, "metric": "val/f1",
+                                                     "value": 0.6}}))
+    report(run, print_table=False)
+    ax = figures[-1].axes[1]
+    assert ax.get_ylabel() == "val/f1"
+    stars = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
+    assert [(list(s.get_xdata()), s.get_label()) for s in stars] == [([2], "kept (step 20)")]
+    assert stars[0].get_ydata()[0] == pytest.approx(0.6)
+
 
 def test_auto_monitor_without_a_validation_split_is_the_test_accuracy(tmp_path, capsys):
     """Training resolves `auto` to test/accuracy when there is no validation split (val
