@@ -84,12 +84,15 @@ class Ours:
 
     name = "lepton_jax"
 
-    def __init__(self, model_name, batch, x, y, steps_per_call):
+    def __init__(self, model_name, batch, x, y, steps_per_call, ynn=False):
         model = build_model(MODELS[model_name], 10)
         steps = len(x) // batch
         tx = make_optimizer(OptimConfig(lr=0.05, momentum=0.9, schedule="constant"),
                             steps * 100, steps)
         dp = DataParallel("single" if jax.device_count() == 1 else "jit", jax.devices(), batch)
+        if ynn:  # XLA:CPU's own default, which the trainer turns off (parallel.compiler_options)
+            dp.compiler_options = None
+            self.name = "lepton_jax+ynn"
         state = dp.replicate(create_state(model, tx, x.shape[1:], 0))
         xd, yd = dp.replicate((x, y))
         self.k = _steps_per_call(steps_per_call, steps)
@@ -194,8 +197,10 @@ class TorchEager:
         return loss.item()
 
 
-def bench_case(model_name, batch, x, y, rounds, steps_per_call, with_torch):
+def bench_case(model_name, batch, x, y, rounds, steps_per_call, with_torch, with_ynn=False):
     competitors = [Ours(model_name, batch, x, y, steps_per_call), FlaxExamples(model_name, batch, x, y)]
+    if with_ynn:
+        competitors.insert(1, Ours(model_name, batch, x, y, steps_per_call, ynn=True))
     if with_torch:
         competitors.append(TorchEager(model_name, batch, x, y))
     samples = (len(x) // batch) * batch
@@ -299,6 +304,9 @@ def main():
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--steps-per-call", default="auto")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--ynn", action="store_true",
+                   help="also time the trainer with XLA:CPU's YNNPACK fusions on (its default, "
+                        "which lepton_jax turns off: parallel.compiler_options)")
     p.add_argument("--time-to-accuracy", type=float, default=0.0)
     p.add_argument("--tta-recipes", default="128:5:0.1",
                    help="LeNet-5 one-cycle recipes batch:epochs:peak_lr, comma-separated")
@@ -328,7 +336,7 @@ def main():
     for case in filter(None, args.cases.split(",")):
         name, batch = case.split(":")
         spc = args.steps_per_call if args.steps_per_call in ("auto", "epoch") else int(args.steps_per_call)
-        row = bench_case(name, int(batch), x, y, args.rounds, spc, not args.no_torch)
+        row = bench_case(name, int(batch), x, y, args.rounds, spc, not args.no_torch, args.ynn)
         rows.append(row)
         rates = "  ".join(f"{n} {r / 1e3:8.1f} k/s" for n, r in row["samples_per_s"].items())
         ratios = "  ".join(f"{k[9:]} x{v:.2f}" for k, v in row.items() if k.startswith("ratio_vs_"))
