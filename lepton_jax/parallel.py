@@ -291,10 +291,11 @@ def compiler_options(platform: str) -> dict[str, str] | None:
     an AVX-512 Xeon an MLP member's parameters drifted 4.5e-4 apart, relative, over 2
     epochs); without them every member equals its standalone run bitwise there. And
     LeNet-5 trains faster without them (b128 step 19-20 ms with, 16-17 ms without; they
-    ran its small convolution gradients and pooling reductions slowly). The cost: a single
-    MLP 784-512-512-10 b128 step 0-6 % slower (3.31-3.39 ms with, 3.33-3.60 ms without); a
-    16-member population of it took as long either way (15.3-15.6 s with, 15.0-15.2 s
-    without). Measured with jax 0.10.2 on a 2-core AVX-512 Xeon."""
+    ran its small convolution gradients and pooling reductions slowly). The cost: MLP
+    784-512-512-10 b128 trains 8-12 % slower (`scripts/bench.py --ynn`; YNNPACK's dots alone,
+    `LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT`, give the same gain and keep members bitwise equal,
+    but make a vmapped MLP population 25-40 % slower). Measured with jax 0.10.2 on a 2-core
+    AVX-512 Xeon (experiments/benchmarks, sessions 9 and 14)."""
     if platform == "cpu" and _compiler_accepts(*_NO_YNN):
         return dict([_NO_YNN])
     return None
