@@ -319,7 +319,8 @@ class Trainer:
         return pd.DataFrame(rows).set_index("step") if rows else pd.DataFrame()
 
     def plot(self, path: Optional[str | os.PathLike] = None):
-        """Loss curves and the validation metric per epoch (matplotlib); saved if `path`."""
+        """Loss curves and the validation metric per epoch (matplotlib), a star at the
+        evaluation `restore_best` kept; saved if `path`."""
         import matplotlib
 
         if path is not None and not _in_notebook():
@@ -342,6 +343,12 @@ class Trainer:
         if metric:
             ax_metric.plot(h["epoch"], h[metric], marker="o", color="tab:green")
             ax_metric.set_ylabel(metric)
+            kept = (self.result or {}).get("best", {}).get("step")
+            if kept in h.index:  # trainer.restore_best: the evaluation it ended with
+                ax_metric.plot([h.loc[kept, "epoch"]], [h.loc[kept, metric]], "*",
+                               color="tab:green", markeredgecolor="black", markersize=14,
+                               label=f"kept (step {kept})")
+                ax_metric.legend()
         for ax in (ax_loss, ax_metric):
             epoch_axis(ax, len(h))  # whole-epoch ticks; points marked on short runs
         fig.suptitle(f"{self.model.config.name} on {self.dataset.raw.name}")

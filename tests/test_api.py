@@ -96,6 +96,12 @@ def test_trainer_patience_and_restore_best_are_the_config_s(tmp_path):
                     jax.tree.leaves(Model.load(tmp_path / "fit").params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert trainer.model.evaluate(Dataset.digits())["accuracy"] == result["test"]["accuracy"]
+    # The plot stars the evaluation whose parameters it kept.
+    ax = trainer.plot(tmp_path / "curves.png").axes[1]
+    stars = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
+    best = history.loc[result["best"]["step"]]
+    assert [(list(s.get_xdata()), list(s.get_ydata())) for s in stars] == [
+        ([best["epoch"]], [best["val/accuracy"]])]
 
 
 def test_api_matches_hydra_app(tmp_path):
