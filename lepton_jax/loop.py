@@ -216,6 +216,37 @@ def monitor_value(result: dict, monitor: str, task: str) -> float:
 _NOT_COMPARED = ("trainer.progress", "trainer.resume", "trainer.compilation_cache", "logger.")
 
 
+def changes_since(earlier: dict, config: Config) -> dict:
+    """`config_changes` from a run's earlier run.json (`_read_run`) to `config`; {} without
+    one, as then there is nothing to compare."""
+    if "config" not in earlier:
+        return {}
+    return config_changes(earlier["config"], config_lib.to_dict(config))
+
+
+def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], changed: dict,
+                           where: str, fix: str):
+    """`ckpt.restore(target, step)`; when the checkpoint does not fit and settings changed
+    since the run's last start, the one error names them (`where`: the run's folder, as
+    the message says it; `fix`: what to do)."""
+    try:
+        return ckpt.restore(target, step)
+    except UserError as e:
+        if not changed:
+            raise
+        raise UserError(f"{where} last ran with other settings: {describe_changes(changed)}; "
+                        f"its checkpoints do not fit this config. {fix}") from e
+
+
+def resumes_with_changes(earlier: dict, step: int, changed: dict) -> dict:
+    """run.json's `resumed_with_changes`: the earlier run.json's list plus this start's
+    changes at `step` ({} when there has been none), so each change stays on record while
+    the config becomes the new one."""
+    resumes = earlier.get("resumed_with_changes", []) + (
+        [{"step": step, "changed": changed}] if changed else [])
+    return {"resumed_with_changes": resumes} if resumes else {}
+
+
 def config_changes(before: dict, after: dict) -> dict:
     """{dotted field: [before, after]} for the fields whose values differ (nested config
     dicts as `config_lib.to_dict` writes them), leaving out display-only settings."""
@@ -320,17 +351,11 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
             raise UserError(f"run directory {run_dir} already holds checkpoints and "
                             "trainer.resume=false would overwrite them; choose a new run "
                             "directory or set trainer.resume=true")
-        if "config" in earlier:  # without the earlier run.json there is nothing to compare
-            changed = config_changes(earlier["config"], config_lib.to_dict(config))
-        try:
-            state = ckpt.restore(state)
-        except UserError as e:
-            if not changed:
-                raise
-            raise UserError(f"run directory {run_dir} last ran with other settings: "
-                            f"{describe_changes(changed)}; its checkpoints do not fit this "
-                            "config. Resume with the run's own settings, or start a new run "
-                            "directory (hydra.run.dir=...)") from e
+        changed = changes_since(earlier, config)
+        state = restore_naming_changes(
+            ckpt, state, None, changed, f"run directory {run_dir}",
+            "Resume with the run's own settings, or start a new run directory "
+            "(hydra.run.dir=...)")
     start_step = int(to_host(state.step))
     if primary:
         echo(run_header(config, data, count_params(state.params), dp.num_devices,
@@ -341,15 +366,12 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
         echo(f"resuming {run_dir} at step {start_step} with settings changed since its last "
              f"start: {describe_changes(changed)}")
     # With several processes, process 0 writes the run's files; all take part in checkpoints.
-    # Each resume with changed settings is kept in run.json, whose config becomes the new one.
-    resumes = earlier.get("resumed_with_changes", []) + (
-        [{"step": start_step, "changed": changed}] if changed else [])
     write_json = _write_json if primary else (lambda path, payload: None)
     write_json(run_dir / "run.json", {"config": config_lib.to_dict(config),
                                        "data": data_info(data),
                                        "strategy": dp.strategy, "devices": dp.num_devices,
                                        "steps_per_call": fused,
-                                       **({"resumed_with_changes": resumes} if resumes else {})})
+                                       **resumes_with_changes(earlier, start_step, changed)})
 
     writer = _make_writer(config, run_dir, keep_until_step=start_step) if primary \
         else MultiWriter([])

@@ -19,8 +19,9 @@ from lepton_jax.config import Config
 from lepton_jax.data import load_dataset
 from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _read_run, _write_json, best_payload,
-                             config_changes, data_info, describe_changes, drive, monitor_value,
-                             resolve_steps_per_call, resume_best, run_header)
+                             changes_since, data_info, describe_changes, drive, monitor_value,
+                             resolve_steps_per_call, restore_naming_changes, resume_best,
+                             resumes_with_changes, run_header)
 from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import DataParallel, local_devices
@@ -193,22 +194,11 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     # As `fit` does: settings changed since a member's last start are named, and kept in
     # its run.json; checkpoints they no longer fit are one error naming them.
     earlier = [_read_run(d) if saved[i] else {} for i, d in enumerate(dirs)]
-    changes = [config_changes(e["config"], config_lib.to_dict(c)) if "config" in e else {}
-               for e, c in zip(earlier, configs, strict=True)]
-
-    def restore(i: int, single):
-        try:
-            return ckpts[i].restore(dp.replicate(single), halted_at.get(i, step))
-        except UserError as e:
-            if not changes[i]:
-                raise
-            raise UserError(f"job directory {dirs[i]} last ran with other settings: "
-                            f"{describe_changes(changes[i])}; its checkpoints do not fit this "
-                            "config. Resume with the sweep's own settings, or start a new "
-                            "sweep directory") from e
-
-    singles = [restore(i, s) if saved[i] and i not in diverged_before else s
-               for i, s in enumerate(singles)]
+    changes = [changes_since(e, c) for e, c in zip(earlier, configs, strict=True)]
+    singles = [restore_naming_changes(
+        ckpts[i], dp.replicate(s), halted_at.get(i, step), changes[i], f"job directory {dirs[i]}",
+        "Resume with the sweep's own settings, or start a new sweep directory")
+        if saved[i] and i not in diverged_before else s for i, s in enumerate(singles)]
     for i in [*halted_at, *diverged_before]:  # masked rows: only the step counter must match
         singles[i] = singles[i].replace(step=jnp.asarray(step, singles[i].step.dtype))
     # trainer.restore_best: each member's best evaluation so far and its parameters (host).
@@ -236,12 +226,11 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         echo(f"resuming {'every member' if len(who) == members else 'job ' + ', '.join(who)} "
              f"at step {start_step} with settings changed since its last start: {described}")
     for i, (config, d) in enumerate(zip(configs, dirs, strict=True)):
-        resumes = earlier[i].get("resumed_with_changes", []) + (
-            [{"step": halted_at.get(i, start_step), "changed": changes[i]}] if changes[i] else [])
         _write_json(d / "run.json", {"config": config_lib.to_dict(config), "data": data_info(data),
                                      "strategy": "population", "devices": used,
                                      "population": members, "steps_per_call": fused,
-                                     **({"resumed_with_changes": resumes} if resumes else {})})
+                                     **resumes_with_changes(earlier[i], halted_at.get(i, start_step),
+                                                            changes[i])})
     writers = [JsonlWriter(d / "metrics.jsonl", keep_until_step=kept_until[i])
                for i, d in enumerate(dirs)]
     x_train, y_train = dp.replicate((data.x_train, data.y_train))
