@@ -327,7 +327,7 @@ class Trainer:
             matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from lepton_jax.report import epoch_axis
+        from lepton_jax.report import epoch_axis, mark_kept
 
         h = self.history()
         if h.empty:
@@ -344,10 +344,8 @@ class Trainer:
             ax_metric.plot(h["epoch"], h[metric], marker="o", color="tab:green")
             ax_metric.set_ylabel(metric)
             kept = (self.result or {}).get("best", {}).get("step")
-            if kept in h.index:  # trainer.restore_best: the evaluation it ended with
-                ax_metric.plot([h.loc[kept, "epoch"]], [h.loc[kept, metric]], "*",
-                               color="tab:green", markeredgecolor="black", markersize=14,
-                               label=f"kept (step {kept})")
+            if mark_kept(ax_metric, h.reset_index().to_dict("records"), metric, kept,
+                         "tab:green", f"kept (step {kept})", 14):
                 ax_metric.legend()
         for ax in (ax_loss, ax_metric):
             epoch_axis(ax, len(h))  # whole-epoch ticks; points marked on short runs

@@ -266,13 +266,11 @@ def validate(config: Config, data_given: bool = False) -> Config:
     _positive("trainer.keep_checkpoints", t.keep_checkpoints)
     _positive("trainer.patience", t.patience, allow_zero=True)
     _positive("trainer.min_delta", t.min_delta, allow_zero=True)
-    if t.patience and not (t.eval_every_epochs or t.eval_every_steps):
-        raise UserError("trainer.patience counts evaluations, but trainer.eval_every_epochs "
-                        "and trainer.eval_every_steps are both 0; set one of them")
-    if t.restore_best and not (t.eval_every_epochs or t.eval_every_steps):
-        raise UserError("trainer.restore_best keeps the best evaluation's parameters, but "
-                        "trainer.eval_every_epochs and trainer.eval_every_steps are both 0; "
-                        "set one of them")
+    for name, what in (("patience", "counts evaluations"),
+                       ("restore_best", "keeps the best evaluation's parameters")):
+        if getattr(t, name) and not (t.eval_every_epochs or t.eval_every_steps):
+            raise UserError(f"trainer.{name} {what}, but trainer.eval_every_epochs and "
+                            "trainer.eval_every_steps are both 0; set one of them")
     _choice("trainer.progress", t.progress, PROGRESS)
     _choice("trainer.parallel", t.parallel, PARALLEL)
     if t.num_devices is not None:

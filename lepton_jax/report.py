@@ -197,6 +197,17 @@ def epoch_axis(ax, longest: int) -> None:
                 line.set_marker(".")
 
 
+def mark_kept(ax, records: list[dict], key: str, step: Optional[int], color, label: str,
+              size: float) -> bool:
+    """A star on `ax` at the evaluation of `step` among `records` (metrics.jsonl's): the one
+    whose parameters a `trainer.restore_best` run kept. False when no record is of `step`."""
+    kept = [r for r in records if r["step"] == step]
+    if kept:
+        ax.plot([kept[0]["epoch"]], [kept[0].get(key)], "*", color=color,
+                markeredgecolor="black", markersize=size, label=label)
+    return bool(kept)
+
+
 def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
                  ranked: str = "") -> Path:
     """report_curves.png: train loss and the validation metric per job over epochs.
@@ -238,10 +249,9 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
             if row["status"] == "diverged":
                 ax.plot(epochs[-1:], [records[-1].get(key)], "x", color="black", markersize=8,
                         label="diverged")
-            kept = [r for r in records if r["step"] == row.get("best_step")]
-            if kept and key != "train/loss":  # the evaluation whose parameters it kept
-                ax.plot([kept[0]["epoch"]], [kept[0].get(key)], "*", color=color,
-                        markeredgecolor="black", markersize=10, label="kept (restore_best)")
+            if key != "train/loss":
+                mark_kept(ax, records, key, row.get("best_step"), color, "kept (restore_best)",
+                          10)
     longest = max((len(r) for r in curves.values()), default=0)
     for ax, key in zip(axes[0], keys, strict=True):
         epoch_axis(ax, longest)
@@ -328,11 +338,8 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
     if keys:
         axes[0, 1].plot(epochs, [r.get(keys[0]) for r in records], marker=".", color="C1")
         axes[0, 1].set_ylabel(keys[0])
-        kept = [r for r in records if r["step"] == result.get("best", {}).get("step")]
-        if kept:  # trainer.restore_best: the evaluation whose parameters the run ended with
-            axes[0, 1].plot([kept[0]["epoch"]], [kept[0].get(keys[0])], "*", color="C1",
-                            markeredgecolor="black", markersize=12,
-                            label=f"kept (step {kept[0]['step']})")
+        kept = result.get("best", {}).get("step")
+        if mark_kept(axes[0, 1], records, keys[0], kept, "C1", f"kept (step {kept})", 12):
             axes[0, 1].legend(fontsize=8)
     for ax in axes[0]:
         epoch_axis(ax, len(records))
