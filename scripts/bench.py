@@ -84,15 +84,19 @@ class Ours:
 
     name = "lepton_jax"
 
-    def __init__(self, model_name, batch, x, y, steps_per_call, ynn=False):
+    def __init__(self, model_name, batch, x, y, steps_per_call, ynn=None):
         model = build_model(MODELS[model_name], 10)
         steps = len(x) // batch
         tx = make_optimizer(OptimConfig(lr=0.05, momentum=0.9, schedule="constant"),
                             steps * 100, steps)
         dp = DataParallel("single" if jax.device_count() == 1 else "jit", jax.devices(), batch)
-        if ynn:  # XLA:CPU's own default, which the trainer turns off (parallel.compiler_options)
-            dp.compiler_options = None
+        if ynn == "default":  # XLA:CPU's own default, which the trainer turns off
+            dp.compiler_options = None  # (parallel.compiler_options)
             self.name = "lepton_jax+ynn"
+        elif ynn == "dot":  # YNNPACK for dots only
+            dp.compiler_options = {"xla_cpu_experimental_ynn_fusion_type":
+                                   "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+            self.name = "lepton_jax+ynn_dot"
         state = dp.replicate(create_state(model, tx, x.shape[1:], 0))
         xd, yd = dp.replicate((x, y))
         self.k = _steps_per_call(steps_per_call, steps)
@@ -197,10 +201,10 @@ class TorchEager:
         return loss.item()
 
 
-def bench_case(model_name, batch, x, y, rounds, steps_per_call, with_torch, with_ynn=False):
+def bench_case(model_name, batch, x, y, rounds, steps_per_call, with_torch, with_ynn=None):
     competitors = [Ours(model_name, batch, x, y, steps_per_call), FlaxExamples(model_name, batch, x, y)]
     if with_ynn:
-        competitors.insert(1, Ours(model_name, batch, x, y, steps_per_call, ynn=True))
+        competitors.insert(1, Ours(model_name, batch, x, y, steps_per_call, ynn=with_ynn))
     if with_torch:
         competitors.append(TorchEager(model_name, batch, x, y))
     samples = (len(x) // batch) * batch
@@ -304,9 +308,10 @@ def main():
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--steps-per-call", default="auto")
     p.add_argument("--no-torch", action="store_true")
-    p.add_argument("--ynn", action="store_true",
-                   help="also time the trainer with XLA:CPU's YNNPACK fusions on (its default, "
-                        "which lepton_jax turns off: parallel.compiler_options)")
+    p.add_argument("--ynn", nargs="?", const="default", choices=["default", "dot"],
+                   help="also time the trainer with XLA:CPU's YNNPACK fusions on: `default` "
+                        "(XLA's own default, which lepton_jax turns off: "
+                        "parallel.compiler_options) or `dot` (YNNPACK for dots only)")
     p.add_argument("--time-to-accuracy", type=float, default=0.0)
     p.add_argument("--tta-recipes", default="128:5:0.1",
                    help="LeNet-5 one-cycle recipes batch:epochs:peak_lr, comma-separated")
