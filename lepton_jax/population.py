@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +21,7 @@ from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _read_run, _write_json, best_payload,
                              changes_since, data_info, describe_changes, drive, monitor_value,
                              resolve_steps_per_call, restore_naming_changes, resume_best,
-                             resumes_with_changes, run_header)
+                             resumes_with_changes, run_header, summary_line)
 from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import DataParallel, local_devices
@@ -29,7 +29,8 @@ from lepton_jax.progress import StepProgress
 from lepton_jax.stopping import best_kept, early_line, early_stop, evaluations, stop_on_interrupt
 from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_train_step
-from lepton_jax.writers import JsonlWriter, diverged_at, echo, read_records, short_value
+from lepton_jax.writers import (JsonlWriter, LineWriter, MultiWriter, diverged_at, echo,
+                                read_records, short_value)
 
 # Fields that enter the step as arrays (optimizer hyperparameters injected into the optimizer
 # state, and the seed behind init, step rng and data order); every other field is structural.
@@ -104,9 +105,14 @@ def _memory_cap(model, input_shape: tuple, batch_size: int, devices: list) -> tu
 
 
 def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLike],
+                   logs: Optional[Sequence[Callable[[str], None]]] = None,
                    _fits_memory: bool = False) -> list[dict]:
     """Trains `configs` (one population) as one vmapped program; member i writes `workdirs[i]`
     exactly as `fit` would (run.json, metrics.jsonl, checkpoints, result.json).
+
+    `logs`: per member, where its own console lines go (a Hydra job's `train.log`,
+    `writers.JobLog`): what its standalone run would print (header, evaluations, final
+    metrics, done line), while the console gets the population's lines.
 
     A population larger than the devices' memory allows (estimated from shapes) trains in
     chunks, one after another; members are independent, so the results are the same.
@@ -144,7 +150,8 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
             print(f"population of {members} trains in chunks of {cap}: ~{per_member / 2**20:.1f} "
                   f"MiB per member, {free / 2**20:.0f} MiB free", flush=True)
             return [result for i in range(0, members, cap)
-                    for result in fit_population(configs[i:i + cap], workdirs[i:i + cap], True)]
+                    for result in fit_population(configs[i:i + cap], workdirs[i:i + cap],
+                                                 logs and logs[i:i + cap], True)]
     tx = make_optimizer(base.optim, total_steps, steps_per_epoch)
 
     def member_state(config: Config):
@@ -225,6 +232,16 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     for described, who in changed_members.items():
         echo(f"resuming {'every member' if len(who) == members else 'job ' + ', '.join(who)} "
              f"at step {start_step} with settings changed since its last start: {described}")
+    tell = logs or [lambda line: None] * members  # each member's own log
+    for i in range(members):
+        tell[i](run_header(configs[i], data, count_params(singles[i].params), used, platform,
+                           fused, steps_per_epoch)
+                + f" | in a population of {members}"
+                + (f" | resuming at step {start_step}" if start_step else "")
+                + f" | run dir {dirs[i]}")
+        if changes[i]:
+            tell[i](f"resuming {dirs[i]} at step {start_step} with settings changed since its "
+                    f"last start: {describe_changes(changes[i])}")
     for i, (config, d) in enumerate(zip(configs, dirs, strict=True)):
         _write_json(d / "run.json", {"config": config_lib.to_dict(config), "data": data_info(data),
                                      "strategy": "population", "devices": used,
@@ -233,6 +250,8 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                                                             changes[i])})
     writers = [JsonlWriter(d / "metrics.jsonl", keep_until_step=kept_until[i])
                for i, d in enumerate(dirs)]
+    if logs:
+        writers = [MultiWriter([w, LineWriter(log)]) for w, log in zip(writers, logs, strict=True)]
     x_train, y_train = dp.replicate((data.x_train, data.y_train))
     permute = jax.jit(jax.vmap(epoch_permutation, in_axes=(0, None, None)), static_argnums=2)
     cadence = Cadence(t, steps_per_epoch, total_steps)
@@ -275,6 +294,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
             at = halted_at.get(i, step)
             halted[i] = (at, {s: now[s][i] for s in now})
             echo(f"job {names[i]}: {early_line(early[i], at, steps_per_epoch)}; masked")
+            tell[i](early_line(early[i], at, steps_per_epoch))
 
     step = start_step
     clock = _Stopwatch(started)
@@ -364,6 +384,8 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                                               for key, v in metrics[s].items()
                                               if key != "confusion"})
             _write_json(dirs[i] / "result.json", result)
+            if result["status"] == "done":
+                tell[i](summary_line(result, data.task, dirs[i]))
             results.append(result)
     except Interrupted:
         stopped = True

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional, Protocol, TextIO
+from typing import Callable, Optional, Protocol, TextIO
 
 
 def short_value(value) -> str:
@@ -93,14 +93,48 @@ def log_run_lines(enabled: bool) -> None:
     _log_files = enabled
 
 
+def _log_files_now() -> list[logging.FileHandler]:
+    return [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+
+
+def _to_files(line: str, handlers: list[logging.FileHandler]) -> None:
+    record = logging.LogRecord("lepton_jax.run", logging.INFO, __file__, 0, line, None, None)
+    for handler in handlers:
+        handler.handle(record)
+
+
 def echo(line: str, stream: Optional[TextIO] = None) -> None:
     """Shows one line of a run: printed, and copied to the log files (`log_run_lines`)."""
     print(line, file=stream or sys.stdout, flush=True)
     if _log_files:
-        record = logging.LogRecord("lepton_jax.run", logging.INFO, __file__, 0, line, None, None)
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.FileHandler):
-                handler.handle(record)
+        _to_files(line, _log_files_now())
+
+
+class JobLog:
+    """The log files Hydra set up for one job (its `train.log`), kept to write that job's
+    lines later, after Hydra has set up other jobs' logging: a population member's own lines,
+    as its standalone run would have logged them. Nothing is written where the job's logging
+    had no file (`hydra/job_logging=disabled`)."""
+
+    def __init__(self):
+        self._handlers = _log_files_now()
+
+    def __call__(self, line: str) -> None:
+        # A handler that Hydra closed while setting up the next job reopens its file to
+        # append (logging.FileHandler does so unless its mode is "w").
+        _to_files(line, self._handlers)
+
+    def close(self) -> None:
+        for handler in self._handlers:
+            handler.close()
+
+
+def record_line(step: int, scalars: dict) -> str:
+    """`step 22 | epoch 1 | train/loss 0.8007 | ...`: one record as the console shows it."""
+    parts = [f"step {step}"]
+    for key, value in scalars.items():
+        parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+    return " | ".join(parts)
 
 
 class ConsoleWriter:
@@ -110,13 +144,26 @@ class ConsoleWriter:
         self.stream = stream  # None: sys.stdout at the time of writing (notebooks replace it)
 
     def write_scalars(self, step: int, scalars: dict) -> None:
-        parts = [f"step {step}"]
-        for key, value in scalars.items():
-            parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
-        echo(" | ".join(parts), self.stream)
+        echo(record_line(step, scalars), self.stream)
 
     def flush(self) -> None:
         (self.stream or sys.stdout).flush()
+
+    def close(self) -> None:
+        pass
+
+
+class LineWriter:
+    """Each record as a console line, handed to `emit` (a population member's `JobLog`)."""
+
+    def __init__(self, emit: Callable[[str], None]):
+        self.emit = emit
+
+    def write_scalars(self, step: int, scalars: dict) -> None:
+        self.emit(record_line(step, scalars))
+
+    def flush(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

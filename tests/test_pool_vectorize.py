@@ -23,6 +23,39 @@ def _records(job_dir):
     return [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def _logged(job_dir) -> list[str]:
+    """train.log's messages, without Hydra's timestamp prefix."""
+    return [line.split(" - ", 1)[1] for line in (job_dir / "train.log").read_text().splitlines()]
+
+
+def _record_lines(lines: list[str]) -> list[tuple[int, list[tuple[str, float]]]]:
+    """`step 22 | epoch 1 | train/loss 0.8007` lines as (22, [("epoch", 1.0), ...])."""
+    parsed = []
+    for line in lines:
+        if line.startswith("step "):
+            head, *parts = line.split(" | ")
+            pairs = [part.rsplit(" ", 1) for part in parts]
+            parsed.append((int(head.split()[1]),
+                           [(k, float("nan") if v == "diverged" else float(v)) for k, v in pairs]))
+    return parsed
+
+
+def _assert_same_log(a, b):
+    """A member's train.log holds its standalone job's lines: the same record lines (values
+    to the printed digits), a header naming the population, and a done line of its own dir."""
+    la, lb = _logged(a), _logged(b)
+    ra, rb = _record_lines(la), _record_lines(lb)
+    assert [(step, [k for k, _ in pairs]) for step, pairs in ra] == \
+        [(step, [k for k, _ in pairs]) for step, pairs in rb]
+    for (_, pa), (_, pb) in zip(ra, rb, strict=True):
+        np.testing.assert_allclose([v for _, v in pa], [v for _, v in pb], rtol=1e-3, atol=1e-4)
+    assert "in a population of" in lb[0] and "in a population of" not in la[0]
+    assert la[0].endswith(f" | run dir {a}") and lb[0].endswith(f" | run dir {b}")
+    assert la[0].split(" | ")[:4] == lb[0].split(" | ")[:4]  # model, data, optimizer, epochs
+    if "event diverged" not in lb[-1]:
+        assert lb[-1].startswith("done: ") and lb[-1].endswith(f" | run dir {b}")
+
+
 def _assert_same_job(a, b):
     ra, rb = _records(a), _records(b)
     assert [sorted(r) for r in ra] == [sorted(r) for r in rb]
@@ -53,6 +86,10 @@ def test_vectorized_sweep_matches_the_job_by_job_sweep(tmp_path):
         assert {p.name for p in a.iterdir()} == {p.name for p in b.iterdir()}
         assert (a / ".hydra" / "overrides.yaml").read_text() == (b / ".hydra" / "overrides.yaml").read_text()
         _assert_same_job(a, b)
+        _assert_same_log(a, b)
+    for job in (4, 5):  # diverged: the same last line in both logs
+        _assert_same_log(tmp_path / "plain" / str(job), tmp_path / "vector" / str(job))
+        assert _logged(tmp_path / "vector" / str(job))[-1].split(" | ")[1] == "event diverged"
     result = json.loads((tmp_path / "vector" / "4" / "result.json").read_text())
     assert result["status"] == "diverged"
     assert "training diverged at step" in (tmp_path / "vector" / "4" / "stderr.log").read_text() or \

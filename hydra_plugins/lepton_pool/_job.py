@@ -184,12 +184,14 @@ def run_population(ctx: JobContext,
     """Trains lepton_jax jobs that differ only in vectorizable fields as one population.
 
     Each member's job dir is set up by Hydra's own `run_job` (config snapshot, logging,
-    chdir rules) with a task that only records the member's config; then all members train
-    together, and each JobReturn gets its member's metric or failure.
+    chdir rules) with a task that only records the member's config and its log files; then
+    all members train together, each member's `train.log` getting the lines its standalone
+    run would log, and each JobReturn gets its member's metric or failure.
     """
     from lepton_jax.config import Config
     from lepton_jax.errors import DivergedError, UserError
     from lepton_jax.population import fit_population
+    from lepton_jax.writers import JobLog
 
     members, outcomes = [], []  # per member: what its task saw (config, output dir)
     for num, overrides, config in jobs:
@@ -198,6 +200,7 @@ def run_population(ctx: JobContext,
         def record(cfg: DictConfig, seen=seen) -> None:
             seen["config"] = OmegaConf.to_object(cfg)
             seen["dir"] = HydraConfig.get().runtime.output_dir
+            seen["log"] = JobLog()  # its train.log, which Hydra has just set up
 
         ret, directory, _ = _hydra_job(ctx, num, overrides, record, config)
         if ret.status == JobStatus.FAILED or not isinstance(seen.get("config"), Config):
@@ -211,9 +214,13 @@ def run_population(ctx: JobContext,
             f.write(f"trained in a population of {len(members)}; its log: {first / 'stdout.log'}\n")
     with captured_output(first):
         try:
-            results = fit_population([m["config"] for m in members], [m["dir"] for m in members])
+            results = fit_population([m["config"] for m in members], [m["dir"] for m in members],
+                                     [m["log"] for m in members])
         except UserError as e:
             results = [{"status": "failed", "error": e}] * len(members)
+        finally:
+            for m in members:
+                m["log"].close()
     for outcome, result in zip(outcomes, results, strict=True):
         ret = outcome.ret
         if result["status"] == "done":
