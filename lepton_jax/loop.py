@@ -284,14 +284,19 @@ def data_info(data: DataSplits) -> dict:
                       "test": len(data.x_test)}}
 
 
+def wandb_writer(config: Config, run_dir: Path, alongside: bool = False) -> WandbWriter:
+    """The run's wandb run (`logger=wandb`), named after its run dir."""
+    return WandbWriter(run_dir, config.logger.wandb_project, config.logger.wandb_entity,
+                       config.logger.wandb_mode, config_lib.to_dict(config), name=run_dir.name,
+                       alongside=alongside)
+
+
 def _make_writer(config: Config, run_dir: Path, keep_until_step: int):
     writers = [JsonlWriter(run_dir / "metrics.jsonl", keep_until_step=keep_until_step)]
     if config.logger.name in ("console", "wandb"):
         writers.append(ConsoleWriter())
     if config.logger.name == "wandb":
-        writers.append(WandbWriter(run_dir, config.logger.wandb_project,
-                                   config.logger.wandb_entity, config.logger.wandb_mode,
-                                   config_lib.to_dict(config), name=run_dir.name))
+        writers.append(wandb_writer(config, run_dir))
     return MultiWriter(writers)
 
 

@@ -21,7 +21,8 @@ from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _read_run, _write_json, best_payload,
                              changes_since, data_info, describe_changes, drive, monitor_value,
                              resolve_steps_per_call, restore_naming_changes, resume_best,
-                             resumes_with_changes, run_header, summary_line)
+                             resumes_with_changes, run_header, summary_line,
+                             wandb_writer)
 from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import DataParallel, local_devices
@@ -252,6 +253,9 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                for i, d in enumerate(dirs)]
     if logs:
         writers = [MultiWriter([w, LineWriter(log)]) for w, log in zip(writers, logs, strict=True)]
+    # logger=wandb: a wandb run per member, as its standalone run has, all logging at once.
+    writers = [MultiWriter([w, wandb_writer(configs[i], dirs[i], alongside=True)])
+               if configs[i].logger.name == "wandb" else w for i, w in enumerate(writers)]
     x_train, y_train = dp.replicate((data.x_train, data.y_train))
     permute = jax.jit(jax.vmap(epoch_permutation, in_axes=(0, None, None)), static_argnums=2)
     cadence = Cadence(t, steps_per_epoch, total_steps)

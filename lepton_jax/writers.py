@@ -173,7 +173,9 @@ class WandbWriter:
     """Logs to Weights & Biases; offline by default, so no account or network is needed."""
 
     def __init__(self, run_dir: Path, project: str, entity: Optional[str], mode: str,
-                 config: dict, name: Optional[str] = None):
+                 config: dict, name: Optional[str] = None, alongside: bool = False):
+        """`alongside`: a run that logs while others of this process do (a population's
+        members, one wandb run each), instead of finishing the one before it."""
         try:
             import wandb
         except ImportError:
@@ -181,7 +183,8 @@ class WandbWriter:
 
             raise UserError("logger=wandb needs the wandb package; install lepton-jax[wandb]") from None
         self._run = wandb.init(project=project, entity=entity, mode=mode, config=config,
-                               dir=str(run_dir), name=name, reinit="finish_previous")
+                               dir=str(run_dir), name=name,
+                               reinit="create_new" if alongside else "finish_previous")
 
     def write_scalars(self, step: int, scalars: dict) -> None:
         self._run.log({k: v for k, v in scalars.items() if isinstance(v, (int, float))},
