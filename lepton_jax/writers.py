@@ -119,6 +119,10 @@ class JobLog:
     def __init__(self):
         self._handlers = _log_files_now()
 
+    @property
+    def files(self) -> list[str]:
+        return [h.baseFilename for h in self._handlers]
+
     def __call__(self, line: str) -> None:
         # A handler that Hydra closed while setting up the next job reopens its file to
         # append (logging.FileHandler does so unless its mode is "w").

@@ -87,6 +87,9 @@ def test_vectorized_sweep_matches_the_job_by_job_sweep(tmp_path):
         assert (a / ".hydra" / "overrides.yaml").read_text() == (b / ".hydra" / "overrides.yaml").read_text()
         _assert_same_job(a, b)
         _assert_same_log(a, b)
+    for job in (2, 3):  # not first in their population: their stdout.log says where to look
+        said = (tmp_path / "vector" / str(job) / "stdout.log").read_text()
+        assert f"its own lines: {tmp_path / 'vector' / str(job) / 'train.log'}" in said, said
     for job in (4, 5):  # diverged: the same last line in both logs
         _assert_same_log(tmp_path / "plain" / str(job), tmp_path / "vector" / str(job))
         assert _logged(tmp_path / "vector" / str(job))[-1].split(" | ")[1] == "event diverged"

@@ -209,9 +209,11 @@ def run_population(ctx: JobContext,
         members.append(seen)
         outcomes.append(Outcome(num, ret, str(directory)))
     first = Path(outcomes[0].job_dir)
-    for outcome in outcomes[1:]:
+    for member, outcome in zip(members[1:], outcomes[1:], strict=True):
+        own = "".join(f"; its own lines: {name}" for name in member["log"].files[:1])
         with open(Path(outcome.job_dir) / "stdout.log", "a") as f:
-            f.write(f"trained in a population of {len(members)}; its log: {first / 'stdout.log'}\n")
+            f.write(f"trained in a population of {len(members)}; the population's output: "
+                    f"{first / 'stdout.log'}{own}\n")
     with captured_output(first):
         try:
             results = fit_population([m["config"] for m in members], [m["dir"] for m in members],
