@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Protocol, TextIO
+from typing import Callable, Iterator, Optional, Protocol, TextIO
 
 
 def short_value(value) -> str:
@@ -127,6 +128,18 @@ class JobLog:
         # A handler that Hydra closed while setting up the next job reopens its file to
         # append (logging.FileHandler does so unless its mode is "w").
         _to_files(line, self._handlers)
+
+    @contextlib.contextmanager
+    def as_root(self) -> Iterator[None]:
+        """Logging of any logger goes to this job's files meanwhile, as while its job ran."""
+        root = logging.getLogger()
+        saved = root.handlers[:]
+        root.handlers = [h for h in saved if not isinstance(h, logging.FileHandler)] + \
+            self._handlers
+        try:
+            yield
+        finally:
+            root.handlers = saved
 
     def close(self) -> None:
         for handler in self._handlers:

@@ -3,6 +3,7 @@ launcher, with outputs that match the same sweep run job by job."""
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -23,9 +24,10 @@ def _records(job_dir):
     return [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def _logged(job_dir) -> list[str]:
-    """train.log's messages, without Hydra's timestamp prefix."""
-    return [line.split(" - ", 1)[1] for line in (job_dir / "train.log").read_text().splitlines()]
+def _logged(job_dir, logger="lepton_jax.run") -> list[str]:
+    """The messages of `logger` in train.log, without Hydra's prefix."""
+    return [line.split(" - ", 1)[1] for line in (job_dir / "train.log").read_text().splitlines()
+            if f"][{logger}][" in line]
 
 
 def _record_lines(lines: list[str]) -> list[tuple[int, list[tuple[str, float]]]]:
@@ -69,7 +71,9 @@ def _assert_same_job(a, b):
 
 
 def test_vectorized_sweep_matches_the_job_by_job_sweep(tmp_path):
-    grid = ["optim.lr=0.02,0.05,1e5", "seed=0,1", "optim.schedule=constant"]
+    # Hydra's own job callback pickles each job's config and JobReturn (on_job_start/end).
+    grid = ["optim.lr=0.02,0.05,1e5", "seed=0,1", "optim.schedule=constant",
+            "+hydra.callbacks.pickle._target_=hydra.experimental.callbacks.PickleJobInfoCallback"]
     plain = run_cli("-m", *SMALL, *grid, "hydra/launcher=pool", f"hydra.sweep.dir={tmp_path / 'plain'}",
                     cwd=tmp_path)
     vector = run_cli("-m", *SMALL, *grid, "hydra/launcher=pool", "hydra.launcher.vectorize=true",
@@ -87,6 +91,20 @@ def test_vectorized_sweep_matches_the_job_by_job_sweep(tmp_path):
         assert (a / ".hydra" / "overrides.yaml").read_text() == (b / ".hydra" / "overrides.yaml").read_text()
         _assert_same_job(a, b)
         _assert_same_log(a, b)
+    for job in range(6):  # Hydra's job callbacks saw each member end with its own result
+        a, b = tmp_path / "plain" / str(job) / ".hydra", tmp_path / "vector" / str(job) / ".hydra"
+        ja, jb = (pickle.loads((d / "job_return.pickle").read_bytes()) for d in (a, b))
+        assert ja.status == jb.status and ja.overrides == jb.overrides
+        if job < 4:
+            assert jb.return_value == pytest.approx(ja.return_value, abs=1e-6)
+        else:
+            assert type(ja._return_value).__name__ == type(jb._return_value).__name__ == \
+                "DivergedError"
+        config = pickle.loads((b / "config.pickle").read_bytes())
+        assert config.hydra.runtime.output_dir == str(b.parent)
+        said = _logged(b.parent, "hydra.experimental.callbacks.PickleJobInfoCallback")
+        assert said == [f"Saving job configs in {b / 'config.pickle'}",  # its own, only
+                        f"Saving job_return in {b / 'job_return.pickle'}"], said
     for job in (2, 3):  # not first in their population: their stdout.log says where to look
         said = (tmp_path / "vector" / str(job) / "stdout.log").read_text()
         assert f"its own lines: {tmp_path / 'vector' / str(job) / 'train.log'}" in said, said

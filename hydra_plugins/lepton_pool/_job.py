@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pickle
 import sys
@@ -194,6 +195,11 @@ def run_population(ctx: JobContext,
     from lepton_jax.writers import JobLog
 
     members, outcomes = [], []  # per member: what its task saw (config, output dir)
+    # Hydra's job callbacks hear of a member when its training has ended, not when its job
+    # dir is set up (run_job calls them around the config-recording task).
+    held = _HeldJobCallbacks()
+    setup = dataclasses.replace(ctx, hydra_context=HydraContext(
+        config_loader=ctx.hydra_context.config_loader, callbacks=held))
     for num, overrides, config in jobs:
         seen: dict = {}
 
@@ -202,7 +208,7 @@ def run_population(ctx: JobContext,
             seen["dir"] = HydraConfig.get().runtime.output_dir
             seen["log"] = JobLog()  # its train.log, which Hydra has just set up
 
-        ret, directory, _ = _hydra_job(ctx, num, overrides, record, config)
+        ret, directory, _ = _hydra_job(setup, num, overrides, record, config)
         if ret.status == JobStatus.FAILED or not isinstance(seen.get("config"), Config):
             raise UserError("hydra.launcher.vectorize=true trains lepton_jax configs only; job "
                             f"{num} ({' '.join(overrides)}) is not one")
@@ -220,9 +226,10 @@ def run_population(ctx: JobContext,
                                      [m["log"] for m in members])
         except UserError as e:
             results = [{"status": "failed", "error": e}] * len(members)
-        finally:
+        except BaseException:
             for m in members:
                 m["log"].close()
+            raise
     for outcome, result in zip(outcomes, results, strict=True):
         ret = outcome.ret
         if result["status"] == "done":
@@ -233,4 +240,45 @@ def run_population(ctx: JobContext,
                 error = DivergedError(result["step"], result["loss"])
             ret.status, ret._return_value = JobStatus.FAILED, error
             outcome.error = f"{type(error).__name__}: {error}"
+    try:
+        held.replay(ctx, outcomes, [m["log"] for m in members])
+    finally:
+        for m in members:
+            m["log"].close()
     return outcomes
+
+
+class _HeldJobCallbacks:
+    """Stands in for Hydra's callbacks while population members' job dirs are set up: keeps
+    each member's job config, so that `replay` can call the sweep's `on_job_start` and
+    `on_job_end` for it, in pairs, once its JobReturn holds its training's result."""
+
+    def __init__(self):
+        self.configs: list[DictConfig] = []
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.configs.append(config)
+
+    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        pass
+
+    def replay(self, ctx: JobContext, outcomes: Sequence[Outcome], logs: Sequence) -> None:
+        """Each member's on_job_start and on_job_end, with its output and logging going to
+        its own job dir as while its job ran (`logs`: its `writers.JobLog`)."""
+        from hydra.experimental.callback import Callback
+
+        callbacks = ctx.hydra_context.callbacks
+        hooked = [c for c in getattr(callbacks, "callbacks", [])
+                  if any(getattr(type(c), name, None) not in (None, getattr(Callback, name))
+                         for name in ("on_job_start", "on_job_end"))]
+        if not hooked:  # the default config's callbacks have no job hooks: skip the set-up
+            return
+        saved = HydraConfig.instance().cfg
+        try:
+            for config, outcome, log in zip(self.configs, outcomes, logs, strict=True):
+                HydraConfig.instance().set_config(config)
+                with captured_output(Path(outcome.job_dir)), log.as_root():
+                    callbacks.on_job_start(config=config, task_function=ctx.task_function)
+                    callbacks.on_job_end(config=config, job_return=outcome.ret)
+        finally:
+            HydraConfig.instance().cfg = saved
