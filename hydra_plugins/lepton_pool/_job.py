@@ -14,7 +14,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, env_override, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -278,7 +278,8 @@ class _HeldJobCallbacks:
             for config, outcome, log in zip(self.configs, outcomes, logs, strict=True):
                 HydraConfig.instance().set_config(config)
                 with captured_output(Path(outcome.job_dir)), log.as_root():
-                    callbacks.on_job_start(config=config, task_function=ctx.task_function)
+                    with env_override(config.hydra.job.env_set):  # as run_job does
+                        callbacks.on_job_start(config=config, task_function=ctx.task_function)
                     callbacks.on_job_end(config=config, job_return=outcome.ret)
         finally:
             HydraConfig.instance().cfg = saved
