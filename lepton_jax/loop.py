@@ -238,6 +238,17 @@ def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], chan
                         f"its checkpoints do not fit this config. {fix}") from e
 
 
+def start_lines(header: str, run_dir: Path, start_step: int, changed: dict) -> list[str]:
+    """What a run logs as it starts: its `run_header` (plus where it resumes and its run
+    dir), then the settings changed since its last start, if any."""
+    lines = [header + (f" | resuming at step {start_step}" if start_step else "")
+             + f" | run dir {run_dir}"]
+    if changed:
+        lines.append(f"resuming {run_dir} at step {start_step} with settings changed since "
+                     f"its last start: {describe_changes(changed)}")
+    return lines
+
+
 def resumes_with_changes(earlier: dict, step: int, changed: dict) -> dict:
     """run.json's `resumed_with_changes`: the earlier run.json's list plus this start's
     changes at `step` ({} when there has been none), so each change stays on record while
@@ -363,13 +374,10 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
             "(hydra.run.dir=...)")
     start_step = int(to_host(state.step))
     if primary:
-        echo(run_header(config, data, count_params(state.params), dp.num_devices,
-                        devices[0].platform, fused, steps_per_epoch)
-             + (f" | resuming at step {start_step}" if start_step else "")
-             + f" | run dir {run_dir}")
-    if changed and primary:
-        echo(f"resuming {run_dir} at step {start_step} with settings changed since its last "
-             f"start: {describe_changes(changed)}")
+        for line in start_lines(run_header(config, data, count_params(state.params),
+                                           dp.num_devices, devices[0].platform, fused,
+                                           steps_per_epoch), run_dir, start_step, changed):
+            echo(line)
     # With several processes, process 0 writes the run's files; all take part in checkpoints.
     write_json = _write_json if primary else (lambda path, payload: None)
     write_json(run_dir / "run.json", {"config": config_lib.to_dict(config),

@@ -21,8 +21,8 @@ from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _read_run, _write_json, best_payload,
                              changes_since, data_info, describe_changes, drive, monitor_value,
                              resolve_steps_per_call, restore_naming_changes, resume_best,
-                             resumes_with_changes, run_header, summary_line,
-                             wandb_writer)
+                             resumes_with_changes, run_header, start_lines,
+                             summary_line, wandb_writer)
 from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import make_optimizer
 from lepton_jax.parallel import DataParallel, local_devices
@@ -221,9 +221,10 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     # Each member's history: a stopped member keeps its records up to its own stop.
     kept_until = [halted_at.get(i, diverged_before.get(i, (start_step,))[0])
                   for i in range(members)]
+    num_params = count_params(singles[0].params)  # one model: the same for every member
     echo(f"population of {members}: "
-         + run_header(base, data, count_params(singles[0].params), used, platform, fused,
-                      steps_per_epoch, _varying(configs))
+         + run_header(base, data, num_params, used, platform, fused, steps_per_epoch,
+                      _varying(configs))
          + (f" | resuming at step {start_step}" if start_step else ""))
     names = _member_names(configs, dirs)
     changed_members: dict[str, list[str]] = {}
@@ -235,14 +236,10 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
              f"at step {start_step} with settings changed since its last start: {described}")
     tell = logs or [lambda line: None] * members  # each member's own log
     for i in range(members):
-        tell[i](run_header(configs[i], data, count_params(singles[i].params), used, platform,
-                           fused, steps_per_epoch)
-                + f" | in a population of {members}"
-                + (f" | resuming at step {start_step}" if start_step else "")
-                + f" | run dir {dirs[i]}")
-        if changes[i]:
-            tell[i](f"resuming {dirs[i]} at step {start_step} with settings changed since its "
-                    f"last start: {describe_changes(changes[i])}")
+        header = run_header(configs[i], data, num_params, used, platform, fused,
+                            steps_per_epoch) + f" | in a population of {members}"
+        for line in start_lines(header, dirs[i], start_step, changes[i]):
+            tell[i](line)
     for i, (config, d) in enumerate(zip(configs, dirs, strict=True)):
         _write_json(d / "run.json", {"config": config_lib.to_dict(config), "data": data_info(data),
                                      "strategy": "population", "devices": used,

@@ -220,27 +220,23 @@ def run_population(ctx: JobContext,
         with open(Path(outcome.job_dir) / "stdout.log", "a") as f:
             f.write(f"trained in a population of {len(members)}; the population's output: "
                     f"{first / 'stdout.log'}{own}\n")
-    with captured_output(first):
-        try:
-            results = fit_population([m["config"] for m in members], [m["dir"] for m in members],
-                                     [m["log"] for m in members])
-        except UserError as e:
-            results = [{"status": "failed", "error": e}] * len(members)
-        except BaseException:
-            for m in members:
-                m["log"].close()
-            raise
-    for outcome, result in zip(outcomes, results, strict=True):
-        ret = outcome.ret
-        if result["status"] == "done":
-            ret.status, ret._return_value = JobStatus.COMPLETED, result["monitor"]
-        else:
-            error = result.get("error")
-            if result["status"] == "diverged":
-                error = DivergedError(result["step"], result["loss"])
-            ret.status, ret._return_value = JobStatus.FAILED, error
-            outcome.error = f"{type(error).__name__}: {error}"
     try:
+        with captured_output(first):
+            try:
+                results = fit_population([m["config"] for m in members],
+                                         [m["dir"] for m in members], [m["log"] for m in members])
+            except UserError as e:
+                results = [{"status": "failed", "error": e}] * len(members)
+        for outcome, result in zip(outcomes, results, strict=True):
+            ret = outcome.ret
+            if result["status"] == "done":
+                ret.status, ret._return_value = JobStatus.COMPLETED, result["monitor"]
+            else:
+                error = result.get("error")
+                if result["status"] == "diverged":
+                    error = DivergedError(result["step"], result["loss"])
+                ret.status, ret._return_value = JobStatus.FAILED, error
+                outcome.error = f"{type(error).__name__}: {error}"
         held.replay(ctx, outcomes, [m["log"] for m in members])
     finally:
         for m in members:
