@@ -4,6 +4,7 @@ launcher, with outputs that match the same sweep run job by job."""
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -158,6 +159,32 @@ def test_grouping_by_structural_fields(tmp_path):
     assert "launching 2 jobs as 2 populations" in alone.stdout
     for job in range(2):
         assert "population" not in json.loads((tmp_path / "a" / str(job) / "run.json").read_text())
+
+
+def test_members_train_under_their_hydra_job_env_set(tmp_path):
+    """A population trains in its members' `hydra.job.env_set`, as their jobs would run:
+    here LEPTON_JAX_DATA_CACHE=off, which keeps the decoded data out of the cache folder."""
+    tiny = ["data.limit=300", "trainer.epochs=1", "trainer.batch_size=50", "seed=0,1",
+            "hydra/launcher=pool", "hydra.launcher.vectorize=true", "hydra.launcher.slots=1"]
+    cache = tmp_path / "cache"
+    env = {"LEPTON_JAX_CACHE_DIR": str(cache / "xla")}
+    kept = run_cli("-m", *tiny, f"hydra.sweep.dir={tmp_path / 'kept'}", cwd=tmp_path, env=env)
+    assert kept.returncode == 0, kept.stderr
+    assert [p.name for p in cache.iterdir() if p.name != "xla"]  # the data cache is written
+    shutil.rmtree(cache)
+    off = run_cli("-m", *tiny, "+hydra.job.env_set.LEPTON_JAX_DATA_CACHE=off",
+                  f"hydra.sweep.dir={tmp_path / 'off'}", cwd=tmp_path, env=env)
+    assert off.returncode == 0, off.stderr
+    assert "launching 2 jobs as 1 population" in off.stdout
+    assert [p.name for p in cache.iterdir() if p.name != "xla"] == []
+    # One process has one environment: members whose env_set differs are refused.
+    per_job = run_cli("-m", *tiny, "+hydra.job.env_set.MEMBER=${hydra.job.num}",
+                      f"hydra.sweep.dir={tmp_path / 'per_job'}", cwd=tmp_path, env=env)
+    assert per_job.returncode != 0
+    said = per_job.stdout + per_job.stderr
+    assert "hydra.job.env_set.MEMBER differs between population members ('0' for job 0, " \
+        "'1' for job 1)" in said, said
+    assert "Traceback" not in said
 
 
 def test_interrupted_vectorized_sweep_resumes(tmp_path):

@@ -207,6 +207,7 @@ def run_population(ctx: JobContext,
             seen["config"] = OmegaConf.to_object(cfg)
             seen["dir"] = HydraConfig.get().runtime.output_dir
             seen["log"] = JobLog()  # its train.log, which Hydra has just set up
+            seen["env"] = {str(k): str(v) for k, v in HydraConfig.get().job.env_set.items()}
 
         ret, directory, _ = _hydra_job(setup, num, overrides, record, config)
         if ret.status == JobStatus.FAILED or not isinstance(seen.get("config"), Config):
@@ -223,8 +224,10 @@ def run_population(ctx: JobContext,
     try:
         with captured_output(first):
             try:
-                results = fit_population([m["config"] for m in members],
-                                         [m["dir"] for m in members], [m["log"] for m in members])
+                with env_override(_shared_env(members, jobs)):  # as run_job sets a job's
+                    results = fit_population([m["config"] for m in members],
+                                             [m["dir"] for m in members],
+                                             [m["log"] for m in members])
             except UserError as e:
                 results = [{"status": "failed", "error": e}] * len(members)
         for outcome, result in zip(outcomes, results, strict=True):
@@ -242,6 +245,26 @@ def run_population(ctx: JobContext,
         for m in members:
             m["log"].close()
     return outcomes
+
+
+def _shared_env(members: Sequence[dict], jobs: Sequence) -> dict[str, str]:
+    """The `hydra.job.env_set` of every member, which the population trains under: members
+    are grouped by their overrides, so they share it unless the primary config derives it
+    from per-job values (e.g. `${hydra.job.num}`); one process cannot honour two of those."""
+    from lepton_jax.errors import UserError
+
+    env = members[0]["env"]
+    for member, (num, _, _) in zip(members[1:], jobs[1:], strict=True):
+        if member["env"] != env:
+            key = next(k for k in sorted({*env, *member["env"]})
+                       if env.get(k) != member["env"].get(k))
+            raise UserError(
+                f"hydra.job.env_set.{key} differs between population members ({env.get(key)!r} "
+                f"for job {jobs[0][0]}, {member['env'].get(key)!r} for job {num}); a population "
+                "trains in one process with one "
+                "environment: give the members the same env_set, or run this sweep without "
+                "hydra.launcher.vectorize=true")
+    return env
 
 
 class _HeldJobCallbacks:
