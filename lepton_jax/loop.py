@@ -30,7 +30,7 @@ from lepton_jax.state import create_state
 from lepton_jax.step import epoch_permutation, make_predict, make_train_step
 from lepton_jax.stopping import (Best, StopRequest, best_kept, early_line, early_stop,
                                  evaluations, stop_on_interrupt)
-from lepton_jax.writers import (ConsoleWriter, JsonlWriter, MultiWriter, WandbWriter, echo,
+from lepton_jax.writers import (JsonlWriter, LineWriter, MultiWriter, WandbWriter, echo,
                                 read_records, short_value)
 
 
@@ -305,7 +305,7 @@ def wandb_writer(config: Config, run_dir: Path, alongside: bool = False) -> Wand
 def _make_writer(config: Config, run_dir: Path, keep_until_step: int):
     writers = [JsonlWriter(run_dir / "metrics.jsonl", keep_until_step=keep_until_step)]
     if config.logger.name in ("console", "wandb"):
-        writers.append(ConsoleWriter())
+        writers.append(LineWriter(echo))
     if config.logger.name == "wandb":
         writers.append(wandb_writer(config, run_dir))
     return MultiWriter(writers)

@@ -154,24 +154,9 @@ def record_line(step: int, scalars: dict) -> str:
     return " | ".join(parts)
 
 
-class ConsoleWriter:
-    """Plain lines, one per record, for logs and non-terminal output."""
-
-    def __init__(self, stream: Optional[TextIO] = None):
-        self.stream = stream  # None: sys.stdout at the time of writing (notebooks replace it)
-
-    def write_scalars(self, step: int, scalars: dict) -> None:
-        echo(record_line(step, scalars), self.stream)
-
-    def flush(self) -> None:
-        (self.stream or sys.stdout).flush()
-
-    def close(self) -> None:
-        pass
-
-
 class LineWriter:
-    """Each record as a console line, handed to `emit` (a population member's `JobLog`)."""
+    """Each record as a console line, handed to `emit`: `echo` (printed and copied to the log
+    files, for a run's console) or a population member's `JobLog`."""
 
     def __init__(self, emit: Callable[[str], None]):
         self.emit = emit
