@@ -170,13 +170,13 @@ def test_members_train_under_their_hydra_job_env_set(tmp_path):
     env = {"LEPTON_JAX_CACHE_DIR": str(cache / "xla")}
     kept = run_cli("-m", *tiny, f"hydra.sweep.dir={tmp_path / 'kept'}", cwd=tmp_path, env=env)
     assert kept.returncode == 0, kept.stderr
-    assert [p.name for p in cache.iterdir() if p.name != "xla"]  # the data cache is written
+    assert [p.name for p in cache.glob("*") if p.name != "xla"]  # the data cache is written
     shutil.rmtree(cache)
     off = run_cli("-m", *tiny, "+hydra.job.env_set.LEPTON_JAX_DATA_CACHE=off",
                   f"hydra.sweep.dir={tmp_path / 'off'}", cwd=tmp_path, env=env)
     assert off.returncode == 0, off.stderr
     assert "launching 2 jobs as 1 population" in off.stdout
-    assert [p.name for p in cache.iterdir() if p.name != "xla"] == []
+    assert [p.name for p in cache.glob("*") if p.name != "xla"] == []
     # One process has one environment: members whose env_set differs are refused.
     per_job = run_cli("-m", *tiny, "+hydra.job.env_set.MEMBER=${hydra.job.num}",
                       f"hydra.sweep.dir={tmp_path / 'per_job'}", cwd=tmp_path, env=env)
