@@ -228,10 +228,7 @@ def _backend(opts: DictConfig, ctx: bytes, sweep_dir: Path) -> Any:
 
     gpus = visible_gpus()
     slots = make_slots(opts.slots, opts.gpus_per_job, opts.jobs_per_gpu, opts.cpus_per_job, gpus)
-    # A population's worker needs lepton_jax.population (about 1.3-1.7 s to import on a
-    # 2-core CPU): imported while the launcher composes and sends the jobs.
-    preload = ("lepton_jax.population",) if opts.vectorize else ()
-    return LocalPool(slots, ctx, os.getcwd(), sweep_dir / ".pool", bool(gpus), preload)
+    return LocalPool(slots, ctx, os.getcwd(), sweep_dir / ".pool", bool(gpus))
 
 
 class _Run:

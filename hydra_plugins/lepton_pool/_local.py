@@ -60,10 +60,9 @@ class LocalPool:
     """Runs units (one job, or one population) on slots; `wait` reports what finished."""
 
     def __init__(self, slots: list[Slot], ctx: bytes, cwd: str, log_dir: Path,
-                 machine_has_gpus: bool, preload: tuple[str, ...] = ()):
+                 machine_has_gpus: bool):
         self.slots, self.ctx, self.cwd, self.log_dir = slots, ctx, cwd, log_dir
         self.machine_has_gpus = machine_has_gpus
-        self.preload = preload  # modules each worker imports as it starts (`_worker.main`)
         self.workers: dict[int, _Worker] = {}
         self.killed: dict[int, str] = {}  # slot -> why the launcher killed its worker
         self.new_logs: list[Path] = []  # logs this pool created (not an earlier sweep's)
@@ -83,8 +82,7 @@ class LocalPool:
 
     def _start(self, slot: Slot) -> _Worker:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **slot.env(self.machine_has_gpus),
-               "LEPTON_POOL_PRELOAD": ",".join(self.preload)}
+        env = {**os.environ, **slot.env(self.machine_has_gpus)}
         log = self.log_dir / f"slot{slot.index}.log"
         if not log.exists():
             self.new_logs.append(log)

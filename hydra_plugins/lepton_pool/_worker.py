@@ -6,11 +6,9 @@ socket pair inherited as file descriptor `fd`.
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
-import threading
 import traceback
 from multiprocessing.connection import Connection
 
@@ -39,14 +37,6 @@ def _guarded(task):
     return run
 
 
-def _preload(modules: list[str]) -> None:
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: S110 - the job that needs it imports it again and reports
-            pass
-
-
 def main(fd: int) -> None:
     signal.signal(signal.SIGINT, _on_sigint)
     conn = Connection(fd)
@@ -54,12 +44,6 @@ def main(fd: int) -> None:
     if cpus and hasattr(os, "sched_setaffinity"):
         # The slot's thread budget: XLA, BLAS and OpenMP size their pools from the affinity.
         os.sched_setaffinity(0, [int(c) for c in cpus.split(",")])
-    # What the jobs will import (lepton_jax.population for populations: JAX, Flax, orbax),
-    # imported meanwhile in the background: the launcher is still composing and sending the
-    # jobs, and the context arrives first. An import the task makes waits for this one.
-    preload = [m for m in os.environ.pop("LEPTON_POOL_PRELOAD", "").split(",") if m]
-    if preload:
-        threading.Thread(target=_preload, args=(preload,), daemon=True).start()
     from hydra_plugins.lepton_pool import _job
 
     ctx = cloudpickle.loads(conn.recv_bytes())
