@@ -294,8 +294,9 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         for i in members_now:
             at = halted_at.get(i, step)
             halted[i] = (at, {s: now[s][i] for s in now})
-            echo(f"job {names[i]}: {early_line(early[i], at, steps_per_epoch)}; masked")
-            tell[i](early_line(early[i], at, steps_per_epoch))
+            line = early_line(early[i], at, steps_per_epoch)
+            echo(f"job {names[i]}: {line}; masked")
+            tell[i](line)
 
     step = start_step
     clock = _Stopwatch(started)

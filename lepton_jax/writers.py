@@ -6,9 +6,8 @@ import contextlib
 import json
 import logging
 import os
-import sys
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Protocol, TextIO
+from typing import Callable, Iterator, Optional, Protocol
 
 
 def short_value(value) -> str:
@@ -104,9 +103,10 @@ def _to_files(line: str, handlers: list[logging.FileHandler]) -> None:
         handler.handle(record)
 
 
-def echo(line: str, stream: Optional[TextIO] = None) -> None:
-    """Shows one line of a run: printed, and copied to the log files (`log_run_lines`)."""
-    print(line, file=stream or sys.stdout, flush=True)
+def echo(line: str) -> None:
+    """Shows one line of a run: printed (to `sys.stdout` as it is now: notebooks replace it),
+    and copied to the log files (`log_run_lines`)."""
+    print(line, flush=True)
     if _log_files:
         _to_files(line, _log_files_now())
 

@@ -261,9 +261,8 @@ def _shared_env(members: Sequence[dict], jobs: Sequence) -> dict[str, str]:
             raise UserError(
                 f"hydra.job.env_set.{key} differs between population members ({env.get(key)!r} "
                 f"for job {jobs[0][0]}, {member['env'].get(key)!r} for job {num}); a population "
-                "trains in one process with one "
-                "environment: give the members the same env_set, or run this sweep without "
-                "hydra.launcher.vectorize=true")
+                "trains in one process with one environment: give the members the same "
+                "env_set, or run this sweep without hydra.launcher.vectorize=true")
     return env
 
 
