@@ -90,6 +90,37 @@ def test_lenet5_convolutions_match_flax_conv_values_and_gradients(inputs):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("hidden,outputs", [([64, 16], 10), ([48], 1)])
+def test_narrow_dense_gradients_match_plain_dense(hidden, outputs, monkeypatch):
+    """The MLP's narrow layers (at most 32 outputs) take the transposed kernel gradient on
+    CPU; gradients and outputs equal the plain `nn.Dense` (same parameters), alone and
+    vmapped over a population of parameter sets."""
+    import lepton_jax.models as models
+
+    model = build_model(ModelConfig(name="mlp", hidden=hidden), outputs)
+    x = jax.random.normal(jax.random.PRNGKey(0), (32, 8, 8, 1))
+    params = model.init(jax.random.PRNGKey(1), x)["params"]
+    params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(2), p.shape),
+                          params)  # a nonzero output layer, so every gradient is nonzero
+
+    def grads_and_path(p):
+        def loss(p):  # a new function each time: make_jaxpr caches traces per function
+            return jnp.sum(jnp.tanh(model.apply({"params": p}, x)) ** 2)
+
+        narrow = "custom_vjp_call" in str(jax.make_jaxpr(loss)(p))
+        return jax.grad(loss)(p), jax.vmap(jax.grad(loss))(jax.tree.map(
+            lambda a: jnp.stack([a, 2 * a]), p)), narrow
+
+    got, got_pop, narrow = grads_and_path(params)
+    monkeypatch.setattr(models, "_NARROW_MAX", 0)  # every layer through lax.dot_general
+    want, want_pop, plain_narrow = grads_and_path(params)
+    assert narrow and not plain_narrow
+    assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(got))
+    for a, b in zip(jax.tree.leaves((got, got_pop)), jax.tree.leaves((want, want_pop)),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 @pytest.mark.parametrize("inputs", ["gaussian", "constant"])
 def test_conv_block_gradient_wrt_input_matches_autodiff(padding, inputs):
