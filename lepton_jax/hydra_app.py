@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
+import typing
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
@@ -11,7 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from lepton_jax.config import Config
-from lepton_jax.errors import os_reason
+from lepton_jax.errors import UserError, os_reason
 
 
 def register_configs() -> None:
@@ -21,8 +23,31 @@ def register_configs() -> None:
 
 
 def to_config(cfg: DictConfig) -> Config:
-    """The one place a DictConfig becomes the library's dataclass."""
+    """The one place a DictConfig becomes the library's dataclass. A key the schema lacks
+    is refused: Hydra lets `+optim.lrr=0.1` add one, and the dataclass would drop it."""
+    extra = unknown_keys(cfg, Config)
+    if extra:
+        from lepton_jax.sweep import check_key
+
+        try:
+            check_key(Config(), extra[0], source="config")
+        except UserError as e:
+            raise UserError(f"{e} (a +key=value override cannot add a field: it would be "
+                            "ignored)") from None
     return OmegaConf.to_object(cfg)
+
+
+def unknown_keys(cfg: DictConfig, schema: type, prefix: str = "") -> list[str]:
+    """The dotted keys of `cfg` that name no field of the dataclass `schema`."""
+    hints = typing.get_type_hints(schema)
+    fields = {f.name for f in dataclasses.fields(schema)}
+    extra = []
+    for key in cfg.keys():
+        if key not in fields:
+            extra.append(f"{prefix}{key}")
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(cfg[key], DictConfig):
+            extra += unknown_keys(cfg[key], hints[key], f"{prefix}{key}.")
+    return extra
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -27,6 +27,8 @@ def _check_error(proc, message):
     (["data.name=cifar"], "data.name='cifar' is not known; valid values: csv, digits, mnist"),
     (["optim.name=adamw"], "optim.name='adamw' is not known; valid values: sgd"),
     (["optim.lrr=0.1"], "Key 'lrr' not in 'OptimConfig'"),
+    (["+optim.lrr=0.1"], "config key 'optim.lrr' is not a config field; optim has: name, lr,"),
+    (["+tag=baseline"], "config key 'tag' is not a config field; the config has: model, data,"),
     (["trainer.epochs=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
     (["optim.lr=-0.1"], "optim.lr (-0.1) must be > 0"),
     (["seed=4294967296"], "seed (4294967296) must be in [0, 2147483647]"),

@@ -191,6 +191,7 @@ def run_population(ctx: JobContext,
     """
     from lepton_jax.config import Config
     from lepton_jax.errors import DivergedError, UserError
+    from lepton_jax.hydra_app import to_config
     from lepton_jax.population import fit_population
     from lepton_jax.writers import JobLog
 
@@ -204,7 +205,7 @@ def run_population(ctx: JobContext,
         seen: dict = {}
 
         def record(cfg: DictConfig, seen=seen) -> None:
-            seen["config"] = OmegaConf.to_object(cfg)
+            seen["config"] = to_config(cfg)
             seen["dir"] = HydraConfig.get().runtime.output_dir
             seen["log"] = JobLog()  # its train.log, which Hydra has just set up
             seen["env"] = {str(k): str(v) for k, v in HydraConfig.get().job.env_set.items()}
