@@ -125,6 +125,10 @@ def test_interrupt_keeps_jobs_whose_task_had_returned(app):
     ("hydra.launcher.max_retries=-1", "hydra.launcher.max_retries=-1 must be 0 or more"),
     ("hydra.launcher.gpus_per_job=1", "hydra.launcher.gpus_per_job=1 but this machine has 0 GPUs"),
     ("hydra.launcher.timeout=0", "hydra.launcher.timeout=0.0 must be positive"),
+    ("+hydra.launcher.vectorise=true", "hydra.launcher.vectorise is not an option of the pool "
+                                       "launcher; hydra.launcher takes: backend, slots,"),
+    ("+hydra.launcher.ray.adress=x", "hydra.launcher.ray.adress is not an option of the pool "
+                                     "launcher; hydra.launcher.ray takes: address, num_cpus,"),
 ])
 def test_bad_launcher_settings_get_one_message(app, override, message):
     proc = run_app(app, "+x=0,1", override, f"hydra.sweep.dir={app.parent / 'sweep'}")
