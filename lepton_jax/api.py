@@ -193,8 +193,12 @@ class Model:
         """The foundation's metrics on a split of `dataset` (raw inputs, our preprocessing)."""
         from lepton_jax.metrics import compute_metrics
 
+        if split not in ("train", "val", "test"):
+            raise UserError(f"evaluate(split={split!r}): use 'train', 'val' or 'test'")
         raw = dataset.splits(normalized=False)
         x, y = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")
+        if len(y) == 0:
+            raise UserError(f"evaluate(split={split!r}): this dataset's {split} split is empty")
         info = self._trained()
         return compute_metrics(info["task"], y, self.outputs(x), info["num_classes"])
 

@@ -36,6 +36,10 @@ def test_five_line_example_verbatim(linear_csv):
     raw = open("model.pkl", "rb").read()
     assert not raw.startswith(b"\x80")  # not a pickle, whatever the extension
     assert model.evaluate(dataset)["r2"] > 0.95
+    with pytest.raises(UserError, match="evaluate\\(split='tset'\\): use 'train', 'val' or 'test'"):
+        model.evaluate(dataset, split="tset")
+    with pytest.raises(UserError, match="this dataset's val split is empty"):
+        model.evaluate(dataset.split(val_fraction=0.0), split="val")
 
 
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
