@@ -90,12 +90,13 @@ class Ours:
         tx = make_optimizer(OptimConfig(lr=0.05, momentum=0.9, schedule="constant"),
                             steps * 100, steps)
         dp = DataParallel("single" if jax.device_count() == 1 else "jit", jax.devices(), batch)
+        ynn_key = "xla_cpu_experimental_ynn_fusion_type"
+        shipped = {k: v for k, v in (dp.compiler_options or {}).items() if k != ynn_key}
         if ynn == "default":  # XLA:CPU's own default, which the trainer turns off
-            dp.compiler_options = None  # (parallel.compiler_options)
+            dp.compiler_options = shipped or None  # (parallel.compiler_options)
             self.name = "lepton_jax+ynn"
         elif ynn == "dot":  # YNNPACK for dots only
-            dp.compiler_options = {"xla_cpu_experimental_ynn_fusion_type":
-                                   "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+            dp.compiler_options = {**shipped, ynn_key: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
             self.name = "lepton_jax+ynn_dot"
         state = dp.replicate(create_state(model, tx, x.shape[1:], 0))
         xd, yd = dp.replicate((x, y))

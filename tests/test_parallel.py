@@ -252,7 +252,8 @@ def test_cpu_train_step_compiles_without_ynn_fusions(digits):
     The default compile of the same step has them, so the option is what removes them."""
     state, make_step = _setup(digits)
     dp = DataParallel("single", jax.local_devices()[:1], BATCH)
-    assert dp.compiler_options == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    assert dp.compiler_options == {"xla_cpu_experimental_ynn_fusion_type": "",
+                                   "xla_cpu_copy_insertion_use_region_analysis": True}
     x, y = dp.replicate((digits.x_train, digits.y_train))
     perm = dp.replicate(epoch_permutation(state.data_rng, 0, len(digits.x_train)))
     args = (dp.replicate(state), x, y, perm, np.int32(0))
@@ -264,3 +265,34 @@ def test_cpu_train_step_compiles_without_ynn_fusions(digits):
     if "__ynn_fusion" not in default:
         # XLA:CPU chooses YNNPACK per CPU; where it does not, there is nothing to remove.
         pytest.skip("XLA:CPU's default compile has no YNNPACK fusions on this CPU")
+
+
+def test_cpu_fused_steps_update_kernels_in_place(digits):
+    """With region analysis in copy insertion (`parallel.compiler_options`), the fused-steps
+    loop updates the loop-carried parameters in place; without it XLA:CPU copied kernels
+    every step. The states after the loop are bitwise equal."""
+    state, make_step = _setup(digits)
+    x, y = digits.x_train, digits.y_train
+    runs = {}
+    for name in ("ours", "without"):
+        dp = DataParallel("single", jax.local_devices()[:1], BATCH)
+        if name == "without":
+            dp.compiler_options = {"xla_cpu_experimental_ynn_fusion_type": ""}
+        xd, yd = dp.replicate((x, y))
+        perm = dp.replicate(epoch_permutation(state.data_rng, 0, len(x)))
+        # A copy each: the step donates the state it is given.
+        args = (dp.replicate(jax.tree.map(jnp.copy, state)), xd, yd, perm, np.int32(0))
+        run = dp.steps(make_step, 4)
+        text = run.lower(*args).compile().as_text()
+        kernels = {f"f32[{a},{b}]" for a, b in (p.shape for p in jax.tree.leaves(state.params)
+                                                if p.ndim == 2)}
+        # A copy of a loop-carried kernel, not of a product's transpose.
+        copies = [line for line in text.splitlines() if " copy(%get-tuple-element" in line
+                  and line.split("=")[1].split("{")[0].strip() in kernels]
+        runs[name] = (copies, run(*args)[0])
+    if not runs["without"][0]:
+        pytest.skip("this XLA:CPU copies no kernel in the loop even without region analysis")
+    assert runs["ours"][0] == [], runs["ours"][0]
+    for a, b in zip(jax.tree.leaves(runs["ours"][1]), jax.tree.leaves(runs["without"][1]),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
