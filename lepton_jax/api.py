@@ -18,6 +18,8 @@ from lepton_jax.data import DataSplits, RawData, from_table, load_raw, make_spli
 from lepton_jax.errors import UserError
 from lepton_jax.modelfile import jsonable
 
+SPLITS = ("train", "val", "test")  # a dataset's splits, as DataSplits names them (x_train, ...)
+
 
 class Dataset:
     """Examples plus how to split and preprocess them (recorded, so prediction repeats it)."""
@@ -85,7 +87,7 @@ class Dataset:
 
         s = self.splits()
         rows = []
-        for name in ("train", "val", "test"):
+        for name in SPLITS:
             x, y = getattr(s, f"x_{name}"), getattr(s, f"y_{name}")
             row = {"split": name, "examples": len(x), "input_shape": tuple(x.shape[1:]),
                    "task": s.task}
@@ -193,7 +195,7 @@ class Model:
         """The foundation's metrics on a split of `dataset` (raw inputs, our preprocessing)."""
         from lepton_jax.metrics import compute_metrics
 
-        if split not in ("train", "val", "test"):
+        if split not in SPLITS:
             raise UserError(f"evaluate(split={split!r}): use 'train', 'val' or 'test'")
         raw = dataset.splits(normalized=False)
         x, y = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")

@@ -70,13 +70,13 @@ def check_options(opts: DictConfig) -> None:
     from hydra_plugins.lepton_pool.config import PoolLauncherConf, RayConf
 
     # Hydra lets `+hydra.launcher.vectorise=true` add a key; the launcher would ignore it.
-    for prefix, node, schema in (("", opts, PoolLauncherConf),
-                                 ("ray.", opts.get("ray") or {}, RayConf)):
+    for where, node, schema in (("hydra.launcher", opts, PoolLauncherConf),
+                                ("hydra.launcher.ray", opts.get("ray") or {}, RayConf)):
         known = [f.name for f in dataclasses.fields(schema) if f.name != "_target_"]
         extra = [key for key in node if key not in known and key != "_target_"]
         if extra:
-            raise PoolError(f"hydra.launcher.{prefix}{extra[0]} is not an option of the pool "
-                            f"launcher; hydra.launcher{'.ray' if prefix else ''} takes: {', '.join(known)}")
+            raise PoolError(f"{where}.{extra[0]} is not an option of the pool launcher; "
+                            f"{where} takes: {', '.join(known)}")
     if opts.backend not in BACKENDS:
         raise PoolError(f"hydra.launcher.backend={opts.backend!r} is not a backend; "
                         f"use one of: {', '.join(BACKENDS)}")
