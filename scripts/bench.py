@@ -284,6 +284,27 @@ def cold_time_to_accuracy(args, batch, epochs, lr):
             "reached": child["reached"], "history": child["history"]}
 
 
+def cpu_model() -> str:
+    """The CPU's model name ("AMD EPYC", "Intel(R) Xeon(R) ..."): the VM behind this project has
+    changed between sessions, and ratios against PyTorch differ by CPU."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str | None:
+    """`package`'s installed version, None where it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def environment():
     commit = os.environ.get("LEPTON_COMMIT")  # set where the tree travels without .git
     try:
@@ -293,8 +314,9 @@ def environment():
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     dev = jax.devices()[0]
-    return {"machine": platform.node(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "jax": jax.__version__, "backend": dev.platform,
+    return {"machine": platform.node(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "jax": jax.__version__,
+            "torch": _version("torch"), "backend": dev.platform,
             "device": getattr(dev, "device_kind", str(dev)), "device_count": jax.device_count(),
             "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 

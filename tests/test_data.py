@@ -1,3 +1,4 @@
+import dataclasses
 import gzip
 import os
 
@@ -96,6 +97,26 @@ def test_mnist_real_files(mnist_root):
     assert np.bincount(y).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265,
                                        5851, 5949]
     assert 0.0 <= x.min() and x.max() <= 1.0
+
+
+def test_mnist_splits_scale_only_the_kept_rows_to_the_same_values(mnist_root):
+    """data.name=mnist keeps uint8 pixels until the split has picked its rows; the splits
+    equal, bitwise, those cut from the whole set scaled first (`load_mnist`)."""
+    from lepton_jax.data import RawData, load_raw, make_splits
+
+    config = DataConfig(name="mnist", root=str(mnist_root), val_fraction=0.05, limit=2000)
+    raw = load_raw(config)
+    assert raw.x.dtype == np.uint8 and raw.x.shape == (60000, 28, 28, 1)
+    (x, y), test = load_mnist(str(mnist_root))
+    scaled_first = RawData(x, y, "classification", 10, test=test, name="mnist")
+    for normalize in (False, True):
+        c = dataclasses.replace(config, normalize=normalize)
+        got, want = make_splits(raw, c), make_splits(scaled_first, c)
+        assert len(got.x_train) == 2000 and len(got.x_val) == 3000 and len(got.x_test) == 10000
+        for split in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+            a, b = getattr(got, split), getattr(want, split)
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
 
 
 def _copy_mnist(src, dst):

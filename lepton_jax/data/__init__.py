@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -34,6 +34,9 @@ class RawData:
     name: str = "arrays"
     # Tabular data: raw feature columns and one-hot categories, repeated at prediction.
     encoding: Optional[dict] = None
+    # Turns stored rows into inputs (MNIST's uint8 pixels into float32), applied only to the
+    # rows a split keeps; None: `x` already holds the inputs.
+    decode_rows: Optional[Callable[[np.ndarray], np.ndarray]] = None
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -109,11 +112,11 @@ def load_raw(config: DataConfig) -> RawData:
         x, y = digits_arrays()
         return RawData(x, y, "classification", 10, class_values=tuple(range(10)), name="digits")
     if config.name == "mnist":
-        from lepton_jax.data.mnist import load_mnist
+        from lepton_jax.data.mnist import load_mnist_pixels, scale_pixels
 
-        (x, y), test = load_mnist(config.root, fetch=config.download)
+        (x, y), test = load_mnist_pixels(config.root, fetch=config.download)
         return RawData(x, y, "classification", 10, class_values=tuple(range(10)), test=test,
-                       name="mnist")
+                       name="mnist", decode_rows=scale_pixels)
     if config.name == "csv":
         from lepton_jax.data.tabular import read_csv
 
@@ -133,6 +136,8 @@ def make_splits(raw: RawData, config: DataConfig) -> DataSplits:
     else:
         train, val, test = split_arrays(raw.x, raw.y, config.val_fraction, config.test_fraction,
                                         config.split_seed, config.limit)
+    if raw.decode_rows is not None:
+        train, val, test = ((raw.decode_rows(x), y) for x, y in (train, val, test))
     if len(train[0]) == 0:
         raise UserError(f"dataset {raw.name!r} has no training examples after splitting; "
                         "lower data.val_fraction/test_fraction or add rows")
