@@ -73,8 +73,10 @@ class ConsoleHandler(logging.StreamHandler):
 
 
 class OutputDirCheck(Callback):
-    """Creates the run (or sweep) directory before Hydra does, so that one it cannot create
-    (a path through a file, no permission) is one error line instead of Hydra's traceback."""
+    """Checks that the run (or sweep) directory can be created before Hydra creates it, so
+    that one it cannot (a path through a file, no permission) is one error line instead of
+    Hydra's traceback. It leaves nothing behind: a multirun refused before it starts (a bad
+    launcher option) leaves no empty sweep dir."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         _make_dir("hydra.run.dir", config.hydra.run.dir)
@@ -87,8 +89,15 @@ def _make_dir(key: str, folder: str) -> None:
     if Path(folder).exists() and not Path(folder).is_dir():
         fail(f"{key}={folder} is a file, not a directory; choose another directory with "
              f"{key}=...")
+    path = Path(folder)
+    missing = [p for p in (path, *path.parents) if not p.exists()]  # innermost first
     try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         fail(f"{key}={folder} cannot be created ({os_reason(e, folder)}); choose another "
              f"directory with {key}=...")
+    for made in missing:  # Hydra creates them again when the run or sweep starts
+        try:
+            made.rmdir()
+        except OSError:  # something was written there meanwhile: it stays
+            break

@@ -207,6 +207,16 @@ def test_pool_sweep_with_a_bad_value_leaves_no_pool_files(tmp_path):
     assert not (sweep / ".pool" / "slot1.log").exists()
 
 
+def test_refused_multirun_leaves_no_sweep_dir(tmp_path):
+    """A sweep refused before it starts (an unknown launcher option) leaves no empty sweep
+    dir, nor the folders above it that the command would have created."""
+    sweep = tmp_path / "new" / "sweep"
+    proc = run_cli("-m", *QUICK, "seed=0,1", "hydra/launcher=pool", "+hydra.launcher.slotz=2",
+                   f"hydra.sweep.dir={sweep}")
+    _check_error(proc, "hydra.launcher.slotz is not an option of the pool launcher")
+    assert not (tmp_path / "new").exists()
+
+
 def test_folders_that_cannot_be_created(tmp_path):
     """A run or sweep dir through a file is one line; so is an explicit compilation cache
     folder. The default cache folder (a read-only home, say) only costs a warning."""
