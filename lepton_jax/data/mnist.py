@@ -122,11 +122,10 @@ def download(root: Path) -> None:
 
 
 def load_mnist(root: str | None, fetch: bool = False):
-    """Returns ((x_train, y_train), (x_test, y_test)); images as float32 in [0, 1], NHWC.
-
-    Decoded arrays are cached per folder and file state within a process (sweeps and tests
-    load the same files many times); callers must not modify them in place.
-    """
+    """Returns ((x_train, y_train), (x_test, y_test)); images as float32 in [0, 1], NHWC,
+    read-only. The decoded pixels are cached per folder and file state within a process
+    (sweeps and tests load the same files many times); the float32 images are made anew
+    by each call."""
     (x, y), (xt, yt) = load_mnist_pixels(root, fetch)
     return (scale_pixels(x), y), (scale_pixels(xt), yt)
 
