@@ -8,6 +8,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -17,6 +18,14 @@ from lepton_jax.hydra_app import fail, register_configs, to_config
 register_configs()
 
 _BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"  # runs jobs in this process
+_POOL = "hydra_plugins.lepton_pool."  # our launcher: it words a failed job's line itself
+
+
+class SweepJobError(UserError, CompactHydraException):
+    """A job's user error (a bad value, a missing file) in a multirun on Hydra's basic
+    launcher, or another launcher than the pool. Hydra's sweeper raises the first failed
+    job's error once the batch has run, and prints this kind as its message alone instead of
+    a traceback."""
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -32,9 +41,11 @@ def main(cfg: DictConfig) -> float:
     try:
         result = fit(to_config(cfg), hydra_cfg.runtime.output_dir)
     except UserError as e:
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            raise  # the launcher records the failed job; the sweep goes on
-        fail(str(e))
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            fail(str(e))
+        if hydra_cfg.launcher._target_.startswith(_POOL):
+            raise  # the pool records the failed job, shows its line and goes on
+        raise SweepJobError(f"error: {e}") from None  # the launcher records the failed job
     except KeyboardInterrupt as e:
         if hydra_cfg.mode == RunMode.MULTIRUN and hydra_cfg.launcher._target_ != _BASIC:
             raise  # a launcher of worker processes (the pool) stops the sweep and says how

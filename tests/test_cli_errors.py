@@ -207,6 +207,17 @@ def test_pool_sweep_with_a_bad_value_leaves_no_pool_files(tmp_path):
     assert not (sweep / ".pool" / "slot1.log").exists()
 
 
+def test_failed_job_on_hydra_basic_launcher_is_one_message(tmp_path):
+    """A job's user error in a multirun on Hydra's own launcher: the sweep's other jobs run,
+    then the first failed job's overrides and its message, no traceback, exit non-zero."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", *QUICK, "seed=0,1", "data.name=mnist", f"data.root={tmp_path / 'none'}",
+                   f"hydra.sweep.dir={sweep}")
+    _check_error(proc, f"error: data.root='{tmp_path / 'none'}' does not exist; point it at")
+    assert "Error executing job with overrides: " in proc.stderr and "'seed=0'" in proc.stderr
+    assert (sweep / "1").is_dir()  # job 1 ran after job 0 failed
+
+
 def test_refused_multirun_leaves_no_sweep_dir(tmp_path):
     """A sweep refused before it starts (an unknown launcher option) leaves no empty sweep
     dir, nor the folders above it that the command would have created."""
