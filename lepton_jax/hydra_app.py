@@ -86,10 +86,10 @@ class OutputDirCheck(Callback):
 
 
 def _make_dir(key: str, folder: str) -> None:
-    if Path(folder).exists() and not Path(folder).is_dir():
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
         fail(f"{key}={folder} is a file, not a directory; choose another directory with "
              f"{key}=...")
-    path = Path(folder)
     missing = [p for p in (path, *path.parents) if not p.exists()]  # innermost first
     try:
         path.mkdir(parents=True, exist_ok=True)
