@@ -260,6 +260,7 @@ def validate(config: Config, data_given: bool = False) -> Config:
     _positive("trainer.epochs", t.epochs)
     _positive("trainer.batch_size", t.batch_size)
     _positive("trainer.eval_batch_size", t.eval_batch_size)
+    _check_warmup(config.optim, t.epochs)
     for name in ("eval_every_epochs", "eval_every_steps", "checkpoint_every_epochs",
                  "checkpoint_every_steps"):
         _positive(f"trainer.{name}", getattr(t, name), allow_zero=True)
@@ -283,6 +284,26 @@ def validate(config: Config, data_given: bool = False) -> Config:
     _choice("logger.name", config.logger.name, ("console", "wandb"))
     _choice("logger.wandb_mode", config.logger.wandb_mode, WANDB_MODES)
     return config
+
+
+def _check_warmup(optim: OptimConfig, epochs: int) -> None:
+    """A warm-up the schedule would ignore, or one that leaves warmup_cosine nothing to decay
+    over, is refused (the step count is checked again once the epoch's steps are known)."""
+    from lepton_jax.optim import WARMUP_SCHEDULES
+
+    if not optim.warmup_epochs:
+        return
+    if optim.schedule not in WARMUP_SCHEDULES:
+        why = ("starts at its peak" if optim.schedule == "cosine"
+               else "rises to its peak over the first 30 % of training by itself")
+        raise UserError(f"optim.warmup_epochs={optim.warmup_epochs:g} has no effect with "
+                        f"optim.schedule={optim.schedule}, which {why}; warm up with "
+                        "optim.schedule=warmup_cosine (or constant), or set "
+                        "optim.warmup_epochs=0")
+    if optim.schedule == "warmup_cosine" and optim.warmup_epochs >= epochs:
+        raise UserError(f"optim.warmup_epochs={optim.warmup_epochs:g} is not less than "
+                        f"trainer.epochs={epochs}: warmup_cosine needs epochs left to decay "
+                        "over; warm up for fewer epochs or train for more")
 
 
 def maximized(metric: str) -> bool:

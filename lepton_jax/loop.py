@@ -521,7 +521,11 @@ def run_header(config: Config, data: DataSplits, num_params: int, devices: int, 
         optim.append(("optim.weight_decay", f"weight decay {short_value(o.weight_decay)}"))
     if o.clip_norm:
         optim.append(("optim.clip_norm", f"clip {short_value(o.clip_norm)}"))
-    optim = ["sgd", *(text for field, text in optim if field not in varying), o.schedule]
+    schedule = o.schedule
+    if o.warmup_epochs and "optim.warmup_epochs" not in varying:
+        schedule += (f" ({short_value(o.warmup_epochs)} warmup "
+                     f"epoch{'s' if o.warmup_epochs != 1 else ''})")
+    optim = ["sgd", *(text for field, text in optim if field not in varying), schedule]
     shape = (f"{data.input_shape[0]} features" if len(data.input_shape) == 1
              else "x".join(map(str, data.input_shape)) + " images")
     return (f"{model} ({num_params:,} params) | {config.data.name}: {sizes}, {shape} -> "

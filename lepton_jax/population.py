@@ -24,7 +24,7 @@ from lepton_jax.loop import (Cadence, Evaluator, _read_run, _write_json, best_pa
                              resumes_with_changes, run_header, start_lines,
                              summary_line, wandb_writer)
 from lepton_jax.models import build_model, check_data, count_params
-from lepton_jax.optim import make_optimizer
+from lepton_jax.optim import hyperparameters, make_optimizer
 from lepton_jax.parallel import DataParallel, local_devices
 from lepton_jax.progress import StepProgress
 from lepton_jax.stopping import best_kept, early_line, early_stop, evaluations, stop_on_interrupt
@@ -35,9 +35,8 @@ from lepton_jax.writers import (JsonlWriter, LineWriter, MultiWriter, diverged_a
 
 # Fields that enter the step as arrays (optimizer hyperparameters injected into the optimizer
 # state, and the seed behind init, step rng and data order); every other field is structural.
-VECTORIZABLE = ("optim.lr", "optim.momentum", "optim.weight_decay", "seed")
-_HYPERPARAMS = {"optim.lr": "learning_rate", "optim.momentum": "momentum",
-                "optim.weight_decay": "weight_decay"}
+VECTORIZABLE = ("optim.lr", "optim.momentum", "optim.weight_decay", "optim.warmup_epochs",
+                "seed")
 # Fields that change nothing a member computes (where and how it reports).
 _NEUTRAL = ("trainer.progress", "logger.name", "logger.wandb_project", "logger.wandb_entity",
             "logger.wandb_mode")
@@ -157,10 +156,9 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
 
     def member_state(config: Config):
         state = create_state(model, tx, data.input_shape, config.seed)
-        flat = _flat(config)
         hyper = {**state.opt_state.hyperparams}
-        for field, name in _HYPERPARAMS.items():
-            hyper[name] = jnp.asarray(flat[field], hyper[name].dtype)
+        for name, value in hyperparameters(config.optim, total_steps, steps_per_epoch).items():
+            hyper[name] = jnp.asarray(value, hyper[name].dtype)
         return state.replace(opt_state=state.opt_state._replace(hyperparams=hyper))
 
     singles = [member_state(c) for c in configs]

@@ -37,6 +37,11 @@ def _check_error(proc, message):
     (["trainer.epochs=0"], "trainer.epochs (0) must be > 0"),
     (["data=mnist", "data.root=/nonexistent/mnist"], "data.root='/nonexistent/mnist' does not exist"),
     (["trainer.compilation_cache="], "trainer.compilation_cache is empty; use auto"),
+    (["optim.warmup_epochs=1"], "optim.warmup_epochs=1 has no effect with optim.schedule=cosine, "
+                                "which starts at its peak; warm up with "
+                                "optim.schedule=warmup_cosine (or constant)"),
+    (["optim.schedule=warmup_cosine", "optim.warmup_epochs=30", "trainer.epochs=2"],
+     "optim.warmup_epochs=30 is not less than trainer.epochs=2"),
     (["logger=wandb", "logger.wandb_mode=ofline"],
      "logger.wandb_mode='ofline' is not known; valid values: offline, online, disabled"),
 ])

@@ -229,3 +229,6 @@ def test_grouping_keys_match_the_library():
     assert [[num for num, _ in g] for g in groups] == [list(range(6)), list(range(6, 12))]
     assert [len(g) for g in populations(jobs, max_population=4, slots=1)] == [4, 2, 4, 2]
     assert [len(g) for g in populations(jobs[:6], max_population=0, slots=4)] == [2, 2, 1, 1]
+    warmups = [(i, ["optim.schedule=warmup_cosine", f"optim.warmup_epochs={w}"])
+               for i, w in enumerate((0, 0.5, 1))]
+    assert [len(g) for g in populations(warmups, max_population=0, slots=1)] == [3]

@@ -90,6 +90,24 @@ def test_members_with_dropout_equal_standalone_runs(tmp_path):
     assert len(losses) == 4
 
 
+@pytest.mark.parametrize("schedule", ["warmup_cosine", "constant"])
+def test_members_differing_in_warmup_equal_standalone_runs(tmp_path, schedule):
+    """The warm-up length is a per-member array, so a sweep over it is one population whose
+    members each follow their own schedule, as their standalone runs do."""
+    base = _digits(lr=0.1, momentum=0.9, schedule=schedule)
+    configs = [with_overrides(base, p) for p in grid_points({"optim.warmup_epochs": [0, 0.5, 1.5],
+                                                             "seed": [0, 1]})]
+    assert [len(g) for g in group_population(configs)] == [6]
+    results = fit_population(configs, [tmp_path / "pop" / str(i) for i in range(6)])
+    losses = set()
+    for i, config in enumerate(configs):
+        alone = fit(config, tmp_path / "alone" / str(i))
+        _assert_member_equals_standalone(tmp_path / "pop" / str(i), tmp_path / "alone" / str(i),
+                                         results[i], alone)
+        losses.add(round(alone["val"]["loss"], 6))
+    assert len(losses) == 6
+
+
 def test_member_names_show_the_values_that_differ_to_six_digits(tmp_path):
     """Console lines name a member by its job dir and the vectorized values that differ,
     written as the report's table writes them (a np.geomspace lr reads 0.0316228)."""

@@ -6,7 +6,8 @@ import math
 
 # Config keys that enter lepton_jax's train step as arrays (lepton_jax.population.VECTORIZABLE;
 # kept here so that grouping needs neither JAX nor a config composition per job).
-VECTORIZABLE = ("optim.lr", "optim.momentum", "optim.weight_decay", "seed")
+VECTORIZABLE = ("optim.lr", "optim.momentum", "optim.weight_decay", "optim.warmup_epochs",
+                "seed")
 
 
 def _structural(overrides: list[str]) -> tuple:
