@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import orbax.checkpoint as ocp
 
@@ -128,15 +128,17 @@ class Checkpointer:
         """
         step = self.latest_step() if step is None else step
         path = self.directory / str(step)
+        saved = self._saved_shapes(step)
+        full, target, added = target, *_without_added_hyperparameters(target, saved)
         # Compared first: a restore into other shapes fails deep in tensorstore, whose
         # abandoned reads then print "Exception ignored" lines when collected.
-        mismatch = self._mismatch(target, step)
+        mismatch = _mismatch(target, saved)
         if mismatch:
             raise UserError(f"checkpoint {path} was written for another model: {mismatch}. "
                             "Train with the settings it was written with, or start a new run "
                             "directory")
         try:
-            return self._manager.restore(step, args=ocp.args.StandardRestore(target))
+            restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
         except Exception as e:  # orbax/tensorstore raise many types for damaged files
             detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise UserError(
@@ -144,22 +146,19 @@ class Checkpointer:
                 "written for another model. Move that folder away to resume from an earlier "
                 "checkpoint, or start a new run directory"
             ) from None
+        if added:  # the config's values, as a run started now would hold
+            hyper = {**restored.opt_state.hyperparams,
+                     **{k: full.opt_state.hyperparams[k] for k in added}}
+            restored = restored.replace(opt_state=restored.opt_state._replace(hyperparams=hyper))
+        return restored
 
-    def _mismatch(self, target: TrainState, step: int) -> Optional[str]:
-        """The first array of `target` whose shape the checkpoint at `step` does not hold
-        (None when they all match, or when its metadata cannot be read: restore says why)."""
+    def _saved_shapes(self, step: int) -> Optional[dict[str, tuple]]:
+        """The checkpoint's array shapes by name (`_shapes`), read from its metadata; None
+        when that cannot be read (restoring then says why)."""
         try:
-            saved = _shapes(self._manager.item_metadata(step))
-        except Exception:  # damaged metadata: restoring reports it
+            return _shapes(self._manager.item_metadata(step))
+        except Exception:  # damaged metadata
             return None
-        wanted = _shapes(target)
-        for name, shape in wanted.items():
-            if name not in saved:
-                return f"it holds no {name}"
-            if saved[name] != shape:
-                return f"{name} is {_shape_text(saved[name])} there, {_shape_text(shape)} here"
-        extra = sorted(set(saved) - set(wanted))
-        return f"it holds {extra[0]}, which this model has not" if extra else None
 
     def restore_arrays(self, step: Optional[int] = None) -> dict:
         """The latest (or `step`) checkpoint as nested dicts on this process's first device,
@@ -174,6 +173,35 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _without_added_hyperparameters(target, saved: Optional[dict]) -> tuple[Any, list[str]]:
+    """`target` less the injected hyperparameters its checkpoint (`saved`: its shapes) lacks,
+    and their names: a checkpoint written before lepton_jax injected one (the warm-up length)
+    still resumes, the value coming from the config as it did then."""
+    hyper = getattr(getattr(target, "opt_state", None), "hyperparams", None)
+    if saved is None or not isinstance(hyper, dict):
+        return target, []
+    added = [k for k in hyper if f"opt_state.hyperparams.{k}" not in saved]
+    if not added or len(added) == len(hyper):
+        return target, []
+    kept = {k: v for k, v in hyper.items() if k not in added}
+    return target.replace(opt_state=target.opt_state._replace(hyperparams=kept)), added
+
+
+def _mismatch(target: TrainState, saved: Optional[dict]) -> Optional[str]:
+    """The first array of `target` whose shape the checkpoint (`saved`: its shapes) does not
+    hold (None when they all match, or when its metadata could not be read)."""
+    if saved is None:
+        return None
+    wanted = _shapes(target)
+    for name, shape in wanted.items():
+        if name not in saved:
+            return f"it holds no {name}"
+        if saved[name] != shape:
+            return f"{name} is {_shape_text(saved[name])} there, {_shape_text(shape)} here"
+    extra = sorted(set(saved) - set(wanted))
+    return f"it holds {extra[0]}, which this model has not" if extra else None
 
 
 def _write_atomically(path: Path, payload: bytes) -> None:

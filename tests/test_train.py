@@ -315,6 +315,40 @@ def test_mlp_dropout_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
     assert resumed["test"] == full["test"]
 
 
+def test_a_checkpoint_older_than_the_injected_warmup_resumes(tmp_path, monkeypatch):
+    """Checkpoints written before the warm-up length entered the optimizer state
+    (`opt_state.hyperparams.warmup_steps`) lack it: such a run resumes, the length coming
+    from the config as it did then, and ends as the uninterrupted run."""
+    import shutil
+
+    import orbax.checkpoint as ocp
+
+    from lepton_jax.checkpoint import Checkpointer
+
+    config = Config(model=ModelConfig(hidden=[32]), optim=OptimConfig(
+        lr=0.1, momentum=0.9, schedule="warmup_cosine", warmup_epochs=1.5),
+        trainer=TrainerConfig(epochs=3, progress="off", num_devices=1, steps_per_call=1))
+    full = fit(config, tmp_path / "full")
+    monkeypatch.setattr(loop, "stop_on_interrupt",
+                        lambda: contextlib.nullcontext(StopAfterCalls(30)))
+    with pytest.raises(Interrupted):
+        fit(config, tmp_path / "run")
+    monkeypatch.undo()
+    ckpts = Checkpointer(tmp_path / "run" / "checkpoints", keep=3)
+    step = ckpts.latest_step()
+    assert step == 31
+    old = ckpts.restore_arrays(step)
+    assert float(old["opt_state"]["hyperparams"].pop("warmup_steps")) == 33.0
+    ckpts.close()
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / str(step))
+    with ocp.CheckpointManager(tmp_path / "run" / "checkpoints") as manager:
+        manager.save(step, args=ocp.args.StandardSave(old))
+    resumed = fit(config, tmp_path / "run")
+    assert resumed["resumed_from"] == step
+    _same_params(Model.load(tmp_path / "run").params, Model.load(tmp_path / "full").params)
+    assert resumed["test"] == full["test"]
+
+
 def _early(patience=0, **trainer):
     return Config(model=ModelConfig(hidden=[32]), optim=OptimConfig(lr=0.05),
                   trainer=TrainerConfig(epochs=20, progress="off", num_devices=1,
