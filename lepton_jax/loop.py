@@ -226,16 +226,21 @@ def changes_since(earlier: dict, config: Config) -> dict:
 
 def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], changed: dict,
                            where: str, fix: str):
-    """`ckpt.restore(target, step)`; when the checkpoint does not fit and settings changed
-    since the run's last start, the one error names them (`where`: the run's folder, as
-    the message says it; `fix`: what to do)."""
+    """`ckpt.restore(target, step)`, with `target`'s injected optimizer hyperparameters: a
+    run resumed with another `optim.lr` (momentum, weight decay, warm-up) trains on with the
+    config's value, as the schedule follows a changed `trainer.epochs` (unchanged, they equal
+    the checkpoint's). When the checkpoint does not fit and settings changed since the run's
+    last start, the one error names them (`where`: the run's folder, as the message says it;
+    `fix`: what to do)."""
     try:
-        return ckpt.restore(target, step)
+        restored = ckpt.restore(target, step)
     except UserError as e:
         if not changed:
             raise
         raise UserError(f"{where} last ran with other settings: {describe_changes(changed)}; "
                         f"its checkpoints do not fit this config. {fix}") from e
+    return restored.replace(opt_state=restored.opt_state._replace(
+        hyperparams=target.opt_state.hyperparams))
 
 
 def start_lines(header: str, run_dir: Path, start_step: int, changed: dict) -> list[str]:

@@ -229,6 +229,29 @@ def test_a_resumed_population_names_changed_settings_as_fit_does(tmp_path, capsy
         fit_population(fresh, dirs)
 
 
+def test_a_population_resumed_with_other_lrs_trains_on_with_them(tmp_path):
+    """Resumed with new learning rates, each member steps with its new one, as a standalone
+    run resumed the same way does."""
+    def stage(lr, epochs):
+        config = _digits(lr=lr, momentum=0.9)
+        return dataclasses.replace(config, trainer=dataclasses.replace(config.trainer,
+                                                                       epochs=epochs))
+
+    first, second = [stage(lr, 2) for lr in (0.05, 0.1)], [stage(lr, 3) for lr in (0.02, 0.04)]
+    dirs = [tmp_path / "pop" / str(i) for i in range(2)]
+    fit_population(first, dirs)
+    results = fit_population(second, dirs)
+    for i in range(2):
+        alone = tmp_path / "alone" / str(i)
+        fit(first[i], alone)
+        assert fit(second[i], alone)["resumed_from"] == results[i]["resumed_from"] > 0
+        state = Checkpointer(dirs[i] / "checkpoints", keep=1).restore_arrays()
+        assert float(state["opt_state"]["hyperparams"]["learning_rate"]) == pytest.approx(
+            second[i].optim.lr)
+        _assert_member_equals_standalone(dirs[i], alone, results[i],
+                                         json.loads((alone / "result.json").read_text()))
+
+
 def _stop_after_calls(monkeypatch, configs, dirs, calls: int) -> int:
     """Trains the population as if Ctrl-C came after `calls` + 1 device calls; the step it
     stopped at."""

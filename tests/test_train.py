@@ -349,6 +349,44 @@ def test_a_checkpoint_older_than_the_injected_warmup_resumes(tmp_path, monkeypat
     assert resumed["test"] == full["test"]
 
 
+def test_a_run_resumed_with_another_lr_trains_on_with_it(tmp_path, monkeypatch):
+    """The learning rate lives in the checkpointed optimizer state; resumed with another
+    `optim.lr`, a run must step with the new one, as its header and run.json say. Plain SGD
+    with a constant schedule: from the same checkpoint, one step at twice the lr moves every
+    parameter twice as far."""
+    import shutil
+
+    from lepton_jax.checkpoint import Checkpointer
+
+    def config(lr, epochs):
+        return Config(model=ModelConfig(hidden=[32]),
+                      optim=OptimConfig(lr=lr, momentum=0.0, schedule="constant"),
+                      trainer=TrainerConfig(epochs=epochs, progress="off", num_devices=1,
+                                            steps_per_call=1, checkpoint_every_epochs=1))
+
+    fit(config(0.05, 2), tmp_path / "base")
+    moved = {}
+    for lr in (0.01, 0.02):
+        run = tmp_path / f"lr{lr}"
+        shutil.copytree(tmp_path / "base", run)
+        monkeypatch.setattr(loop, "stop_on_interrupt",
+                            lambda: contextlib.nullcontext(StopAfterCalls(0)))
+        with pytest.raises(Interrupted):
+            fit(config(lr, 4), run)  # one step, then saved as Ctrl-C would
+        monkeypatch.undo()
+        ckpts = Checkpointer(run / "checkpoints", keep=3)
+        assert ckpts.latest_step() == 45
+        after, before = ckpts.restore_arrays(45), ckpts.restore_arrays(44)
+        assert float(after["opt_state"]["hyperparams"]["learning_rate"]) == pytest.approx(lr)
+        moved[lr] = [np.asarray(a, np.float64) - b for a, b in
+                     zip(jax.tree.leaves(after["params"]), jax.tree.leaves(before["params"]),
+                         strict=True)]
+        ckpts.close()
+    for small, big in zip(moved[0.01], moved[0.02], strict=True):
+        np.testing.assert_allclose(big, 2 * small, rtol=1e-4, atol=5e-8)  # float32 params
+    assert max(np.abs(m).max() for m in moved[0.01]) > 1e-6
+
+
 def _early(patience=0, **trainer):
     return Config(model=ModelConfig(hidden=[32]), optim=OptimConfig(lr=0.05),
                   trainer=TrainerConfig(epochs=20, progress="off", num_devices=1,
