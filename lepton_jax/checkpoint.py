@@ -129,7 +129,7 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         path = self.directory / str(step)
         saved = self._saved_shapes(step)
-        full, target, added = target, *_without_added_hyperparameters(target, saved)
+        full, (target, added, dropped) = target, _hyperparameters_as_saved(target, saved)
         # Compared first: a restore into other shapes fails deep in tensorstore, whose
         # abandoned reads then print "Exception ignored" lines when collected.
         mismatch = _mismatch(target, saved)
@@ -146,9 +146,9 @@ class Checkpointer:
                 "written for another model. Move that folder away to resume from an earlier "
                 "checkpoint, or start a new run directory"
             ) from None
-        if added:  # the config's values, as a run started now would hold
-            hyper = {**restored.opt_state.hyperparams,
-                     **{k: full.opt_state.hyperparams[k] for k in added}}
+        if added or dropped:  # the config's values, as a run started now would hold
+            hyper = {k: v for k, v in restored.opt_state.hyperparams.items() if k not in dropped}
+            hyper.update({k: full.opt_state.hyperparams[k] for k in added})
             restored = restored.replace(opt_state=restored.opt_state._replace(hyperparams=hyper))
         return restored
 
@@ -175,18 +175,26 @@ class Checkpointer:
         self._manager.close()
 
 
-def _without_added_hyperparameters(target, saved: Optional[dict]) -> tuple[Any, list[str]]:
-    """`target` less the injected hyperparameters its checkpoint (`saved`: its shapes) lacks,
-    and their names: a checkpoint written before lepton_jax injected one (the warm-up length)
-    still resumes, the value coming from the config as it did then."""
+def _hyperparameters_as_saved(target, saved: Optional[dict]) -> tuple[Any, list[str], list[str]]:
+    """`target` with the injected optimizer hyperparameters its checkpoint holds (`saved`: its
+    shapes), and the names of those it added and dropped. A checkpoint written before
+    lepton_jax injected one (the warm-up length), or after it stopped injecting one, still
+    restores; `restore` then takes the added ones from `target` (the config)."""
     hyper = getattr(getattr(target, "opt_state", None), "hyperparams", None)
-    if saved is None or not isinstance(hyper, dict):
-        return target, []
-    added = [k for k in hyper if f"opt_state.hyperparams.{k}" not in saved]
-    if not added or len(added) == len(hyper):
-        return target, []
-    kept = {k: v for k, v in hyper.items() if k not in added}
-    return target.replace(opt_state=target.opt_state._replace(hyperparams=kept)), added
+    prefix = "opt_state.hyperparams."
+    if saved is None or not isinstance(hyper, dict) or not hyper:
+        return target, [], []
+    held = {name[len(prefix):] for name, shape in saved.items()
+            if name.startswith(prefix) and shape == () and "." not in name[len(prefix):]}
+    if not held:  # not an optimizer state with injected hyperparameters
+        return target, [], []
+    added, dropped = [k for k in hyper if k not in held], sorted(held - set(hyper))
+    if not added and not dropped:
+        return target, [], []
+    template = next(iter(hyper.values()))  # a float32 scalar, placed as the others
+    as_saved = {**{k: v for k, v in hyper.items() if k in held},
+                **{k: template for k in dropped}}
+    return target.replace(opt_state=target.opt_state._replace(hyperparams=as_saved)), added, dropped
 
 
 def _mismatch(target: TrainState, saved: Optional[dict]) -> Optional[str]:

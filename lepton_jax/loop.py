@@ -231,7 +231,13 @@ def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], chan
     config's value, as the schedule follows a changed `trainer.epochs` (unchanged, they equal
     the checkpoint's). When the checkpoint does not fit and settings changed since the run's
     last start, the one error names them (`where`: the run's folder, as the message says it;
-    `fix`: what to do)."""
+    `fix`: what to do). A changed `seed` is refused: the checkpoints carry the old seed's
+    data order and random draws, so the new one would change only the record."""
+    if "seed" in changed:
+        was, now = changed["seed"]
+        raise UserError(f"{where} was trained with seed={was}, and its checkpoints carry that "
+                        f"seed's data order and random draws: resuming it with seed={now} "
+                        f"would change only the record. {fix}")
     try:
         restored = ckpt.restore(target, step)
     except UserError as e:

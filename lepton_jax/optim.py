@@ -11,8 +11,8 @@ from lepton_jax.config import OptimConfig
 from lepton_jax.errors import UserError
 
 OPTIMIZERS = ("sgd",)
-# Schedules that warm up over `optim.warmup_epochs`; their warm-up length is an injected
-# hyperparameter (`warmup_steps`), so population members can differ in it.
+# Schedules that warm up over `optim.warmup_epochs`. The warm-up length is an injected
+# hyperparameter (`warmup_steps`, 0 for the others), so population members can differ in it.
 WARMUP_SCHEDULES = ("constant", "warmup_cosine")
 
 
@@ -32,12 +32,12 @@ def warmup_steps(config: OptimConfig, total_steps: int, steps_per_epoch: int) ->
 
 def hyperparameters(config: OptimConfig, total_steps: int, steps_per_epoch: int) -> dict:
     """The values `make_optimizer` injects into the optimizer state, by their names there:
-    what a population member sets in its own state."""
-    values = {"learning_rate": config.lr, "momentum": config.momentum,
-              "weight_decay": config.weight_decay}
-    if config.schedule in WARMUP_SCHEDULES:
-        values["warmup_steps"] = float(warmup_steps(config, total_steps, steps_per_epoch))
-    return values
+    what a population member sets in its own state. Every schedule's state holds the same
+    names (`warmup_steps` is 0 where the schedule takes no warm-up), so a run can resume
+    under another schedule."""
+    return {"learning_rate": config.lr, "momentum": config.momentum,
+            "weight_decay": config.weight_decay,
+            "warmup_steps": float(warmup_steps(config, total_steps, steps_per_epoch))}
 
 
 def schedule_shape(schedule: str, total_steps: int) -> Callable:
@@ -73,8 +73,8 @@ def schedule_shape(schedule: str, total_steps: int) -> Callable:
     raise UserError(f"optim.schedule={schedule!r} is not known")
 
 
-def _sgd(learning_rate, momentum, weight_decay, warmup_steps=0.0, *, nesterov: bool,
-         clip_norm, shape):
+def _sgd(learning_rate, momentum, weight_decay, warmup_steps, *, nesterov: bool, clip_norm,
+         shape):
     parts = []
     if clip_norm is not None:
         parts.append(optax.clip_by_global_norm(clip_norm))
@@ -90,9 +90,9 @@ def make_optimizer(config: OptimConfig, total_steps: int,
                    steps_per_epoch: int) -> optax.GradientTransformation:
     """Builds the optimizer named by `config.name`.
 
-    `learning_rate`, `momentum`, `weight_decay` and, for the schedules that warm up,
-    `warmup_steps` are held in `opt_state.hyperparams` as float32 arrays
-    (`optax.inject_hyperparams`; see `hyperparameters`).
+    `learning_rate`, `momentum`, `weight_decay` and `warmup_steps` are held in
+    `opt_state.hyperparams` as float32 arrays (`optax.inject_hyperparams`; see
+    `hyperparameters`).
     """
     if config.name != "sgd":
         raise UserError(f"optim.name={config.name!r} is not known; valid optimizers: "

@@ -44,9 +44,15 @@ def test_warmup_length_is_an_injected_hyperparameter():
         assert float(update["w"]) == pytest.approx(-expected)
 
 
-def test_schedules_without_warmup_inject_no_length():
-    assert "warmup_steps" not in hyperparameters(OptimConfig(schedule="cosine"), TOTAL, 10)
-    assert "warmup_steps" not in hyperparameters(OptimConfig(schedule="one_cycle"), TOTAL, 10)
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "warmup_cosine", "one_cycle"])
+def test_every_schedule_injects_the_same_hyperparameters(schedule):
+    """The same names in every schedule's state (a warm-up length of 0 where it takes none),
+    so a run resumes under another schedule."""
+    config = OptimConfig(schedule=schedule)
+    state = make_optimizer(config, TOTAL, 10).init({"w": jnp.zeros(())})
+    assert sorted(state.hyperparams) == sorted(hyperparameters(config, TOTAL, 10)) == [
+        "learning_rate", "momentum", "warmup_steps", "weight_decay"]
+    assert float(state.hyperparams["warmup_steps"]) == 0.0
 
 
 def test_a_warmup_that_leaves_nothing_to_decay_is_refused():

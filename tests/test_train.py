@@ -387,6 +387,30 @@ def test_a_run_resumed_with_another_lr_trains_on_with_it(tmp_path, monkeypatch):
     assert max(np.abs(m).max() for m in moved[0.01]) > 1e-6
 
 
+def test_resuming_with_another_seed_is_refused_and_other_schedules_resume(tmp_path):
+    """A run's seed is in its checkpoints (data order, random draws): rerun into its
+    directory with another seed, it is one error, with nothing rewritten. Another schedule
+    resumes: every schedule's optimizer state holds the same hyperparameters."""
+    def config(seed=0, schedule="constant", epochs=2):
+        return Config(seed=seed, model=ModelConfig(hidden=[32]),
+                      optim=OptimConfig(lr=0.05, schedule=schedule),
+                      trainer=TrainerConfig(epochs=epochs, progress="off", num_devices=1,
+                                            checkpoint_every_epochs=1))
+
+    fit(config(), tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    with pytest.raises(UserError, match=re.escape(
+            f"run directory {tmp_path / 'run'} was trained with seed=0, and its checkpoints "
+            "carry that seed's data order and random draws: resuming it with seed=1 would "
+            "change only the record. Resume with the run's own settings")):
+        fit(config(seed=1), tmp_path / "run")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == before
+    for schedule, epochs in (("cosine", 3), ("constant", 4)):
+        result = fit(config(schedule=schedule, epochs=epochs), tmp_path / "run")
+        assert result["resumed_from"] == 22 * (epochs - 1)
+        assert result["steps"] == 22 * epochs
+
+
 def _early(patience=0, **trainer):
     return Config(model=ModelConfig(hidden=[32]), optim=OptimConfig(lr=0.05),
                   trainer=TrainerConfig(epochs=20, progress="off", num_devices=1,
