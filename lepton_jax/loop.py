@@ -225,19 +225,28 @@ def changes_since(earlier: dict, config: Config) -> dict:
 
 
 def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], changed: dict,
-                           where: str, fix: str):
+                           where: str, fix: str, total_steps: int):
     """`ckpt.restore(target, step)`, with `target`'s injected optimizer hyperparameters: a
     run resumed with another `optim.lr` (momentum, weight decay, warm-up) trains on with the
     config's value, as the schedule follows a changed `trainer.epochs` (unchanged, they equal
     the checkpoint's). When the checkpoint does not fit and settings changed since the run's
     last start, the one error names them (`where`: the run's folder, as the message says it;
     `fix`: what to do). A changed `seed` is refused: the checkpoints carry the old seed's
-    data order and random draws, so the new one would change only the record."""
+    data order and random draws, so the new one would change only the record. So is a
+    changed optimizer setting when the checkpoint has trained all `total_steps`: nothing is
+    left to train with it, and the results would stay the old setting's."""
     if "seed" in changed:
         was, now = changed["seed"]
         raise UserError(f"{where} was trained with seed={was}, and its checkpoints carry that "
                         f"seed's data order and random draws: resuming it with seed={now} "
                         f"would change only the record. {fix}")
+    optim = {k: v for k, v in changed.items() if k.startswith("optim.")}
+    at = ckpt.latest_step() if step is None else step
+    if optim and at is not None and at >= total_steps:
+        raise UserError(f"{where} has trained all {total_steps} steps, so "
+                        f"{describe_changes(optim)} would change none of them and its results "
+                        "would stay the old setting's. Raise trainer.epochs to train on with "
+                        f"the new setting. {fix}")
     try:
         restored = ckpt.restore(target, step)
     except UserError as e:
@@ -382,7 +391,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
         state = restore_naming_changes(
             ckpt, state, None, changed, f"run directory {run_dir}",
             "Resume with the run's own settings, or start a new run directory "
-            "(hydra.run.dir=...)")
+            "(hydra.run.dir=...)", total_steps)
     start_step = int(to_host(state.step))
     if primary:
         for line in start_lines(run_header(config, data, count_params(state.params),

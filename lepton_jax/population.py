@@ -203,7 +203,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     changes = [changes_since(e, c) for e, c in zip(earlier, configs, strict=True)]
     singles = [restore_naming_changes(
         ckpts[i], dp.replicate(s), halted_at.get(i, step), changes[i], f"job directory {dirs[i]}",
-        "Resume with the sweep's own settings, or start a new sweep directory")
+        "Resume with the sweep's own settings, or start a new sweep directory", total_steps)
         if saved[i] and i not in diverged_before else s for i, s in enumerate(singles)]
     for i in [*halted_at, *diverged_before]:  # masked rows: only the step counter must match
         singles[i] = singles[i].replace(step=jnp.asarray(step, singles[i].step.dtype))

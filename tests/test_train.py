@@ -387,26 +387,33 @@ def test_a_run_resumed_with_another_lr_trains_on_with_it(tmp_path, monkeypatch):
     assert max(np.abs(m).max() for m in moved[0.01]) > 1e-6
 
 
-def test_resuming_with_another_seed_is_refused_and_other_schedules_resume(tmp_path):
-    """A run's seed is in its checkpoints (data order, random draws): rerun into its
-    directory with another seed, it is one error, with nothing rewritten. Another schedule
-    resumes: every schedule's optimizer state holds the same hyperparameters."""
-    def config(seed=0, schedule="constant", epochs=2):
+def test_resume_refuses_changes_that_would_only_change_the_record(tmp_path):
+    """A run's seed is in its checkpoints (data order, random draws), and a finished run has
+    no step left to train with a new optimizer setting: rerun into its directory with either,
+    it is one error, with nothing rewritten. With more epochs the new lr trains on; another
+    schedule resumes too (every schedule's optimizer state holds the same hyperparameters)."""
+    def config(seed=0, lr=0.05, schedule="constant", epochs=2):
         return Config(seed=seed, model=ModelConfig(hidden=[32]),
-                      optim=OptimConfig(lr=0.05, schedule=schedule),
+                      optim=OptimConfig(lr=lr, schedule=schedule),
                       trainer=TrainerConfig(epochs=epochs, progress="off", num_devices=1,
                                             checkpoint_every_epochs=1))
 
-    fit(config(), tmp_path / "run")
-    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    run = tmp_path / "run"
+    fit(config(), run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     with pytest.raises(UserError, match=re.escape(
-            f"run directory {tmp_path / 'run'} was trained with seed=0, and its checkpoints "
-            "carry that seed's data order and random draws: resuming it with seed=1 would "
-            "change only the record. Resume with the run's own settings")):
-        fit(config(seed=1), tmp_path / "run")
-    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == before
+            f"run directory {run} was trained with seed=0, and its checkpoints carry that "
+            "seed's data order and random draws: resuming it with seed=1 would change only "
+            "the record. Resume with the run's own settings")):
+        fit(config(seed=1), run)
+    with pytest.raises(UserError, match=re.escape(
+            f"run directory {run} has trained all 44 steps, so optim.lr 0.05 -> 0.01 would "
+            "change none of them and its results would stay the old setting's. Raise "
+            "trainer.epochs to train on with the new setting.")):
+        fit(config(lr=0.01), run)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     for schedule, epochs in (("cosine", 3), ("constant", 4)):
-        result = fit(config(schedule=schedule, epochs=epochs), tmp_path / "run")
+        result = fit(config(lr=0.01, schedule=schedule, epochs=epochs), run)
         assert result["resumed_from"] == 22 * (epochs - 1)
         assert result["steps"] == 22 * epochs
 
