@@ -243,6 +243,17 @@ def validate(config: Config, data_given: bool = False) -> Config:
     if config.model.dropout and config.model.name != "mlp":
         raise UserError(f"model.dropout applies to model=mlp's hidden layers; "
                         f"model={config.model.name} has none to drop; set model.dropout=0")
+    if config.model.name != "mlp":
+        # Ignored otherwise: a sweep over them would train the same model under other names.
+        own = ("its own fixed layers (ReLU)" if config.model.name == "lenet5"
+               else "no hidden layers")
+        for name in ("hidden", "activation"):
+            value, default = getattr(config.model, name), getattr(ModelConfig(), name)
+            if value != default:
+                shown = "[" + ",".join(map(str, value)) + "]" if name == "hidden" else value
+                raise UserError(f"model.{name}={shown} applies to model=mlp; "
+                                f"model={config.model.name} has {own}; leave model.{name} at "
+                                "its default, or use model=mlp")
     if not data_given:
         _choice("data.name", config.data.name, sorted(DATASETS))
     _choice("data.task", config.data.task, TASKS)

@@ -24,6 +24,10 @@ def _check_error(proc, message):
     (["model.dropout=1.0"], "model.dropout (1.0) must be in [0, 1)"),
     (["model=lenet5", "model.dropout=0.5"], "model.dropout applies to model=mlp's hidden layers; "
                                             "model=lenet5 has none to drop"),
+    (["model=lenet5", "model.activation=tanh"], "model.activation=tanh applies to model=mlp; "
+                                                "model=lenet5 has its own fixed layers (ReLU)"),
+    (["model=linear", "model.hidden=[64]"], "model.hidden=[64] applies to model=mlp; "
+                                            "model=linear has no hidden layers"),
     (["data.name=cifar"], "data.name='cifar' is not known; valid values: csv, digits, mnist"),
     (["optim.name=adamw"], "optim.name='adamw' is not known; valid values: sgd"),
     (["optim.lrr=0.1"], "Key 'lrr' not in 'OptimConfig'"),
