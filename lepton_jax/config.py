@@ -258,6 +258,8 @@ def validate(config: Config, data_given: bool = False) -> Config:
         _choice("data.name", config.data.name, sorted(DATASETS))
     _choice("data.task", config.data.task, TASKS)
     config.data = validate_data(config.data)
+    if not data_given:
+        _check_dataset_fields(config.data)
     _choice("optim.name", config.optim.name, sorted(OPTIMIZERS))
     _positive("optim.lr", config.optim.lr)
     if not 0.0 <= config.optim.momentum < 1.0:
@@ -295,6 +297,29 @@ def validate(config: Config, data_given: bool = False) -> Config:
     _choice("logger.name", config.logger.name, ("console", "wandb"))
     _choice("logger.wandb_mode", config.logger.wandb_mode, WANDB_MODES)
     return config
+
+
+def _check_dataset_fields(data: DataConfig) -> None:
+    """Refuses the settings `data.name`'s dataset would ignore (a CSV file's target, task
+    and categorical columns; a test share where MNIST has its official test split), so that
+    a run never trains on something other than what its config says."""
+    default = DataConfig()
+    if data.name != "csv":
+        if data.target is not None:
+            raise UserError(f"data.target={data.target} applies to data=csv; data={data.name} "
+                            "has its own labels; leave data.target unset, or use data=csv")
+        if data.categorical:
+            raise UserError(f"data.categorical=[{','.join(data.categorical)}] applies to "
+                            f"data=csv; data={data.name} has no named columns to one-hot "
+                            "encode; leave data.categorical empty, or use data=csv")
+        if data.task not in ("auto", "classification"):
+            raise UserError(f"data.task={data.task}: data={data.name} is a classification "
+                            "dataset (its labels are classes); set data.task=auto")
+    if data.name == "mnist" and data.test_fraction != default.test_fraction:
+        raise UserError(f"data.test_fraction={data.test_fraction:g}: data=mnist has its "
+                        "official 10,000-image test split; leave data.test_fraction at "
+                        f"{default.test_fraction:g} (data.val_fraction sets the validation "
+                        "share)")
 
 
 def _check_warmup(optim: OptimConfig, epochs: int) -> None:

@@ -28,6 +28,10 @@ def _check_error(proc, message):
                                                 "model=lenet5 has its own fixed layers (ReLU)"),
     (["model=linear", "model.hidden=[64]"], "model.hidden=[64] applies to model=mlp; "
                                             "model=linear has no hidden layers"),
+    (["data.task=regression"], "data.task=regression: data=digits is a classification "
+                               "dataset (its labels are classes); set data.task=auto"),
+    (["data.target=price"], "data.target=price applies to data=csv; data=digits has its own "
+                            "labels"),
     (["data.name=cifar"], "data.name='cifar' is not known; valid values: csv, digits, mnist"),
     (["optim.name=adamw"], "optim.name='adamw' is not known; valid values: sgd"),
     (["optim.lrr=0.1"], "Key 'lrr' not in 'OptimConfig'"),
