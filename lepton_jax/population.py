@@ -118,11 +118,26 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     chunks, one after another; members are independent, so the results are the same.
 
     Returns:
-        One result dict per member; a diverged member has {"status": "diverged", "step": s}.
+        One result dict per member; a diverged member has {"status": "diverged", "step": s},
+        and a member whose config is refused {"status": "failed", "error": UserError}: as
+        separate jobs would, it fails alone and the others train.
     """
     if not configs:
         return []
-    configs = [config_lib.validate(c) for c in configs]
+    checked: list = []
+    for config in configs:
+        try:
+            checked.append(config_lib.validate(config))
+        except UserError as e:
+            checked.append(e)
+    if any(isinstance(c, UserError) for c in checked):
+        valid = [i for i, c in enumerate(checked) if not isinstance(c, UserError)]
+        trained = dict(zip(valid, fit_population(
+            [checked[i] for i in valid], [workdirs[i] for i in valid],
+            logs and [logs[i] for i in valid], _fits_memory), strict=True))
+        return [trained.get(i) or {"status": "failed", "error": checked[i]}
+                for i in range(len(configs))]
+    configs = checked
     check_population(configs)
     base, t = configs[0], configs[0].trainer
     enable_compilation_cache(t.compilation_cache)

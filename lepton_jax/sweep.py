@@ -152,6 +152,6 @@ def job_row(job: int, point: Mapping[str, Any], result: dict, seconds: float, ro
             if name != "confusion":
                 row[f"{split}/{name}"] = value
     if "error" in result:
-        row["error"] = result["error"]
+        row["error"] = str(result["error"])
     row.update(seconds=seconds, population=population, run_dir=str(root / str(job)))
     return row

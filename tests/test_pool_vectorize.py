@@ -118,6 +118,25 @@ def test_vectorized_sweep_matches_the_job_by_job_sweep(tmp_path):
         "DivergedError" in vector.stdout + vector.stderr
 
 
+def test_a_member_with_a_refused_config_fails_alone(tmp_path):
+    """As in a job-by-job sweep, a member whose value is refused fails with its own message
+    (in its stderr.log, where the summary points), and the rest of its population trains."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", *SMALL, "optim.lr=0.05,-1,0.1",
+                   "hydra/launcher=pool", "hydra.launcher.vectorize=true",
+                   "hydra.launcher.slots=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "launching 3 jobs as 1 population" in proc.stdout
+    assert list(summary(sweep).status) == ["COMPLETED", "FAILED", "COMPLETED"]
+    message = "UserError: optim.lr (-1.0) must be > 0"
+    assert "job 1 (" in proc.stderr and " optim.lr=-1) failed: " + message in proc.stderr, \
+        proc.stderr
+    assert message in (sweep / "1" / "stderr.log").read_text()
+    assert "members differ in optim.lr" in (sweep / "0" / "stdout.log").read_text()
+    for job in (0, 2):
+        assert json.loads((sweep / str(job) / "result.json").read_text())["population"] == 2
+
+
 def test_optuna_drives_populations_batch_by_batch(tmp_path):
     """Optuna's sweeper hands the launcher a batch of n_jobs trials at a time; each batch
     trains as one population, and the study sees one result per trial."""

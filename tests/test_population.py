@@ -108,6 +108,21 @@ def test_members_differing_in_warmup_equal_standalone_runs(tmp_path, schedule):
     assert len(losses) == 6
 
 
+def test_a_member_with_a_refused_config_fails_alone(tmp_path):
+    """As a job-by-job sweep would, a member whose config is refused fails with its own
+    error, and the others train as the population of the rest."""
+    configs = [_digits(lr=lr) for lr in (0.05, -1.0, 0.1)]
+    results = fit_population(configs, [tmp_path / "pop" / str(i) for i in range(3)])
+    assert [r["status"] for r in results] == ["done", "failed", "done"]
+    assert isinstance(results[1]["error"], UserError)
+    assert "optim.lr (-1.0) must be > 0" in str(results[1]["error"])
+    rest = fit_population([configs[0], configs[2]], [tmp_path / "rest" / str(i) for i in (0, 2)])
+    for got, want in zip([results[0], results[2]], rest, strict=True):
+        assert got["population"] == want["population"] == 2
+        assert got["val"] == want["val"] and got["test"] == want["test"]
+    assert not (tmp_path / "pop" / "1" / "result.json").exists()
+
+
 def test_member_names_show_the_values_that_differ_to_six_digits(tmp_path):
     """Console lines name a member by its job dir and the vectorized values that differ,
     written as the report's table writes them (a np.geomspace lr reads 0.0316228)."""

@@ -241,6 +241,8 @@ def run_population(ctx: JobContext,
                     error = DivergedError(result["step"], result["loss"])
                 ret.status, ret._return_value = JobStatus.FAILED, error
                 outcome.error = f"{type(error).__name__}: {error}"
+                with open(Path(outcome.job_dir) / "stderr.log", "a") as f:
+                    f.write(outcome.error + "\n")  # where the summary points
         held.replay(ctx, outcomes, [m["log"] for m in members])
     finally:
         for m in members:
