@@ -234,7 +234,8 @@ def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], chan
     `fix`: what to do). A changed `seed` is refused: the checkpoints carry the old seed's
     data order and random draws, so the new one would change only the record. So is a
     changed optimizer setting when the checkpoint has trained all `total_steps`: nothing is
-    left to train with it, and the results would stay the old setting's."""
+    left to train with it, and the results would stay the old setting's. And so is a config
+    of fewer steps than the checkpoint has trained (a run is not shortened)."""
     if "seed" in changed:
         was, now = changed["seed"]
         raise UserError(f"{where} was trained with seed={was}, and its checkpoints carry that "
@@ -242,6 +243,11 @@ def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], chan
                         f"would change only the record. {fix}")
     optim = {k: v for k, v in changed.items() if k.startswith("optim.")}
     at = ckpt.latest_step() if step is None else step
+    if at is not None and at > total_steps:
+        why = f" with {describe_changes(changed)}" if changed else ""
+        raise UserError(f"{where} has trained {at} steps, more than the {total_steps} this "
+                        f"config makes{why}: a run cannot be shortened, and its results would "
+                        f"be those of {at} steps. {fix}")
     if optim and at is not None and at >= total_steps:
         raise UserError(f"{where} has trained all {total_steps} steps, so "
                         f"{describe_changes(optim)} would change none of them and its results "

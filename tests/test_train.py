@@ -388,10 +388,11 @@ def test_a_run_resumed_with_another_lr_trains_on_with_it(tmp_path, monkeypatch):
 
 
 def test_resume_refuses_changes_that_would_only_change_the_record(tmp_path):
-    """A run's seed is in its checkpoints (data order, random draws), and a finished run has
-    no step left to train with a new optimizer setting: rerun into its directory with either,
-    it is one error, with nothing rewritten. With more epochs the new lr trains on; another
-    schedule resumes too (every schedule's optimizer state holds the same hyperparameters)."""
+    """A run's seed is in its checkpoints (data order, random draws), a finished run has no
+    step left to train with a new optimizer setting, and a run is not shortened: rerun into
+    its directory with any of these, it is one error, with nothing rewritten. With more
+    epochs the new lr trains on; another schedule resumes too (every schedule's optimizer
+    state holds the same hyperparameters)."""
     def config(seed=0, lr=0.05, schedule="constant", epochs=2):
         return Config(seed=seed, model=ModelConfig(hidden=[32]),
                       optim=OptimConfig(lr=lr, schedule=schedule),
@@ -411,6 +412,10 @@ def test_resume_refuses_changes_that_would_only_change_the_record(tmp_path):
             "change none of them and its results would stay the old setting's. Raise "
             "trainer.epochs to train on with the new setting.")):
         fit(config(lr=0.01), run)
+    with pytest.raises(UserError, match=re.escape(
+            f"run directory {run} has trained 44 steps, more than the 22 this config makes "
+            "with trainer.epochs 2 -> 1: a run cannot be shortened")):
+        fit(config(epochs=1), run)
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     for schedule, epochs in (("cosine", 3), ("constant", 4)):
         result = fit(config(lr=0.01, schedule=schedule, epochs=epochs), run)
