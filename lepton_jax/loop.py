@@ -397,7 +397,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
         state = restore_naming_changes(
             ckpt, state, None, changed, f"run directory {run_dir}",
             "Resume with the run's own settings, or start a new run directory "
-            "(hydra.run.dir=...)", total_steps)
+            "(hydra.run.dir=... on the command line, workdir= from Python)", total_steps)
     start_step = int(to_host(state.step))
     if primary:
         for line in start_lines(run_header(config, data, count_params(state.params),
