@@ -107,17 +107,31 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         fig, ax = plt.subplots(figsize=(5, 3.5))
         numeric = jobs[field].map(lambda v: isinstance(v, (int, float))).all()
         x = done[field] if numeric else done[field].astype(str)
-        ax.scatter(x, done[metric], alpha=0.5, label="runs")
-        stats = done.assign(_x=x).groupby("_x")[metric].agg(["mean", "std"]).reset_index()
-        ax.errorbar(stats["_x"], stats["mean"], yerr=stats["std"].fillna(0.0), color="black",
-                    marker="_", markersize=14, linestyle="-" if numeric else "none",
-                    capsize=4, label="mean ± std")
+        # With other fields swept too, one line per combination of their values: a mean over
+        # other configs would read as a spread over seeds.
+        others = [c for c in by if c != field]
+        series = (list(done.assign(_x=x).groupby([done[c].astype(str) for c in others],
+                                                 sort=True))
+                  if others else [((), done.assign(_x=x))])
+        colors = plt.get_cmap("tab10" if len(series) <= 10 else "viridis")
+        for k, (values, runs) in enumerate(series):
+            values = values if isinstance(values, tuple) else (values,)
+            named = ", ".join(f"{c}={short_value(runs[c].iloc[0])}" for c in others)
+            color = ("black" if not others else
+                     colors(k if len(series) <= 10 else k / max(len(series) - 1, 1)))
+            ax.scatter(runs["_x"], runs[metric], alpha=0.5, color=None if not others else color,
+                       label="runs" if not others else None)
+            stats = runs.groupby("_x")[metric].agg(["mean", "std"]).reset_index()
+            ax.errorbar(stats["_x"], stats["mean"], yerr=stats["std"].fillna(0.0), color=color,
+                        marker="_", markersize=14, linestyle="-" if numeric else "none",
+                        capsize=4, label="mean ± std" if not others else named)
         if len(unfinished):  # where runs diverged or failed: crosses on the x axis
             ax.scatter(unfinished[field] if numeric else unfinished[field].astype(str),
                        [0.0] * len(unfinished), transform=ax.get_xaxis_transform(),
                        marker="x", color="tab:red", clip_on=False, zorder=3,
                        label="diverged or unfinished")
-        ax.legend(fontsize=8)
+        if len(series) <= 10:
+            ax.legend(fontsize=7 if others else 8)
         # A grid spanning ≥ 8× (lr 0.01…0.08) is usually geometric: read it on a log axis.
         if numeric and jobs[field].nunique() > 2 and (jobs[field] > 0).all() and \
                 jobs[field].max() / jobs[field].min() >= 8:
@@ -137,7 +151,8 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
             _tick_at_values(ax.xaxis, grid)
         ax.set_xlabel(field)
         ax.set_ylabel(label)
-        ax.set_title(f"{label} vs {field}")
+        ax.set_title(f"{label} vs {field}" + (f"\none line per {', '.join(others)}, mean ± std"
+                                               if others else ""), fontsize=10 if others else None)
         written.append(_save(fig, root / f"report_{metric.replace('/', '_')}_vs_{field}.png",
                              plt))
     written.append(_plot_curves(root, jobs, curves, swept, by, plt, name))

@@ -233,7 +233,7 @@ def test_plots_tick_the_swept_values_and_whole_epochs(tmp_path, figures):
             _job(tmp_path, str(n), lr, seed, "val/accuracy", 0.5 + lr)
             n += 1
     report(tmp_path, print_table=False)
-    by_title = {f.axes[0].get_title(): f.axes[0] for f in figures if f.axes[0].get_title()}
+    by_title = {f.axes[0].get_title().split("\n")[0]: f.axes[0] for f in figures if f.axes[0].get_title()}
     lr_ax = by_title["val/accuracy (monitored) vs optim.lr"]
     assert lr_ax.get_xscale() == "log"
     assert [t.get_text() for t in lr_ax.get_xticklabels()] == ["0.01", "0.02", "0.04", "0.08"]
@@ -247,3 +247,28 @@ def test_plots_tick_the_swept_values_and_whole_epochs(tmp_path, figures):
         ax.set_xlim(0.5, 3.5)  # the locator is asked again for a wider span
         assert all(float(t).is_integer() for t in ax.get_xticks())
         assert {ln.get_marker() for ln in ax.get_lines()} == {"."}
+
+
+def test_a_field_plot_draws_one_line_per_value_of_the_other_swept_fields(tmp_path, figures):
+    """lr × model × seed: the plot against lr averages over seeds only, one line per model
+    (a mean over both models would read as a spread over seeds)."""
+    values = {("mlp", 0.01): [0.9, 0.8], ("mlp", 0.1): [0.7, 0.6],
+              ("lenet5", 0.01): [0.5, 0.4], ("lenet5", 0.1): [0.95, 0.85]}
+    n = 0
+    for (model, lr), per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            _job(tmp_path, str(n), lr, seed, "val/accuracy", value)
+            run = json.loads((tmp_path / str(n) / "run.json").read_text())
+            run["config"]["model"] = {"name": model}
+            (tmp_path / str(n) / "run.json").write_text(json.dumps(run))
+            n += 1
+    report(tmp_path, print_table=False)
+    by_title = {fig.axes[0].get_title().split("\n")[0]: fig for fig in figures if fig.axes}
+    ax = by_title["val/accuracy (monitored) vs optim.lr"].axes[0]
+    assert "one line per model.name" in ax.get_title()
+    lines = {c.get_label(): np.asarray(c.lines[0].get_ydata(), float) for c in ax.containers}
+    assert set(lines) == {"model.name=lenet5", "model.name=mlp"}
+    np.testing.assert_allclose(lines["model.name=mlp"], [0.85, 0.65])
+    np.testing.assert_allclose(lines["model.name=lenet5"], [0.45, 0.9])
+    seeds = by_title["val/accuracy (monitored) vs seed"].axes[0]
+    assert len(seeds.containers) == 4  # one per config
