@@ -88,7 +88,7 @@ def sweep(config: Config, grid: Mapping[str, Sequence[Any]],
         grid: dotted config keys -> lists of values, e.g. {"optim.lr": [0.01, 0.1]}.
         workdir: the sweep directory (default ./lepton_sweeps/<time>).
         vectorize: train points that differ only in vectorizable fields (lr, momentum,
-            weight decay, seed) together as one vmapped population per structural group.
+            weight decay, warm-up, seed) together as one vmapped population per structural group.
         max_population: split larger populations (0: no limit).
         launcher: None trains here, in this process, one point (or population) after
             another; "pool" runs the same Hydra multirun as the command line with

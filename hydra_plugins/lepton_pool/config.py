@@ -46,7 +46,7 @@ class PoolLauncherConf:
     max_failure_rate: float = 1.0
     # Skip jobs this sweep dir already finished (matched by their overrides).
     resume: bool = False
-    # Train jobs that differ only in vectorizable fields (lr, momentum, weight decay, seed)
+    # Train jobs that differ only in vectorizable fields (lr, momentum, weight decay, warm-up, seed)
     # as one population each (lepton_jax training apps only).
     vectorize: bool = False
     # Split populations larger than this (0: no limit).
