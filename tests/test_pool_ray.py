@@ -71,6 +71,29 @@ def test_private_instance_on_loopback_and_gpu_check(tmp_path, cluster):
     assert not (tmp_path / "g" / "0").exists()
 
 
+def test_populations_run_as_ray_tasks(tmp_path, cluster):
+    """hydra.launcher.vectorize=true on Ray: each population is one Ray task, and its members
+    report as separate jobs, as on the local pool (the same metrics)."""
+    from conftest import run_cli
+
+    common = ["-m", "model.hidden=[16]", "trainer.epochs=1", "optim.lr=0.05,0.1", "seed=0,1",
+              "hydra/launcher=pool", "hydra.launcher.vectorize=true",
+              "hydra.launcher.max_population=2"]
+    on_ray = run_cli(*common, *_ray_flags(cluster), f"hydra.sweep.dir={tmp_path / 'ray'}",
+                     cwd=tmp_path)
+    assert on_ray.returncode == 0, on_ray.stdout + on_ray.stderr
+    assert "launching 4 jobs as 2 populations" in on_ray.stdout
+    local = run_cli(*common, f"hydra.sweep.dir={tmp_path / 'local'}", cwd=tmp_path)
+    assert local.returncode == 0, local.stderr
+    ray_table, local_table = summary(tmp_path / "ray"), summary(tmp_path / "local")
+    assert list(ray_table.status) == ["COMPLETED"] * 4
+    assert all(node.startswith("127.0.0.1/") for node in ray_table.node)
+    assert list(ray_table.metric) == pytest.approx(list(local_table.metric), abs=1e-6)
+    for job in range(4):
+        result = json.loads((tmp_path / "ray" / str(job) / "result.json").read_text())
+        assert result["strategy"] == "population" and result["population"] == 2
+
+
 def test_ray_faults_timeouts_and_exceptions(tmp_path, cluster):
     """On Ray: a job that SIGKILLs its worker once is rerun by Ray, a hung job is cancelled at
     the timeout and resubmitted, an exception is reported and not retried."""
