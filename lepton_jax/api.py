@@ -104,6 +104,31 @@ class Dataset:
                 f"input_shape={tuple(self.raw.x.shape[1:])})")
 
 
+
+def _check_pixels(x: np.ndarray, pixels: Optional[str], shape: tuple) -> np.ndarray:
+    """Raw rows for a model trained on an image dataset (`pixels`: "digits" or "mnist"), whose
+    pixels it saw in [0, 1]: scikit-learn's 8x8 digits (0 to 16) are resized as `data=digits`
+    does; values outside [0, 1] (MNIST's 0-255, or standardized rows) are refused, as they
+    would predict with the wrong scale without a word."""
+    if pixels is None or not x.size:
+        return x
+    features = int(np.prod(x.shape[1:]))
+    if pixels == "digits" and features == 64 and int(np.prod(shape)) == 784:
+        if x.min() < 0 or x.max() > 16 or x.max() <= 1:
+            raise UserError(f"predict got 8x8 digits with values from {x.min():g} to "
+                            f"{x.max():g}; give them as scikit-learn does (0 to 16), or as "
+                            "28x28 rows in [0, 1] (lepton_jax.data.digits_images)")
+        from lepton_jax.data import digits_images
+
+        return digits_images(x)
+    if x.min() < 0 or x.max() > 1:
+        fix = ("divide MNIST's 0-255 pixels by 255" if pixels == "mnist"
+               else "give rows as Dataset.digits().splits(normalized=False) holds them")
+        raise UserError(f"predict got values from {x.min():g} to {x.max():g}; this model was "
+                        f"trained on data={pixels}'s pixels scaled to [0, 1] (the recorded "
+                        f"standardization is applied after); {fix}")
+    return x
+
 class Model:
     """A model by short name; after training (or `Model.load`) it predicts and evaluates."""
 
@@ -156,6 +181,7 @@ class Model:
         shape = tuple(info["input_shape"])
         if x.ndim == 1:
             x = x[None]
+        x = _check_pixels(x, info.get("pixels"), shape)
         if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
             raise UserError(f"predict got {int(np.prod(x.shape[1:]))} features per row; this "
                             f"model was trained on {int(np.prod(shape))} (input shape {shape})")

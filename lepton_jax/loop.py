@@ -316,7 +316,7 @@ def data_info(data: DataSplits) -> dict:
     return {"task": data.task, "num_classes": data.num_classes,
             "input_shape": list(data.input_shape), "mean": data.mean, "std": data.std,
             "feature_names": list(data.feature_names), "class_values": list(data.class_values),
-            "encoding": data.encoding,
+            "encoding": data.encoding, "pixels": data.pixels,
             "sizes": {"train": len(data.x_train), "val": len(data.x_val),
                       "test": len(data.x_test)}}
 

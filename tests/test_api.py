@@ -324,3 +324,40 @@ def test_predict_and_save_never_overwrite_what_is_not_theirs(linear_csv, capsys)
             workdir="run2").train(epochs=1)
     again.save("model.msgpack")  # a newer model replaces the older one
     np.testing.assert_array_equal(Model.load("model.msgpack").predict(x), again.predict(x))
+
+
+def test_image_models_take_raw_pixels_or_say_how_to_scale_them(tmp_path, monkeypatch, capsys):
+    """A digits model predicts scikit-learn's own 8x8 rows (resized as data=digits does) as it
+    does their 28x28 form, from a CSV with or without a header row; values outside the
+    [0, 1] its pixels were scaled to (MNIST's 0-255) are refused with the fix."""
+    from sklearn.datasets import load_digits
+
+    from lepton_jax.api import _check_pixels
+    from lepton_jax.cli import main as cli
+    from lepton_jax.data import digits_arrays, digits_images
+
+    monkeypatch.chdir(tmp_path)
+    raw = load_digits()
+    images, _ = digits_arrays()
+    np.testing.assert_array_equal(digits_images(raw.data), images)  # the dataset's own form
+    model = Model.mlp([32])
+    Trainer(model=model, dataset=Dataset.digits(), workdir=tmp_path / "run").train(epochs=2)
+    wide = model.predict(images.reshape(len(images), -1))
+    np.testing.assert_array_equal(model.predict(raw.data), wide)
+    assert (wide == raw.target).mean() > 0.9
+    with pytest.raises(UserError, match=r"8x8 digits with values from 0 to 1; give them as "
+                                        r"scikit-learn does \(0 to 16\)"):
+        model.predict(raw.data / 16)
+    with pytest.raises(UserError, match=r"got values from 0 to 255; this model was trained on "
+                                        r"data=mnist's pixels scaled to \[0, 1\].*divide "
+                                        r"MNIST's 0-255 pixels by 255"):
+        _check_pixels(np.arange(256, dtype=np.float32)[None], "mnist", (16, 16, 1))
+    rows = raw.data[:6]
+    np.savetxt("plain.csv", rows, delimiter=",", fmt="%g")
+    np.savetxt("named.csv", rows, delimiter=",", fmt="%g", comments="",
+               header=",".join(f"p{i}" for i in range(64)))
+    capsys.readouterr()
+    for name in ("plain.csv", "named.csv"):
+        assert cli(["predict", str(tmp_path / "run"), name]) == 0
+        lines = capsys.readouterr().out.split()
+        assert lines == ["prediction", *map(str, wide[:6])], name

@@ -15,7 +15,7 @@ from lepton_jax.errors import UserError
 DATASETS = ("digits", "mnist", "csv")
 
 __all__ = ["DATASETS", "DataSplits", "RawData", "from_table", "load_dataset", "load_raw", "make_splits",
-           "digits_arrays"]
+           "digits_arrays", "digits_images"]
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,22 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return arrays["images"], arrays["labels"]
 
 
-def _build_digits() -> dict[str, np.ndarray]:
+def digits_images(rows) -> np.ndarray:
+    """scikit-learn's 8x8 digits (rows of 64 pixels from 0 to 16, or 8x8 images) as
+    `data=digits` gives them to models: 28x28x1 images in [0, 1] (float32)."""
     from scipy.ndimage import zoom
+
+    images = np.asarray(rows, np.float32).reshape(-1, 8, 8) / 16.0
+    # order=1: bilinear; 8 * 3.5 = 28.
+    resized = zoom(images, (1, 3.5, 3.5), order=1).clip(0.0, 1.0)
+    return resized[..., None].astype(np.float32)
+
+
+def _build_digits() -> dict[str, np.ndarray]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    images = bunch.images.astype(np.float32) / 16.0
-    # order=1: bilinear; 8 * 3.5 = 28.
-    resized = zoom(images, (1, 3.5, 3.5), order=1).clip(0.0, 1.0)
-    return {"images": resized[..., None].astype(np.float32),
-            "labels": bunch.target.astype(np.int32)}
+    return {"images": digits_images(bunch.images), "labels": bunch.target.astype(np.int32)}
 
 
 @functools.lru_cache(maxsize=1)
@@ -143,7 +149,8 @@ def make_splits(raw: RawData, config: DataConfig) -> DataSplits:
                         "lower data.val_fraction/test_fraction or add rows")
     splits = DataSplits(*train, *val, *test, task=raw.task, num_classes=raw.num_classes,
                         feature_names=raw.feature_names, class_values=raw.class_values,
-                        encoding=raw.encoding)
+                        encoding=raw.encoding,
+                        pixels=raw.name if raw.name in ("digits", "mnist") else None)
     return normalize(splits, per_feature=raw.per_feature) if config.normalize else splits
 
 

@@ -28,6 +28,9 @@ class DataSplits:
     class_values: tuple = field(default_factory=tuple)
     # Tabular data: raw feature columns and one-hot categories (see data.tabular).
     encoding: Optional[dict] = None
+    # Image datasets whose inputs are pixels scaled to [0, 1] ("digits", "mnist"): prediction
+    # checks raw rows against that range.
+    pixels: Optional[str] = None
 
     @property
     def num_outputs(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -15,8 +16,11 @@ from lepton_jax.errors import UserError
 MAX_AUTO_CLASSES = 20
 
 
-def _read_frame(path: str | None, what: str, stdin_ok: bool = False) -> pd.DataFrame:
-    """`stdin_ok`: `-` reads standard input (prediction rows piped in)."""
+def _read_frame(path: str | None, what: str, stdin_ok: bool = False,
+                header_optional: bool = False) -> pd.DataFrame:
+    """`stdin_ok`: `-` reads standard input (prediction rows piped in). `header_optional`: a
+    first row of numbers only is data, not a header (prediction rows of pixels); the columns
+    are then numbered from 0."""
     if not path:
         raise UserError("data.root is not set; point it at the CSV file, e.g. data.root=data.csv")
     file = sys.stdin if stdin_ok and path == "-" else Path(path).expanduser()
@@ -25,8 +29,15 @@ def _read_frame(path: str | None, what: str, stdin_ok: bool = False) -> pd.DataF
             raise UserError(f"{what} {path!r} is a folder; point it at the CSV file inside it")
         if not file.exists():  # a pipe (`<(...)`, /dev/stdin) exists without being a file
             raise UserError(f"{what} {path!r} does not exist; check the path")
+    if header_optional:  # read once, so that standard input or a pipe can be parsed again
+        file = io.StringIO(file.read() if file is sys.stdin else file.read_text())
     try:
         frame = pd.read_csv(file, skipinitialspace=True)
+        if header_optional and all(_is_number(c) for c in frame.columns):
+            file.seek(0)
+            frame = pd.read_csv(file, skipinitialspace=True, header=None)
+            frame.columns = range(frame.shape[1])
+            frame.attrs["first_line"] = 1  # the file's line of the first data row
     except pd.errors.EmptyDataError:
         raise UserError(f"{what} {path!r} is empty; it needs a header row and data rows") from None
     except pd.errors.ParserError as e:
@@ -38,9 +49,18 @@ def _read_frame(path: str | None, what: str, stdin_ok: bool = False) -> pd.DataF
     frame.columns = [str(c) for c in frame.columns]
     if frame.isna().any().any():
         row, col = np.argwhere(frame.isna().to_numpy())[0]
-        raise UserError(f"{what} {path!r} has an empty cell at row {row + 2}, column "
+        raise UserError(f"{what} {path!r} has an empty cell at row "
+                        f"{row + frame.attrs.get('first_line', 2)}, column "
                         f"{frame.columns[col]!r}; fill it or drop the row")
     return frame
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _numeric(frame: pd.DataFrame, column: str, path: str, what: str) -> np.ndarray:
@@ -48,7 +68,8 @@ def _numeric(frame: pd.DataFrame, column: str, path: str, what: str) -> np.ndarr
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise UserError(f"{what} {path!r} has a non-numeric value {frame[column].iloc[row]!r} "
-                        f"at row {row + 2}, column {column!r}; every cell must be a number "
+                        f"at row {row + frame.attrs.get('first_line', 2)}, column {column!r}; "
+                        "every cell must be a number "
                         "(or name the column in data.categorical to one-hot encode it)")
     return values.to_numpy(np.float64)
 
@@ -147,7 +168,7 @@ def read_features(path: str, encoding: Optional[dict] = None) -> np.ndarray:
     """Feature rows of a CSV for prediction. With the training `encoding`, its columns are
     picked by name (extra columns such as the target are ignored) and categorical ones
     one-hot encoded the same way; without one, every column is taken as a number."""
-    frame = _read_frame(path, "input CSV", stdin_ok=True)
+    frame = _read_frame(path, "input CSV", stdin_ok=True, header_optional=not encoding)
     if encoding and set(encoding["columns"]) <= set(frame.columns):
         return encode_features(frame, encoding, path, "input CSV")
     if encoding and encoding["categories"]:
