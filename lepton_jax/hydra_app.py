@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 import typing
 from pathlib import Path
@@ -34,7 +35,29 @@ def to_config(cfg: DictConfig) -> Config:
         except UserError as e:
             raise UserError(f"{e} (a +key=value override cannot add a field: it would be "
                             "ignored)") from None
-    return OmegaConf.to_object(cfg)
+    config = OmegaConf.to_object(cfg)
+    _paths_from_launch_dir(config)
+    return config
+
+
+def _paths_from_launch_dir(config: Config) -> None:
+    """With `hydra.job.chdir=true` the job runs in its output dir; relative paths given on the
+    command line (data.root, a compilation cache folder) still mean the folder it was launched
+    from, as they do without it."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_original_cwd
+
+    if not HydraConfig.initialized():
+        return
+    launched = get_original_cwd()
+    if os.path.realpath(launched) == os.path.realpath(os.getcwd()):
+        return
+    if config.data.root and not os.path.isabs(os.path.expanduser(config.data.root)) \
+            and "://" not in config.data.root:
+        config.data.root = os.path.join(launched, config.data.root)
+    cache = config.trainer.compilation_cache
+    if cache not in ("auto", "off") and not os.path.isabs(os.path.expanduser(cache)):
+        config.trainer.compilation_cache = os.path.join(launched, cache)
 
 
 def unknown_keys(cfg: DictConfig, schema: type, prefix: str = "") -> list[str]:

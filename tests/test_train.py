@@ -535,3 +535,18 @@ def test_early_stopping_settings_that_cannot_work_are_refused(tmp_path, change, 
     config.trainer.patience, config.trainer.restore_best = 0, True
     with pytest.raises(UserError, match="trainer.restore_best watches the validation split"):
         fit(config, tmp_path / "run")
+
+
+def test_relative_paths_mean_the_launch_folder_with_hydra_job_chdir(tmp_path):
+    """hydra.job.chdir=true runs the job in its output dir; data.root=data.csv still names
+    the file in the folder the command ran in, as without it."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    np.savetxt(tmp_path / "data.csv", np.column_stack([x, x @ [1.0, 2.0, 3.0]]), delimiter=",",
+               header="a,b,c,y", comments="", fmt="%.5f")
+    proc = run_cli("data=csv", "data.root=data.csv", "model=linear", "trainer.epochs=2",
+                   "hydra.job.chdir=true", "hydra.run.dir=run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["config"]["data"]["root"] == str(tmp_path / "data.csv")
+    assert (tmp_path / "run" / "result.json").exists()
