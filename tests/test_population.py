@@ -74,20 +74,27 @@ def _digits(**optim):
                                         checkpoint_every_epochs=1))
 
 
-def test_members_with_dropout_equal_standalone_runs(tmp_path):
-    """Each member draws its dropout masks from its own seed's key, as its standalone run."""
-    base = dataclasses.replace(_digits(momentum=0.9), model=ModelConfig(hidden=[32],
-                                                                         dropout=0.3))
-    configs = [with_overrides(base, p) for p in grid_points({"optim.lr": [0.05, 0.1],
-                                                             "seed": [0, 1]})]
-    results = fit_population(configs, [tmp_path / "pop" / str(i) for i in range(4)])
+def _assert_population_equals_standalone_runs(configs, tmp_path):
+    """Every member of `configs` trained as one population equals its own `fit`; the runs
+    really differ (distinct validation losses)."""
+    n = len(configs)
+    results = fit_population(configs, [tmp_path / "pop" / str(i) for i in range(n)])
     losses = set()
     for i, config in enumerate(configs):
         alone = fit(config, tmp_path / "alone" / str(i))
         _assert_member_equals_standalone(tmp_path / "pop" / str(i), tmp_path / "alone" / str(i),
                                          results[i], alone)
         losses.add(round(alone["val"]["loss"], 6))
-    assert len(losses) == 4
+    assert len(losses) == n
+
+
+def test_members_with_dropout_equal_standalone_runs(tmp_path):
+    """Each member draws its dropout masks from its own seed's key, as its standalone run."""
+    base = dataclasses.replace(_digits(momentum=0.9), model=ModelConfig(hidden=[32],
+                                                                         dropout=0.3))
+    configs = [with_overrides(base, p) for p in grid_points({"optim.lr": [0.05, 0.1],
+                                                             "seed": [0, 1]})]
+    _assert_population_equals_standalone_runs(configs, tmp_path)
 
 
 @pytest.mark.parametrize("schedule", ["warmup_cosine", "constant"])
@@ -98,14 +105,7 @@ def test_members_differing_in_warmup_equal_standalone_runs(tmp_path, schedule):
     configs = [with_overrides(base, p) for p in grid_points({"optim.warmup_epochs": [0, 0.5, 1.5],
                                                              "seed": [0, 1]})]
     assert [len(g) for g in group_population(configs)] == [6]
-    results = fit_population(configs, [tmp_path / "pop" / str(i) for i in range(6)])
-    losses = set()
-    for i, config in enumerate(configs):
-        alone = fit(config, tmp_path / "alone" / str(i))
-        _assert_member_equals_standalone(tmp_path / "pop" / str(i), tmp_path / "alone" / str(i),
-                                         results[i], alone)
-        losses.add(round(alone["val"]["loss"], 6))
-    assert len(losses) == 6
+    _assert_population_equals_standalone_runs(configs, tmp_path)
 
 
 def test_a_member_with_a_refused_config_fails_alone(tmp_path):
