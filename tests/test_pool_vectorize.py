@@ -132,6 +132,7 @@ def test_a_member_with_a_refused_config_fails_alone(tmp_path):
     assert "job 1 (" in proc.stderr and " optim.lr=-1) failed: " + message in proc.stderr, \
         proc.stderr
     assert message in (sweep / "1" / "stderr.log").read_text()
+    assert f"it did not train: {message}" in (sweep / "1" / "stdout.log").read_text()
     assert "members differ in optim.lr" in (sweep / "0" / "stdout.log").read_text()
     for job in (0, 2):
         assert json.loads((sweep / str(job) / "result.json").read_text())["population"] == 2

@@ -243,6 +243,9 @@ def run_population(ctx: JobContext,
                 outcome.error = f"{type(error).__name__}: {error}"
                 with open(Path(outcome.job_dir) / "stderr.log", "a") as f:
                     f.write(outcome.error + "\n")  # where the summary points
+                if result["status"] == "failed" and outcome is not outcomes[0]:
+                    with open(Path(outcome.job_dir) / "stdout.log", "a") as f:
+                        f.write(f"it did not train: {outcome.error}\n")
         held.replay(ctx, outcomes, [m["log"] for m in members])
     finally:
         for m in members:
