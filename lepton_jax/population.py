@@ -24,7 +24,7 @@ from lepton_jax.loop import (Cadence, Evaluator, _read_run, _write_json, best_pa
                              resumes_with_changes, run_header, start_lines,
                              summary_line, wandb_writer)
 from lepton_jax.models import build_model, check_data, count_params
-from lepton_jax.optim import hyperparameters, make_optimizer
+from lepton_jax.optim import hyperparameters, make_optimizer, warmup_steps
 from lepton_jax.parallel import DataParallel, local_devices
 from lepton_jax.progress import StepProgress
 from lepton_jax.stopping import best_kept, early_line, early_stop, evaluations, stop_on_interrupt
@@ -131,12 +131,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         except UserError as e:
             checked.append(e)
     if any(isinstance(c, UserError) for c in checked):
-        valid = [i for i, c in enumerate(checked) if not isinstance(c, UserError)]
-        trained = dict(zip(valid, fit_population(
-            [checked[i] for i in valid], [workdirs[i] for i in valid],
-            logs and [logs[i] for i in valid], _fits_memory), strict=True))
-        return [trained.get(i) or {"status": "failed", "error": checked[i]}
-                for i in range(len(configs))]
+        return _without_refused(checked, workdirs, logs, _fits_memory)
     configs = checked
     check_population(configs)
     base, t = configs[0], configs[0].trainer
@@ -150,6 +145,16 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         raise UserError(f"trainer.batch_size ({t.batch_size}) is larger than the training set "
                         f"({n} examples)")
     total_steps = steps_per_epoch * t.epochs
+    # A warm-up that rounds to all of training's steps is refused once the steps are known.
+    warmed: list = []
+    for config in configs:
+        try:
+            warmup_steps(config.optim, total_steps, steps_per_epoch)
+            warmed.append(config)
+        except UserError as e:
+            warmed.append(e)
+    if any(isinstance(c, UserError) for c in warmed):
+        return _without_refused(warmed, workdirs, logs, _fits_memory)
     # The population axis is the parallelism: members split over as many local devices as
     # divide their number evenly (trainer.num_devices caps them).
     devices = local_devices(t.num_devices)
@@ -421,6 +426,18 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
          f"diverged), "
          f"{step} steps in {seconds:.1f} s ({clock.summary()})")
     return results
+
+
+def _without_refused(checked: Sequence, workdirs: Sequence, logs: Optional[Sequence],
+                     fits_memory: bool) -> list[dict]:
+    """`fit_population` of the members whose entry in `checked` is a config; the others (a
+    UserError each) fail alone with their own error, as separate jobs would."""
+    valid = [i for i, c in enumerate(checked) if not isinstance(c, UserError)]
+    trained = dict(zip(valid, fit_population(
+        [checked[i] for i in valid], [workdirs[i] for i in valid],
+        logs and [logs[i] for i in valid], fits_memory), strict=True))
+    return [trained.get(i) or {"status": "failed", "error": checked[i]}
+            for i in range(len(checked))]
 
 
 def _carried_losses(ckpts: Sequence[Checkpointer], step: int, masked=()):

@@ -116,6 +116,11 @@ def test_a_member_with_a_refused_config_fails_alone(tmp_path):
     assert [r["status"] for r in results] == ["done", "failed", "done"]
     assert isinstance(results[1]["error"], UserError)
     assert "optim.lr (-1.0) must be > 0" in str(results[1]["error"])
+    # Refused once the epoch's steps are known: 1.99 of 2 epochs of 22 steps is all 44.
+    warm = [_digits(lr=0.05, schedule="warmup_cosine", warmup_epochs=w) for w in (1.99, 0.5)]
+    late = fit_population(warm, [tmp_path / "warm" / str(i) for i in range(2)])
+    assert [r["status"] for r in late] == ["failed", "done"]
+    assert "optim.warmup_epochs=1.99 is 44 steps, and training has 44" in str(late[0]["error"])
     rest = fit_population([configs[0], configs[2]], [tmp_path / "rest" / str(i) for i in (0, 2)])
     for got, want in zip([results[0], results[2]], rest, strict=True):
         assert got["population"] == want["population"] == 2
