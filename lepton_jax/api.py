@@ -293,6 +293,8 @@ class Trainer:
         model, dataset: what to train on what.
         optimizer: an optimizer name from the config registry ("sgd").
         lr, momentum, nesterov, weight_decay, schedule, batch_size, seed: the usual knobs.
+        warmup_epochs: a linear rise of the lr from 0 over this many epochs first (schedule
+            "constant" or "warmup_cosine"; `optim.warmup_epochs`).
         patience: early stopping, after this many evaluations (one per epoch) without a better
             validation score (0: off; `trainer.patience`).
         restore_best: end with the parameters of the best validation score instead of the
@@ -307,7 +309,8 @@ class Trainer:
                  batch_size: Optional[int] = None, momentum: float = 0.9, nesterov: bool = False,
                  weight_decay: float = 0.0, schedule: str = "cosine", seed: int = 0,
                  workdir: Optional[str | os.PathLike] = None, progress: str = "auto",
-                 patience: int = 0, restore_best: bool = False, overrides: Sequence[str] = ()):
+                 patience: int = 0, restore_best: bool = False, overrides: Sequence[str] = (),
+                 warmup_epochs: float = 0.0):
         if model.task and model.task != dataset.task:
             hint = ("Model.logistic_regression()" if dataset.task == "classification"
                     else "Model.linear_regression()")
@@ -318,7 +321,8 @@ class Trainer:
         self.config = Config(
             model=model.config, data=dataset.config,
             optim=OptimConfig(name=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
-                              weight_decay=weight_decay, schedule=schedule),
+                              weight_decay=weight_decay, schedule=schedule,
+                              warmup_epochs=warmup_epochs),
             trainer=TrainerConfig(batch_size=batch_size or _default_batch(n_train),
                                   progress=progress, patience=patience,
                                   restore_best=restore_best),

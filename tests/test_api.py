@@ -142,6 +142,28 @@ def test_task_mismatch_suggests_the_right_model():
         Trainer(Model.linear_regression(), Dataset.digits())
 
 
+def test_trainer_warmup_is_the_config_s(tmp_path):
+    """Trainer(warmup_epochs=...) trains as optim.warmup_epochs does through fit."""
+    import jax
+
+    from lepton_jax import Config, ModelConfig, OptimConfig, TrainerConfig, fit
+
+    trainer = Trainer(Model.mlp(hidden=(16,)), Dataset.digits(), batch_size=64,
+                      schedule="warmup_cosine", warmup_epochs=1, workdir=tmp_path / "api",
+                      progress="off", overrides=["trainer.num_devices=1"])
+    trainer.train(epochs=2)
+    fit(Config(model=ModelConfig(hidden=[16]),
+               optim=OptimConfig(schedule="warmup_cosine", warmup_epochs=1),
+               trainer=TrainerConfig(epochs=2, progress="off", num_devices=1)), tmp_path / "fit")
+    for a, b in zip(jax.tree.leaves(trainer.model.params),
+                    jax.tree.leaves(Model.load(tmp_path / "fit").params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(UserError, match="optim.warmup_epochs=1 has no effect with "
+                                        "optim.schedule=cosine"):
+        Trainer(Model.mlp(hidden=(16,)), Dataset.digits(), warmup_epochs=1,
+                workdir=tmp_path / "refused", progress="off").train(epochs=2)
+
+
 def test_dataset_describe_and_split():
     d = Dataset.digits()
     table = d.describe()
