@@ -104,7 +104,6 @@ class Dataset:
                 f"input_shape={tuple(self.raw.x.shape[1:])})")
 
 
-
 def _check_pixels(x: np.ndarray, pixels: Optional[str], shape: tuple) -> np.ndarray:
     """Raw rows for a model trained on an image dataset (`pixels`: "digits" or "mnist"), whose
     pixels it saw in [0, 1]: scikit-learn's 8x8 digits (0 to 16) are resized as `data=digits`
@@ -128,6 +127,7 @@ def _check_pixels(x: np.ndarray, pixels: Optional[str], shape: tuple) -> np.ndar
                         f"trained on data={pixels}'s pixels scaled to [0, 1] (the recorded "
                         f"standardization is applied after); {fix}")
     return x
+
 
 class Model:
     """A model by short name; after training (or `Model.load`) it predicts and evaluates."""

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import orbax.checkpoint as ocp
 
@@ -123,22 +123,27 @@ class Checkpointer:
     def restore(self, target: TrainState, step: Optional[int] = None) -> TrainState:
         """Restores `step` (default: the latest) into the structure and shardings of `target`.
 
+        The injected optimizer hyperparameters (lr, momentum, weight decay, warm-up) are
+        `target`'s, which come from the config: a run resumed with another `optim.lr` trains
+        on with it, as the schedule follows a changed `trainer.epochs` (unchanged, they equal
+        the checkpoint's).
+
         Raises:
             UserError: when the checkpoint is damaged or does not match the model.
         """
         step = self.latest_step() if step is None else step
         path = self.directory / str(step)
         saved = self._saved_shapes(step)
-        full, (target, added, dropped) = target, _hyperparameters_as_saved(target, saved)
+        as_saved = _hyperparameters_as_saved(target, saved)
         # Compared first: a restore into other shapes fails deep in tensorstore, whose
         # abandoned reads then print "Exception ignored" lines when collected.
-        mismatch = _mismatch(target, saved)
+        mismatch = _mismatch(as_saved, saved)
         if mismatch:
             raise UserError(f"checkpoint {path} was written for another model: {mismatch}. "
                             "Train with the settings it was written with, or start a new run "
                             "directory")
         try:
-            restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
+            restored = self._manager.restore(step, args=ocp.args.StandardRestore(as_saved))
         except Exception as e:  # orbax/tensorstore raise many types for damaged files
             detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise UserError(
@@ -146,11 +151,10 @@ class Checkpointer:
                 "written for another model. Move that folder away to resume from an earlier "
                 "checkpoint, or start a new run directory"
             ) from None
-        if added or dropped:  # the config's values, as a run started now would hold
-            hyper = {k: v for k, v in restored.opt_state.hyperparams.items() if k not in dropped}
-            hyper.update({k: full.opt_state.hyperparams[k] for k in added})
-            restored = restored.replace(opt_state=restored.opt_state._replace(hyperparams=hyper))
-        return restored
+        hyper = _hyperparameters(target)
+        if hyper is None:
+            return restored
+        return restored.replace(opt_state=restored.opt_state._replace(hyperparams=hyper))
 
     def _saved_shapes(self, step: int) -> Optional[dict[str, tuple]]:
         """The checkpoint's array shapes by name (`_shapes`), read from its metadata; None
@@ -175,26 +179,27 @@ class Checkpointer:
         self._manager.close()
 
 
-def _hyperparameters_as_saved(target, saved: Optional[dict]) -> tuple[Any, list[str], list[str]]:
+def _hyperparameters(state) -> Optional[dict]:
+    """The injected optimizer hyperparameters of a state (`opt_state.hyperparams`), or None."""
+    hyper = getattr(getattr(state, "opt_state", None), "hyperparams", None)
+    return hyper if isinstance(hyper, dict) and hyper else None
+
+
+def _hyperparameters_as_saved(target, saved: Optional[dict]):
     """`target` with the injected optimizer hyperparameters its checkpoint holds (`saved`: its
-    shapes), and the names of those it added and dropped. A checkpoint written before
-    lepton_jax injected one (the warm-up length), or after it stopped injecting one, still
-    restores; `restore` then takes the added ones from `target` (the config)."""
-    hyper = getattr(getattr(target, "opt_state", None), "hyperparams", None)
-    prefix = "opt_state.hyperparams."
-    if saved is None or not isinstance(hyper, dict) or not hyper:
-        return target, [], []
+    shapes): a checkpoint written before lepton_jax injected one (the warm-up length), or
+    after it stopped injecting one, still restores; `restore` then takes them all from
+    `target` (the config)."""
+    hyper, prefix = _hyperparameters(target), "opt_state.hyperparams."
+    if saved is None or hyper is None:
+        return target
     held = {name[len(prefix):] for name, shape in saved.items()
             if name.startswith(prefix) and shape == () and "." not in name[len(prefix):]}
-    if not held:  # not an optimizer state with injected hyperparameters
-        return target, [], []
-    added, dropped = [k for k in hyper if k not in held], sorted(held - set(hyper))
-    if not added and not dropped:
-        return target, [], []
+    if not held or held == set(hyper):  # none injected there, or the same names
+        return target
     template = next(iter(hyper.values()))  # a float32 scalar, placed as the others
-    as_saved = {**{k: v for k, v in hyper.items() if k in held},
-                **{k: template for k in dropped}}
-    return target.replace(opt_state=target.opt_state._replace(hyperparams=as_saved)), added, dropped
+    as_saved = {k: hyper.get(k, template) for k in held}
+    return target.replace(opt_state=target.opt_state._replace(hyperparams=as_saved))
 
 
 def _mismatch(target: TrainState, saved: Optional[dict]) -> Optional[str]:

@@ -226,10 +226,8 @@ def changes_since(earlier: dict, config: Config) -> dict:
 
 def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], changed: dict,
                            where: str, fix: str, total_steps: int):
-    """`ckpt.restore(target, step)`, with `target`'s injected optimizer hyperparameters: a
-    run resumed with another `optim.lr` (momentum, weight decay, warm-up) trains on with the
-    config's value, as the schedule follows a changed `trainer.epochs` (unchanged, they equal
-    the checkpoint's). When the checkpoint does not fit and settings changed since the run's
+    """`ckpt.restore(target, step)` (whose injected optimizer hyperparameters are the
+    config's). When the checkpoint does not fit and settings changed since the run's
     last start, the one error names them (`where`: the run's folder, as the message says it;
     `fix`: what to do). A changed `seed` is refused: the checkpoints carry the old seed's
     data order and random draws, so the new one would change only the record. So is a
@@ -254,14 +252,12 @@ def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], chan
                         "would stay the old setting's. Raise trainer.epochs to train on with "
                         f"the new setting. {fix}")
     try:
-        restored = ckpt.restore(target, step)
+        return ckpt.restore(target, step)
     except UserError as e:
         if not changed:
             raise
         raise UserError(f"{where} last ran with other settings: {describe_changes(changed)}; "
                         f"its checkpoints do not fit this config. {fix}") from e
-    return restored.replace(opt_state=restored.opt_state._replace(
-        hyperparams=target.opt_state.hyperparams))
 
 
 def start_lines(header: str, run_dir: Path, start_step: int, changed: dict) -> list[str]:
