@@ -124,12 +124,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     """
     if not configs:
         return []
-    checked: list = []
-    for config in configs:
-        try:
-            checked.append(config_lib.validate(config))
-        except UserError as e:
-            checked.append(e)
+    checked = _each_checked(configs, config_lib.validate)
     if any(isinstance(c, UserError) for c in checked):
         return _without_refused(checked, workdirs, logs, _fits_memory)
     configs = checked
@@ -146,13 +141,11 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                         f"({n} examples)")
     total_steps = steps_per_epoch * t.epochs
     # A warm-up that rounds to all of training's steps is refused once the steps are known.
-    warmed: list = []
-    for config in configs:
-        try:
-            warmup_steps(config.optim, total_steps, steps_per_epoch)
-            warmed.append(config)
-        except UserError as e:
-            warmed.append(e)
+    def warmup_fits(config: Config) -> Config:
+        warmup_steps(config.optim, total_steps, steps_per_epoch)
+        return config
+
+    warmed = _each_checked(configs, warmup_fits)
     if any(isinstance(c, UserError) for c in warmed):
         return _without_refused(warmed, workdirs, logs, _fits_memory)
     # The population axis is the parallelism: members split over as many local devices as
@@ -426,6 +419,17 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
          f"diverged), "
          f"{step} steps in {seconds:.1f} s ({clock.summary()})")
     return results
+
+
+def _each_checked(configs: Sequence[Config], check: Callable[[Config], Config]) -> list:
+    """Per member, `check(config)` (the config to train), or the UserError it raised."""
+    checked: list = []
+    for config in configs:
+        try:
+            checked.append(check(config))
+        except UserError as e:
+            checked.append(e)
+    return checked
 
 
 def _without_refused(checked: Sequence, workdirs: Sequence, logs: Optional[Sequence],

@@ -114,8 +114,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                                                  sort=True))
                   if others else [((), done.assign(_x=x))])
         colors = plt.get_cmap("tab10" if len(series) <= 10 else "viridis")
-        for k, (values, runs) in enumerate(series):
-            values = values if isinstance(values, tuple) else (values,)
+        for k, (_, runs) in enumerate(series):
             named = ", ".join(f"{c}={short_value(runs[c].iloc[0])}" for c in others)
             color = ("black" if not others else
                      colors(k if len(series) <= 10 else k / max(len(series) - 1, 1)))
