@@ -14,7 +14,7 @@ import numpy as np
 
 from lepton_jax.config import (Config, DataConfig, ModelConfig, OptimConfig, TrainerConfig,
                                validate_data)
-from lepton_jax.data import DataSplits, RawData, from_table, load_raw, make_splits
+from lepton_jax.data import DataSplits, RawData, check_finite, from_table, load_raw, make_splits
 from lepton_jax.errors import UserError
 from lepton_jax.modelfile import jsonable
 
@@ -177,10 +177,12 @@ class Model:
             from lepton_jax.data.tabular import encode_features
 
             x = encode_features(x, encoding, "DataFrame", "input")
-        x = np.asarray(x.to_numpy() if hasattr(x, "to_numpy") else x, np.float32)
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused by check_finite
+            x = np.asarray(x.to_numpy() if hasattr(x, "to_numpy") else x, np.float32)
         shape = tuple(info["input_shape"])
         if x.ndim == 1:
             x = x[None]
+        check_finite(x, "predict input", tuple(info.get("feature_names") or ()))
         x = _check_pixels(x, info.get("pixels"), shape)
         if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
             raise UserError(f"predict got {int(np.prod(x.shape[1:]))} features per row; this "

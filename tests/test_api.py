@@ -135,6 +135,10 @@ def test_predict_wrong_feature_count(linear_csv):
     with pytest.raises(UserError, match="predict got 2 features per row; this model was "
                                         "trained on 3"):
         model.predict(np.zeros((4, 2)))
+    rows = np.zeros((3, 3))
+    rows[1, 2] = np.nan
+    with pytest.raises(UserError, match=r"^predict input: NaN at row 1, column 'c'"):
+        model.predict(rows)
 
 
 def test_task_mismatch_suggests_the_right_model():

@@ -151,12 +151,35 @@ def test_mnist_missing_root():
     ("a,b,y\n1,2,3\n4,x,6\n", "non-numeric value 'x' at row 3, column 'b'"),
     ("a,b,y\n1,2,3\n4,5,6,7\n", "ragged rows"),
     ("a,b,y\n", "no data rows"),
+    ("a,b,y\n1,2,3\n4,-inf,6\n", "infinite value '-inf' at row 3, column 'b'"),
+    ("a,b,y\n1,2,3\n4,5,inf\n", "infinite value 'inf' at row 3, column 'y'"),
+    ("a,b,y\n1,2,3\n4,5,6\n7,1e39,9\n",
+     "CSV file '.*': an infinite value \\(or a number beyond float32's range, ±3.4e38\\) at "
+     "row 4, column 'b' \\(1 row holds"),
 ])
 def test_csv_errors(tmp_path, text, message):
     path = tmp_path / "d.csv"
     path.write_text(text)
     with pytest.raises(UserError, match=message):
         load_dataset(DataConfig(name="csv", root=str(path)))
+
+
+def test_arrays_with_nan_or_infinite_values_are_refused_naming_the_first():
+    """Training on them would diverge at step 1 and blame the learning rate."""
+    from lepton_jax.data import from_table
+
+    x = np.ones((6, 2), np.float64)
+    y = np.arange(6) * 0.5
+    x[4, 1] = x[5, 0] = np.nan
+    with pytest.raises(UserError, match=r"^arrays: NaN at row 4, column 'v' \(2 rows hold NaN "
+                                        r"or infinite values\); .*drop or fill those rows$"):
+        from_table(x, y, feature_names=("u", "v"))
+    x[4, 1] = x[5, 0] = 1.0
+    y[2] = 1e300  # beyond float32: an infinite target
+    with pytest.raises(UserError, match=r"^arrays, target: an infinite value .* at row 2"):
+        from_table(x, y)
+    y[2] = 1.0
+    assert from_table(x, y).task == "regression"
 
 
 def test_csv_missing_target_lists_columns(tmp_path):

@@ -85,6 +85,7 @@ def test_predict_from_an_unfinished_run_says_which_checkpoint_it_uses(trained, t
     ("a,b\n1,2\n", "predict got 2 features per row; this model was trained on 3"),
     ("a,b,c\n1,zz,3\n", "non-numeric value 'zz' at row 2, column 'b'"),
     ("", "is empty"),
+    ("a,b,c\n1,2,3\n4,inf,6\n", "infinite value 'inf' at row 3, column 'b'"),
 ])
 def test_predict_cli_bad_input(trained, text, message):
     root, _, _ = trained

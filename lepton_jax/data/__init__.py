@@ -85,7 +85,8 @@ def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: 
     """Feature rows and targets: the task inferred from `y` unless given; labels encoded."""
     from lepton_jax.data.tabular import encode_labels, infer_task
 
-    x = np.asarray(x, np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused by check_finite below
+        x = np.asarray(x, np.float32)
     if x.ndim == 1:
         x = x[:, None]
     y = np.asarray(y)
@@ -98,14 +99,41 @@ def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: 
         y = y.astype(np.float64)
     if len(x) != len(y):
         raise UserError(f"{source}: {len(x)} feature rows but {len(y)} targets; they must match")
+    # A CSV's messages number rows by file line, the header being line 1.
+    where, first_line = (f"CSV file {source!r}", 2) if encoding is not None else (source, None)
+    check_finite(x, where, feature_names, first_line)
     task = infer_task(y, task)
     if task == "classification":
         codes, classes = encode_labels(y.ravel(), source)
         return RawData(x, codes, task, len(classes), tuple(feature_names), classes,
                        per_feature=True, name=source, encoding=encoding)
-    y = y.astype(np.float32).reshape(len(y), -1)
+    with np.errstate(over="ignore"):
+        y = y.astype(np.float32).reshape(len(y), -1)
+    check_finite(y, f"{where}, target", (), first_line)
     return RawData(x, y, task, 0, tuple(feature_names), per_feature=True, name=source,
                    encoding=encoding)
+
+
+def check_finite(x: np.ndarray, source: str, names: tuple = (),
+                 first_line: Optional[int] = None) -> None:
+    """Refuses NaN and infinite float32 values (a number beyond float32's range becomes one),
+    naming the first one's row and column: training on them diverges at once, and predicting
+    gives NaN. `first_line`: the number of row 0 in a CSV's messages (its file line), else
+    rows are counted from 0."""
+    if not x.size:
+        return
+    flat = x.reshape(len(x), -1)
+    bad = ~np.isfinite(flat)
+    if not bad.any():
+        return
+    row, col = (int(i) for i in np.argwhere(bad)[0])
+    column = repr(names[col]) if len(names) == flat.shape[1] else str(col)
+    value = ("NaN" if np.isnan(flat[row, col])
+             else "an infinite value (or a number beyond float32's range, ±3.4e38)")
+    rows = int(bad.any(axis=1).sum())
+    raise UserError(f"{source}: {value} at row {row + (first_line or 0)}, column {column} "
+                    f"({rows} row{'s hold' if rows != 1 else ' holds'} NaN or infinite values); "
+                    "every value must be a finite number: drop or fill those rows")
 
 
 def load_raw(config: DataConfig) -> RawData:

@@ -71,7 +71,13 @@ def _numeric(frame: pd.DataFrame, column: str, path: str, what: str) -> np.ndarr
                         f"at row {row + frame.attrs.get('first_line', 2)}, column {column!r}; "
                         "every cell must be a number "
                         "(or name the column in data.categorical to one-hot encode it)")
-    return values.to_numpy(np.float64)
+    values = values.to_numpy(np.float64)
+    if np.isinf(values).any():
+        row = int(np.flatnonzero(np.isinf(values))[0])
+        raise UserError(f"{what} {path!r} has an infinite value {str(frame[column].iloc[row])!r} at "
+                        f"row {row + frame.attrs.get('first_line', 2)}, column {column!r}; "
+                        "every cell must be a finite number")
+    return values
 
 
 def encode_features(frame: pd.DataFrame, encoding: dict, path: str, what: str) -> np.ndarray:
@@ -97,7 +103,8 @@ def encode_features(frame: pd.DataFrame, encoding: dict, path: str, what: str) -
                             f"{'y' if len(unknown) == 1 else 'ies'} {unknown[:5]}; "
                             f"known: {categories}")
         parts.append((values.to_numpy()[:, None] == np.asarray(categories)[None]).astype(float))
-    return np.concatenate(parts, axis=1).astype(np.float32)
+    with np.errstate(over="ignore"):  # a number beyond float32 becomes inf: refused by name later
+        return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 def encoded_names(encoding: dict) -> tuple:
@@ -169,11 +176,17 @@ def read_features(path: str, encoding: Optional[dict] = None) -> np.ndarray:
     picked by name (extra columns such as the target are ignored) and categorical ones
     one-hot encoded the same way; without one, every column is taken as a number."""
     frame = _read_frame(path, "input CSV", stdin_ok=True, header_optional=not encoding)
-    if encoding and set(encoding["columns"]) <= set(frame.columns):
-        return encode_features(frame, encoding, path, "input CSV")
-    if encoding and encoding["categories"]:
+    if encoding and encoding["categories"] and not set(encoding["columns"]) <= set(frame.columns):
         missing = sorted(set(encoding["columns"]) - set(frame.columns))
         raise UserError(f"input CSV {path!r} lacks column(s) {missing}; expected "
                         f"{', '.join(encoding['columns'])}")
-    return np.column_stack([_numeric(frame, c, path, "input CSV") for c in frame.columns]
-                           ).astype(np.float32)
+    from lepton_jax.data import check_finite
+
+    if encoding and set(encoding["columns"]) <= set(frame.columns):
+        x, names = encode_features(frame, encoding, path, "input CSV"), encoded_names(encoding)
+    else:
+        x = np.column_stack([_numeric(frame, c, path, "input CSV") for c in frame.columns]
+                            ).astype(np.float32)
+        names = tuple(frame.columns)
+    check_finite(x, f"input CSV {path!r}", names, frame.attrs.get("first_line", 2))
+    return x
