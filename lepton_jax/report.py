@@ -122,7 +122,9 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                        label="runs" if not others else None)
             stats = runs.groupby("_x")[metric].agg(["mean", "std"]).reset_index()
             ax.errorbar(stats["_x"], stats["mean"], yerr=stats["std"].fillna(0.0), color=color,
-                        marker="_", markersize=14, linestyle="-" if numeric else "none",
+                        marker="_", markersize=14,
+                        # Seeds are labels, not a scale: no line implying a trend across them.
+                        linestyle="-" if numeric and field != "seed" else "none",
                         capsize=4, label="mean ± std" if not others else named)
         if len(unfinished):  # where runs diverged or failed: crosses on the x axis
             ax.scatter(unfinished[field] if numeric else unfinished[field].astype(str),
@@ -150,7 +152,11 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
             _tick_at_values(ax.xaxis, grid)
         ax.set_xlabel(field)
         ax.set_ylabel(label)
-        ax.set_title(f"{label} vs {field}" + (f"\none line per {', '.join(others)}, mean ± std"
+        if field == "seed":
+            ax.margins(x=0.15)
+        per = ("one colour per {}" if field == "seed" else "one line per {}, mean ± std").format(
+            ", ".join(others))
+        ax.set_title(f"{label} vs {field}" + (f"\n{per}"
                                                if others else ""), fontsize=10 if others else None)
         written.append(_save(fig, root / f"report_{metric.replace('/', '_')}_vs_{field}.png",
                              plt))

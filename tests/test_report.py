@@ -272,3 +272,19 @@ def test_a_field_plot_draws_one_line_per_value_of_the_other_swept_fields(tmp_pat
     np.testing.assert_allclose(lines["model.name=lenet5"], [0.45, 0.9])
     seeds = by_title["val/accuracy (monitored) vs seed"].axes[0]
     assert len(seeds.containers) == 4  # one per config
+
+
+def test_seeds_are_drawn_as_labels_without_a_trend_line(tmp_path, figures):
+    """Against the seed, each config's runs are points: a line joining seed 0 to seed 1 would
+    read as a trend. Against the lr, each seed-averaged config is joined as usual."""
+    n = 0
+    for lr in (0.01, 0.1):
+        for seed in (0, 1, 2):
+            _job(tmp_path, str(n), lr, seed, "val/accuracy", 0.5 + lr + 0.01 * seed)
+            n += 1
+    report(tmp_path, print_table=False)
+    by_field = {fig.axes[0].get_xlabel(): fig.axes[0] for fig in figures if fig.axes}
+    styles = {field: {bars.lines[0].get_linestyle() for bars in ax.containers}
+              for field, ax in by_field.items() if field in ("seed", "optim.lr")}
+    assert styles == {"optim.lr": {"-"}, "seed": {"None"}}
+    assert "one colour per optim.lr" in by_field["seed"].get_title()
