@@ -92,9 +92,12 @@ def _report(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv[:1] in (["-h"], ["--help"]):
         print(USAGE)
         return 0
+    if not argv:  # asked for nothing: the usage, as an error (as argparse does)
+        print(f"error: a command is needed\n{USAGE}", file=sys.stderr)
+        return 2
     command, rest = argv[0], argv[1:]
     if command == "train":
         from lepton_jax import train

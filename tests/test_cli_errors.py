@@ -263,3 +263,16 @@ def test_folders_that_cannot_be_created(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"warning: compilation cache off: {blocker / 'xla'} cannot be created" in proc.stderr
     assert (tmp_path / "run2" / "result.json").exists()
+
+
+def test_console_script_without_a_known_command(capsys):
+    from lepton_jax.cli import main as cli
+
+    assert cli([]) == 2
+    out = capsys.readouterr()
+    assert out.err.startswith("error: a command is needed\nusage: lepton-jax COMMAND") and not out.out
+    assert cli(["trian"]) == 2
+    assert "error: unknown command 'trian'; valid: train, predict, serve, report" in \
+        capsys.readouterr().err
+    assert cli(["--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: lepton-jax COMMAND")
