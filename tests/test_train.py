@@ -6,6 +6,7 @@ import re
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
@@ -106,6 +107,38 @@ def test_mnist_lenet5_preset_one_epoch(tmp_path, mnist_root):
                    f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     assert _accuracy(proc.stdout) >= 0.98
+
+
+@pytest.mark.slow
+def test_mnist_mlp_preset(tmp_path, mnist_root):
+    """The benchmarks' MLP with the preset's recipe, on 10,000 images for one epoch."""
+    proc = run_cli("experiment=mnist_mlp", "trainer.epochs=1", "data.limit=10000",
+                   f"data.root={mnist_root}", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((tmp_path / "run.json").read_text())["config"]
+    assert config["model"]["hidden"] == [512, 512] and config["data"]["name"] == "mnist"
+    assert (config["optim"]["schedule"], config["optim"]["nesterov"]) == ("one_cycle", True)
+    assert _accuracy(proc.stdout) >= 0.9
+
+
+@pytest.mark.slow
+def test_sweep_preset_runs_its_grid_as_populations_on_the_pool(tmp_path):
+    """`-m experiment=digits_lr_sweep` alone is a 4 lr x 3 seed sweep, vectorized on the pool
+    launcher; a sweep value given on the command line replaces the preset's."""
+    proc = run_cli("-m", "experiment=digits_lr_sweep", "trainer.epochs=1",
+                   f"hydra.sweep.dir={tmp_path / 'grid'}")
+    assert proc.returncode == 0, proc.stderr
+    assert "is launching 12 jobs as 2 populations" in proc.stdout + proc.stderr
+    summary = pd.read_csv(tmp_path / "grid" / "summary.csv")
+    assert (summary["status"] == "COMPLETED").all() and len(summary) == 12
+    grid = {tuple(sorted(t for t in o.split() if t.startswith(("optim.lr=", "seed="))))
+            for o in summary["overrides"]}
+    assert grid == {(f"optim.lr={lr}", f"seed={seed}") for lr in (0.003, 0.01, 0.03, 0.1)
+                    for seed in (0, 1, 2)}
+    proc = run_cli("-m", "experiment=digits_lr_sweep", "trainer.epochs=1", "seed=7",
+                   f"hydra.sweep.dir={tmp_path / 'seed7'}")
+    assert proc.returncode == 0, proc.stderr
+    assert len(pd.read_csv(tmp_path / "seed7" / "summary.csv")) == 4
 
 
 def _small(**trainer) -> Config:
