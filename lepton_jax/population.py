@@ -203,10 +203,10 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         # From the newest step all of them saved (a run stopped while saving, or a member
         # that diverged, leaves some members a checkpoint ahead).
         common = set.intersection(*(saved[i] for i in training))
-        if not common:
-            raise UserError(f"the population's members share no checkpoint step "
-                            f"({dirs[training[0]]}: {sorted(saved[training[0]])}, ...); move "
-                            "their checkpoints away to restart")
+        if not common:  # e.g. a sweep extended with new points: those have no checkpoint yet
+            for c in ckpts:
+                c.close()
+            return _by_newest_step(configs, workdirs, logs, saved, training, _fits_memory)
         step = max(common)
     else:  # the others start afresh (or every member had stopped)
         step = 0 if training else max(halted_at.values())
@@ -214,10 +214,24 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     # its run.json; checkpoints they no longer fit are one error naming them.
     earlier = [_read_run(d) if saved[i] else {} for i, d in enumerate(dirs)]
     changes = [changes_since(e, c) for e, c in zip(earlier, configs, strict=True)]
-    singles = [restore_naming_changes(
-        ckpts[i], dp.replicate(s), halted_at.get(i, step), changes[i], f"job directory {dirs[i]}",
-        "Resume with the sweep's own settings, or start a new sweep directory", total_steps)
-        if saved[i] and i not in diverged_before else s for i, s in enumerate(singles)]
+    resumed: list = list(singles)
+    for i in range(members):
+        if saved[i] and i not in diverged_before:
+            try:
+                resumed[i] = restore_naming_changes(
+                    ckpts[i], dp.replicate(singles[i]), halted_at.get(i, step), changes[i],
+                    f"job directory {dirs[i]}",
+                    "Resume with the sweep's own settings, or start a new sweep directory",
+                    total_steps)
+            except UserError as e:
+                resumed[i] = e
+    if any(isinstance(r, UserError) for r in resumed):  # such a member fails alone
+        for c in ckpts:
+            c.close()
+        return _without_refused([r if isinstance(r, UserError) else c
+                                 for r, c in zip(resumed, configs, strict=True)],
+                                workdirs, logs, _fits_memory)
+    singles = resumed
     for i in [*halted_at, *diverged_before]:  # masked rows: only the step counter must match
         singles[i] = singles[i].replace(step=jnp.asarray(step, singles[i].step.dtype))
     # trainer.restore_best: each member's best evaluation so far and its parameters (host).
@@ -442,6 +456,25 @@ def _without_refused(checked: Sequence, workdirs: Sequence, logs: Optional[Seque
         logs and [logs[i] for i in valid], fits_memory), strict=True))
     return [trained.get(i) or {"status": "failed", "error": checked[i]}
             for i in range(len(checked))]
+
+
+def _by_newest_step(configs: Sequence[Config], workdirs: Sequence, logs: Optional[Sequence],
+                    saved: Sequence[set], training: Sequence[int], fits_memory: bool) -> list[dict]:
+    """`fit_population` of members whose checkpoints share no step (a sweep extended with
+    new points into its sweep dir: those have none yet), as one population per newest step,
+    one after another: each member resumes where its standalone run would. Members that
+    stopped early or diverged only keep their results; they join the first group."""
+    groups: dict[int, list[int]] = {}
+    for i in training:
+        groups.setdefault(max(saved[i], default=0), []).append(i)
+    next(iter(groups.values())).extend(i for i in range(len(configs)) if i not in training)
+    results: list = [None] * len(configs)
+    for who in groups.values():
+        trained = fit_population([configs[i] for i in who], [workdirs[i] for i in who],
+                                 logs and [logs[i] for i in who], fits_memory)
+        for i, result in zip(who, trained, strict=True):
+            results[i] = result
+    return results
 
 
 def _carried_losses(ckpts: Sequence[Checkpointer], step: int, masked=()):

@@ -31,13 +31,15 @@ class JsonlWriter:
         self._file = open(self.path, "a", encoding="utf-8")
 
     def _truncate_after(self, step: Optional[int]) -> None:
-        """On resume, drops records written after the checkpoint we resume from."""
+        """On resume, drops records written after the checkpoint we resume from, and the
+        final metrics, which a run that ends writes anew (a finished run started again
+        would otherwise hold them twice)."""
         if not self.path.exists():
             return
         if step is None:
             raise FileExistsError(self.path)
         kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and _record_step(line) <= step]
+                if line.strip() and _record_step(line) <= step and not _is_final(line)]
         tmp = self.path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
         os.replace(tmp, self.path)
@@ -70,6 +72,14 @@ def diverged_at(records: list[dict]) -> Optional[tuple[int, float]]:
         if record.get("event") == "diverged":
             return record["step"], record["loss"]
     return None
+
+
+def _is_final(line: str) -> bool:
+    """Whether a metrics.jsonl line holds a run's final metrics (`final/<split>/<metric>`)."""
+    try:
+        return any(key.startswith("final/") for key in json.loads(line))
+    except (ValueError, TypeError):
+        return False
 
 
 def _record_step(line: str) -> int:

@@ -220,7 +220,8 @@ def test_members_keep_their_best_parameters_as_their_standalone_runs_do(tmp_path
 def test_a_resumed_population_names_changed_settings_as_fit_does(tmp_path, capsys):
     """Trained again into its job dirs with more epochs, a population says what changed and
     keeps it in each run.json; another model is refused naming the change, before anything is
-    written; trainer.resume=false refuses job dirs that hold checkpoints."""
+    written, each member failing with its own job dir's message as its job would;
+    trainer.resume=false refuses job dirs that hold checkpoints."""
     configs = [_digits(lr=lr) for lr in (0.05, 0.1)]
     dirs = [tmp_path / "0", tmp_path / "1"]
     fit_population(configs, dirs)
@@ -237,16 +238,47 @@ def test_a_resumed_population_names_changed_settings_as_fit_does(tmp_path, capsy
             {"step": step, "changed": {"trainer.epochs": [2, 3]}}]
     before = {d: (d / "run.json").read_text() for d in dirs}
     wider = [dataclasses.replace(c, model=ModelConfig(hidden=[64])) for c in longer]
-    with pytest.raises(UserError, match=re.escape(
-            f"job directory {dirs[0]} last ran with other settings: model.hidden [32] -> [64]; "
-            "its checkpoints do not fit this config")):
-        fit_population(wider, dirs)
+    refused = fit_population(wider, dirs)
+    assert [r["status"] for r in refused] == ["failed", "failed"]
+    for d, r in zip(dirs, refused, strict=True):
+        assert str(r["error"]).startswith(f"job directory {d} last ran with other settings: "
+                                          "model.hidden [32] -> [64]; its checkpoints do not "
+                                          "fit this config")
     assert {d: (d / "run.json").read_text() for d in dirs} == before
     fresh = [dataclasses.replace(c, trainer=dataclasses.replace(c.trainer, resume=False))
              for c in longer]
     with pytest.raises(UserError, match=re.escape(
             f"job directory {dirs[0]} already holds checkpoints and trainer.resume=false")):
         fit_population(fresh, dirs)
+
+
+def test_a_sweep_extended_into_its_job_dirs_trains_the_new_points_as_standalone_runs(tmp_path):
+    """A finished 2-lr population trained again with a third lr (a sweep extended with a new
+    point into its sweep dir): the members share no checkpoint step, so each resumes where
+    its own run would. The finished ones keep their results; the new one equals its
+    standalone run. A job dir holding another model's run fails alone, as its job would."""
+    dirs = [tmp_path / "pop" / str(i) for i in range(4)]
+    first = fit_population([_digits(lr=lr) for lr in (0.05, 0.1)], dirs[:2])
+    extended = [_digits(lr=lr) for lr in (0.05, 0.1, 0.2)]
+    before = [(d / "metrics.jsonl").read_text() for d in dirs[:2]]
+    results = fit_population(extended, dirs[:3])
+    assert [r["status"] for r in results] == ["done"] * 3
+    for i in range(2):
+        assert results[i]["monitor"] == first[i]["monitor"]
+        assert (dirs[i] / "metrics.jsonl").read_text() == before[i]
+    alone = fit(extended[2], tmp_path / "alone")
+    _assert_member_equals_standalone(dirs[2], tmp_path / "alone", results[2], alone)
+    assert results[2]["resumed_from"] is None
+    # dirs[0] now holds a hidden-32 run; a hidden-64 population with a fresh member.
+    wider = [dataclasses.replace(_digits(lr=lr), model=ModelConfig(hidden=[64]))
+             for lr in (0.05, 0.1)]
+    mixed = fit_population(wider, [dirs[0], dirs[3]])
+    assert mixed[0]["status"] == "failed" and str(mixed[0]["error"]).startswith(
+        f"job directory {dirs[0]} last ran with other settings: model.hidden [32] -> [64]")
+    assert (dirs[0] / "metrics.jsonl").read_text() == before[0]
+    assert mixed[1]["status"] == "done"
+    assert mixed[1]["monitor"] == pytest.approx(fit(wider[1], tmp_path / "alone64")["monitor"],
+                                                rel=1e-4)
 
 
 def test_a_population_resumed_with_other_lrs_trains_on_with_them(tmp_path):

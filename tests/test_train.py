@@ -456,6 +456,20 @@ def test_resume_refuses_changes_that_would_only_change_the_record(tmp_path):
         assert result["steps"] == 22 * epochs
 
 
+def test_a_finished_run_started_again_keeps_one_final_record(tmp_path):
+    """Rerun into its directory, a finished run only evaluates its last checkpoint: its
+    metrics.jsonl gains a `resumed` event, and its final metrics are written once, anew
+    (they had been appended a second time)."""
+    config = _small()
+    first = fit(config, tmp_path)
+    before = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    again = fit(config, tmp_path)
+    after = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert again["test"] == first["test"]
+    assert after == [*before[:-1], {"event": "resumed", "step": first["steps"]}, before[-1]]
+    assert sum(any(k.startswith("final/") for k in r) for r in after) == 1
+
+
 def _early(patience=0, **trainer):
     return Config(model=ModelConfig(hidden=[32]), optim=OptimConfig(lr=0.05),
                   trainer=TrainerConfig(epochs=20, progress="off", num_devices=1,
