@@ -276,3 +276,14 @@ def test_console_script_without_a_known_command(capsys):
         capsys.readouterr().err
     assert cli(["--help"]) == 0
     assert capsys.readouterr().out.startswith("usage: lepton-jax COMMAND")
+
+
+def test_failed_job_on_the_pool_is_named_with_its_error_s_short_name(tmp_path):
+    """The summary's line for a job that failed on a user error: the exception's short name
+    and message, as for a population member (the traceback's line said
+    `lepton_jax.errors.UserError: ...`)."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", *QUICK, "seed=0,1", "data.name=mnist", f"data.root={tmp_path / 'none'}",
+                   "hydra/launcher=pool", "hydra.launcher.slots=1", f"hydra.sweep.dir={sweep}")
+    _check_error(proc, f") failed: UserError: data.root='{tmp_path / 'none'}' does not exist")
+    assert "lepton_jax.errors.UserError" not in proc.stderr

@@ -9,6 +9,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -343,6 +344,9 @@ class _Run:
         self.failed += 1
         self.done += 1
         last = (outcome.error.strip().splitlines() or ["?"])[-1].rstrip(".")
+        # A traceback's last line names the exception by its module path: the short name, as
+        # a population member's error says it (`UserError: ...`).
+        last = re.sub(r"^(?:\w+\.)+(?=\w+: )", "", last)
         where = f"; its output: {outcome.job_dir}/stderr.log" if outcome.job_dir else ""
         line = f"job {num} ({' '.join(overrides)}) failed: {last}{where}"
         if not isinstance(value, JobError):  # what Hydra's sweeper raises: this one line
