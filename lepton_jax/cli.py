@@ -20,7 +20,7 @@ commands:
                                  --token or $LEPTON_JAX_TOKEN turns on bearer-token access)
   report SWEEP_DIR [--metric M]  results grouped over seeds (mean ± std), the best config,
                                  report.csv and PNG plots in SWEEP_DIR (a run dir: its final
-                                 metrics and learning curves)
+                                 metrics, learning curves and confusion matrix)
 """
 
 

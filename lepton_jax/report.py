@@ -327,7 +327,7 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
     """One run's directory: final metrics per split (report.csv) and its curves: train loss,
     and `metric` (default: its trainer.monitor when a validation metric, else validation
     accuracy, MSE or loss) per evaluation, with a star at the evaluation whose parameters a
-    trainer.restore_best run kept."""
+    trainer.restore_best run kept; for a classifier, its confusion matrix (`_plot_confusion`)."""
     import pandas as pd
 
     result_file = root / "result.json"
@@ -364,11 +364,45 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
     for ax in axes[0]:
         epoch_axis(ax, len(records))
     fig.suptitle(root.name)
-    curves = _save(fig, root / "report_curves.png", plt)
+    written = [root / "report.csv", _save(fig, root / "report_curves.png", plt)]
+    split = next((s for s in ("test", "val") if "confusion" in result.get(s, {})), None)
+    if split is not None:
+        written.append(_plot_confusion(root, result[split], split,
+                                       run.get("data", {}).get("class_values") or [], plt))
 
     if print_table:
         rows = [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in r]
                 for _, r in table.iterrows()]
         _print_table(f"{root}: one run, {result.get('steps')} steps, {result.get('epochs')} "
-                     "epochs", list(table.columns), rows, _wrote([root / "report.csv", curves]))
+                     "epochs", list(table.columns), rows, _wrote(written))
     return table
+
+
+def _plot_confusion(root: Path, metrics: dict, split: str, class_values: list, plt) -> Path:
+    """`report_confusion.png`: a classification run's confusion matrix on `split` (rows: true
+    class, columns: predicted), each cell shaded by its share of the true class's examples
+    (the diagonal is each class's recall) and labelled with its count."""
+    import numpy as np
+
+    counts = np.asarray(metrics["confusion"])
+    k = len(counts)
+    names = [short_value(v) for v in class_values] if len(class_values) == k else list(range(k))
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    side = min(max(3.5, 0.45 * k + 1.5), 12)
+    fig, ax = plt.subplots(figsize=(side + 1, side))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    if k <= 20:  # counts stay legible
+        for (i, j), n in np.ndenumerate(counts):
+            if n:
+                ax.text(j, i, str(n), ha="center", va="center", fontsize=8 if k > 10 else 9,
+                        color="white" if shares[i, j] > 0.5 else "black")
+    ticks = range(k) if k <= 30 else range(0, k, max(k // 15, 1))
+    ax.set_xticks(list(ticks), [str(names[t]) for t in ticks])
+    ax.set_yticks(list(ticks), [str(names[t]) for t in ticks])
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    accuracy = metrics.get("accuracy")
+    ax.set_title(f"{split} confusion, {int(counts.sum()):,} examples"
+                 + (f", accuracy {accuracy:.4f}" if accuracy is not None else ""), fontsize=10)
+    return _save(fig, root / "report_confusion.png", plt)

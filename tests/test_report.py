@@ -93,16 +93,17 @@ def test_one_run_directory_reports_its_final_metrics_and_curves(tmp_path, capsys
     table = report(run)
     out = capsys.readouterr().out
     assert "one run, 30 steps, 3 epochs" in out
-    assert f"wrote report.csv, report_curves.png in {run}" in out
+    assert f"wrote report.csv, report_curves.png, report_confusion.png in {run}" in out
     assert table.to_dict("records") == [{"split": "val", "accuracy": 0.8, "f1": 0.75, "loss": 0.4},
                                         {"split": "test", "accuracy": 0.7, "f1": 0.65, "loss": 0.5}]
     assert (run / "report_curves.png").read_bytes()[:4] == b"\x89PNG"
-    assert [ax.get_ylabel() for ax in figures[-1].axes] == ["train/loss", "val/accuracy"]
+    # The curves, then the test split's confusion matrix.
+    assert [ax.get_ylabel() for ax in figures[-2].axes] == ["train/loss", "val/accuracy"]
 
     # --metric picks the curve beside the loss; one the run never recorded is refused.
     report(run, metric="val/f1")
-    assert [ax.get_ylabel() for ax in figures[-1].axes] == ["train/loss", "val/f1"]
-    np.testing.assert_allclose(figures[-1].axes[1].lines[0].get_ydata(), [0.5, 0.6, 0.7])
+    assert [ax.get_ylabel() for ax in figures[-2].axes] == ["train/loss", "val/f1"]
+    np.testing.assert_allclose(figures[-2].axes[1].lines[0].get_ydata(), [0.5, 0.6, 0.7])
     (run / "report.csv").unlink()
     assert cli(["report", str(run), "--metric", "val/nope"]) == 2
     assert (f"error: metric 'val/nope' is not in {run / 'metrics.jsonl'}; try one of "
@@ -116,11 +117,39 @@ def test_one_run_directory_reports_its_final_metrics_and_curves(tmp_path, capsys
                                                      "step": 20, "metric": "val/f1",
                                                      "value": 0.6}}))
     report(run, print_table=False)
-    ax = figures[-1].axes[1]
+    ax = figures[-2].axes[1]
     assert ax.get_ylabel() == "val/f1"
     stars = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
     assert [(list(s.get_xdata()), s.get_label()) for s in stars] == [([2], "kept (step 20)")]
     assert stars[0].get_ydata()[0] == pytest.approx(0.6)
+
+
+def test_one_run_s_confusion_matrix_is_drawn_with_its_class_names(tmp_path, figures):
+    """The test split's confusion matrix: cells shaded by their share of the true class (the
+    diagonal is each class's recall), labelled with their counts, axes with the classes'
+    own names; a run without a test split draws its validation split's."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"config": {}, "data": {
+        "class_values": ["cat", "dog", "owl"]}}))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 5, "epoch": 1, "train/loss": 1.0,
+                                                   "val/accuracy": 0.5}) + "\n")
+    confusion = [[8, 2, 0], [1, 3, 0], [0, 0, 6]]
+    (run / "result.json").write_text(json.dumps({"steps": 5, "epochs": 1, "test": {
+        "accuracy": 17 / 20, "confusion": confusion}, "val": {"accuracy": 0.5, "confusion": [[1]]}}))
+    report(run, print_table=False)
+    ax = figures[-1].axes[0]
+    np.testing.assert_allclose(ax.images[0].get_array(),
+                               [[0.8, 0.2, 0.0], [0.25, 0.75, 0.0], [0.0, 0.0, 1.0]])
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "2", "3", "6", "8"]  # zeros left blank
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "dog", "owl"]
+    assert ax.get_title() == "test confusion, 20 examples, accuracy 0.8500"
+    assert (run / "report_confusion.png").read_bytes()[:4] == b"\x89PNG"
+    (run / "result.json").write_text(json.dumps({"steps": 5, "epochs": 1, "val": {
+        "accuracy": 0.5, "confusion": [[1, 1], [0, 0]]}}))
+    report(run, print_table=False)
+    assert figures[-1].axes[0].get_title().startswith("val confusion, 2 examples")
+    assert [t.get_text() for t in figures[-1].axes[0].get_xticklabels()] == ["0", "1"]
 
 
 def test_auto_monitor_without_a_validation_split_is_the_test_accuracy(tmp_path, capsys):
