@@ -136,6 +136,10 @@ def test_server_answers_validates_and_serves_load(trained):
                 assert "detail" in bad.json()
             assert c.post("/predict", content=b"{not json",
                           headers={"content-type": "application/json"}).status_code == 422
+            nan = c.post("/predict", content=b'{"rows": [[1.0, NaN, 2.0]]}',
+                         headers={"content-type": "application/json"})
+            assert nan.status_code == 422
+            assert nan.json()["detail"].startswith("predict input: NaN at row 0, column 'b'")
             assert c.get("/health").status_code == 200  # still serving
         with httpx.Client(base_url=url, trust_env=False) as anonymous:
             assert anonymous.post("/predict", json={"rows": x[:1].tolist()}).status_code == 401
