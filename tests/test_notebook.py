@@ -1,5 +1,7 @@
 """The quickstart notebook runs top to bottom on a real kernel; its plot cell draws a PNG."""
 
+import re
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -16,5 +18,12 @@ def test_quickstart_notebook_executes(tmp_path):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     pngs = [o for o in outputs if "image/png" in o.get("data", {})]
     assert pngs, "the plot cell produced no PNG"
-    last = nb.cells[-1].outputs[0]["data"]["text/plain"]
-    assert "0.02" in last and "0.1" in last  # one row per learning rate
+    grouped = next(c for c in nb.cells if c.source.startswith("results.groupby"))
+    table = grouped.outputs[0]["data"]["text/plain"]
+    assert "0.02" in table and "0.1" in table  # one row per learning rate
+    # The vectorized sweep's report: its table printed, its curves shown.
+    report_cell = nb.cells[-1]
+    printed = re.sub(r"\x1b\[[0-9;]*m", "", "".join(  # rich's lines, colours removed
+        o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in report_cell.outputs))
+    assert "best: optim.lr=" in printed and "report_curves.png in" in printed, printed
+    assert any("image/png" in o.get("data", {}) for o in report_cell.outputs)
