@@ -59,8 +59,11 @@ class Dataset:
     @classmethod
     def from_arrays(cls, x, y, task: str = "auto", feature_names: Sequence[str] = (),
                     **split) -> "Dataset":
-        """Feature rows `x` and targets `y`; integer targets with few values are classes."""
-        raw = from_table(np.asarray(x), np.asarray(y), task, tuple(feature_names))
+        """Feature rows `x` and targets `y`; integer targets with few values are classes.
+        A DataFrame's column names are the feature names unless `feature_names` are given."""
+        if not feature_names and hasattr(x, "columns"):
+            feature_names = [str(c) for c in x.columns]
+        raw = from_table(x, y, task, tuple(feature_names))  # which refuses what is not numbers
         return cls(raw, DataConfig(name="arrays", task=raw.task, **split))
 
     def split(self, val_fraction: float = 0.1, test_fraction: float = 0.1,

@@ -182,6 +182,39 @@ def test_arrays_with_nan_or_infinite_values_are_refused_naming_the_first():
     assert from_table(x, y).task == "regression"
 
 
+@pytest.mark.parametrize("x,y,kwargs,message", [
+    ([["a", 1], ["b", 2]] * 5, [0, 1] * 5, {},
+     r"^arrays: the features must be an array of numbers, one row per example, all rows of one "
+     r"length \(could not convert string to float"),
+    ([[1, 2], [3]] * 5, [0, 1] * 5, {}, r"all rows of one length \(setting an array element"),
+    (np.ones((10, 2)), np.ones((10, 3)), {},
+     r"^arrays: class labels must be one column, but the target has shape \(10, 3\)"),
+    (np.ones((10, 2)), [None, *range(9)], {}, r"^arrays: the target holds None \(at row 0\)"),
+    (np.ones((10, 2)), [3] * 10, {}, r"^arrays: the target holds one class only \(3\)"),
+    (np.ones((10, 2)), ["cat"] * 10, {}, r"^arrays: the target holds one class only \('cat'\)"),
+])
+def test_arrays_that_cannot_be_a_dataset_are_refused(x, y, kwargs, message):
+    from lepton_jax import Dataset
+
+    with pytest.raises(UserError, match=message):
+        Dataset.from_arrays(x, y, **kwargs)
+
+
+def test_arrays_with_several_regression_targets_and_a_data_frame_s_column_names():
+    import pandas as pd
+
+    from lepton_jax import Dataset
+
+    rng = np.random.default_rng(0)
+    several = Dataset.from_arrays(rng.normal(size=(20, 2)), rng.normal(size=(20, 3)))
+    assert several.task == "regression" and several.raw.y.shape == (20, 3)
+    frame = pd.DataFrame({"height": rng.normal(size=20), "age": rng.normal(size=20)})
+    named = Dataset.from_arrays(frame, np.arange(20) % 2)
+    assert named.raw.feature_names == ("height", "age") and named.raw.num_classes == 2
+    assert Dataset.from_arrays(frame, np.arange(20) % 2, feature_names=["h", "a"]
+                               ).raw.feature_names == ("h", "a")
+
+
 def test_csv_missing_target_lists_columns(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("a,b,y\n1,2,3\n")

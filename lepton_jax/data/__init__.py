@@ -85,11 +85,21 @@ def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: 
     """Feature rows and targets: the task inferred from `y` unless given; labels encoded."""
     from lepton_jax.data.tabular import encode_labels, infer_task
 
-    with np.errstate(over="ignore"):  # beyond float32: inf, refused by check_finite below
-        x = np.asarray(x, np.float32)
+    try:
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused by check_finite below
+            x = np.asarray(x, np.float32)
+    except (ValueError, TypeError) as e:  # text cells, or rows of different lengths
+        raise UserError(f"{source}: the features must be an array of numbers, one row per "
+                        f"example, all rows of one length ({str(e).split('. ')[0]}); encode "
+                        "text columns as numbers first (Dataset.load_csv one-hot encodes the "
+                        "columns named in categorical=)") from None
     if x.ndim == 1:
         x = x[:, None]
     y = np.asarray(y)
+    if y.dtype == object and any(v is None for v in y.ravel()):
+        raise UserError(f"{source}: the target holds None (at row "
+                        f"{next(i for i, v in enumerate(y.ravel()) if v is None)}); every "
+                        "example needs a target: drop or fill those rows")
     if y.dtype.kind in "OUS":  # words as labels (a CSV's "cat"/"dog" column, a list of str)
         y = y.astype(str).astype(object)
         if task == "regression":
@@ -104,7 +114,15 @@ def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: 
     check_finite(x, where, feature_names, first_line)
     task = infer_task(y, task)
     if task == "classification":
+        if y.ndim > 1 and int(np.prod(y.shape[1:])) > 1:
+            raise UserError(f"{source}: class labels must be one column, but the target has "
+                            f"shape {y.shape}; for several regression targets pass "
+                            "task='regression'")
         codes, classes = encode_labels(y.ravel(), source)
+        if len(classes) < 2:
+            raise UserError(f"{source}: the target holds one class only ({classes[0]!r}); "
+                            "classification needs examples of at least two (for real-valued "
+                            "targets, use task='regression')")
         return RawData(x, codes, task, len(classes), tuple(feature_names), classes,
                        per_feature=True, name=source, encoding=encoding)
     with np.errstate(over="ignore"):
