@@ -180,6 +180,14 @@ class Model:
             from lepton_jax.data.tabular import encode_features
 
             x = encode_features(x, encoding, "DataFrame", "input")
+        elif hasattr(x, "columns") and info.get("feature_names"):  # columns picked by name
+            by_name = {str(c): c for c in x.columns}
+            names = info["feature_names"]
+            missing = [n for n in names if n not in by_name]
+            if missing:
+                raise UserError(f"predict got a DataFrame without column(s) {missing}; this "
+                                f"model was trained on {', '.join(names)}")
+            x = x[[by_name[n] for n in names]]
         with np.errstate(over="ignore"):  # beyond float32: inf, refused by check_finite
             x = np.asarray(x.to_numpy() if hasattr(x, "to_numpy") else x, np.float32)
         shape = tuple(info["input_shape"])

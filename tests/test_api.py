@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -387,3 +388,24 @@ def test_image_models_take_raw_pixels_or_say_how_to_scale_them(tmp_path, monkeyp
         assert cli(["predict", str(tmp_path / "run"), name]) == 0
         lines = capsys.readouterr().out.split()
         assert lines == ["prediction", *map(str, wide[:6])], name
+
+
+def test_a_model_trained_on_a_data_frame_predicts_data_frames_by_column_name(tmp_path):
+    """Its columns named the features: a DataFrame to predict is read by those names, in any
+    order (positionally, swapped columns would predict silently wrong values); a missing one
+    is refused naming it. Arrays are still taken positionally."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    model = Model.linear_regression()
+    Trainer(model, Dataset.from_arrays(frame, 3 * frame.a - frame.b), workdir=tmp_path,
+            progress="off").train(epochs=10)
+    rows = frame.head(5)
+    expected = model.predict(rows.to_numpy())
+    np.testing.assert_array_equal(model.predict(rows[["b", "a"]]), expected)
+    np.testing.assert_array_equal(Model.load(tmp_path).predict(rows[["b", "a"]]), expected)
+    assert not np.allclose(model.predict(rows[["b", "a"]].to_numpy()), expected)
+    with pytest.raises(UserError, match=re.escape(
+            "predict got a DataFrame without column(s) ['b']; this model was trained on a, b")):
+        model.predict(rows[["a"]].assign(c=1.0))
