@@ -52,7 +52,8 @@ def _predict(argv: list[str]) -> int:
             raise UserError(f"--out {out}: the folder {out.parent} does not exist; create it "
                             "first")
     model = Model.load(args.model)
-    features = read_features(args.input, model._trained().get("encoding"))
+    info = model._trained()
+    features = read_features(args.input, info.get("encoding"), info.get("feature_names") or ())
     frame = pd.DataFrame({"prediction": model.predict(features)})
     if out is None:
         frame.to_csv(sys.stdout, index=False)

@@ -390,10 +390,13 @@ def test_image_models_take_raw_pixels_or_say_how_to_scale_them(tmp_path, monkeyp
         assert lines == ["prediction", *map(str, wide[:6])], name
 
 
-def test_a_model_trained_on_a_data_frame_predicts_data_frames_by_column_name(tmp_path):
+def test_a_model_trained_on_a_data_frame_predicts_data_frames_by_column_name(tmp_path, capsys):
     """Its columns named the features: a DataFrame to predict is read by those names, in any
     order (positionally, swapped columns would predict silently wrong values); a missing one
-    is refused naming it. Arrays are still taken positionally."""
+    is refused naming it. Arrays are still taken positionally. So is `lepton-jax predict`'s
+    CSV: by its header's names when they include the features, else in order."""
+    from lepton_jax.cli import main as cli
+
     import pandas as pd
 
     rng = np.random.default_rng(0)
@@ -409,3 +412,11 @@ def test_a_model_trained_on_a_data_frame_predicts_data_frames_by_column_name(tmp
     with pytest.raises(UserError, match=re.escape(
             "predict got a DataFrame without column(s) ['b']; this model was trained on a, b")):
         model.predict(rows[["a"]].assign(c=1.0))
+    capsys.readouterr()  # the training's lines
+    for name, table, header in (("swapped", rows[["b", "a"]], True), ("plain", rows, False)):
+        rows_csv = tmp_path / f"{name}.csv"
+        table.to_csv(rows_csv, index=False, header=header)
+        assert cli(["predict", str(tmp_path), str(rows_csv)]) == 0
+        printed = capsys.readouterr().out.split()
+        assert printed[0] == "prediction"
+        np.testing.assert_allclose(np.asarray(printed[1:], float), expected, rtol=1e-6)

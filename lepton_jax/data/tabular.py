@@ -171,11 +171,17 @@ def encode_labels(y: np.ndarray, path: str) -> tuple[np.ndarray, tuple]:
     return codes.astype(np.int32), tuple(int(v) for v in values)
 
 
-def read_features(path: str, encoding: Optional[dict] = None) -> np.ndarray:
+def read_features(path: str, encoding: Optional[dict] = None,
+                  feature_names: Sequence[str] = ()) -> np.ndarray:
     """Feature rows of a CSV for prediction. With the training `encoding`, its columns are
     picked by name (extra columns such as the target are ignored) and categorical ones
-    one-hot encoded the same way; without one, every column is taken as a number."""
+    one-hot encoded the same way; without one, a header row that holds every one of the
+    model's `feature_names` picks them by name, and otherwise every column is taken as a
+    number, in order."""
     frame = _read_frame(path, "input CSV", stdin_ok=True, header_optional=not encoding)
+    if not encoding and feature_names and "first_line" not in frame.attrs \
+            and set(feature_names) <= set(frame.columns):  # a header row naming the features
+        frame = frame[list(feature_names)]
     if encoding and encoding["categories"] and not set(encoding["columns"]) <= set(frame.columns):
         missing = sorted(set(encoding["columns"]) - set(frame.columns))
         raise UserError(f"input CSV {path!r} lacks column(s) {missing}; expected "
