@@ -241,6 +241,12 @@ class Model:
         if len(y) == 0:
             raise UserError(f"evaluate(split={split!r}): this dataset's {split} split is empty")
         info = self._trained()
+        ours, theirs = list(info.get("feature_names") or ()), list(raw.feature_names)
+        if ours and theirs and ours != theirs:
+            if sorted(ours) != sorted(theirs):
+                raise UserError(f"evaluate: the dataset's features ({', '.join(theirs)}) are not "
+                                f"the model's ({', '.join(ours)})")
+            x = x[:, [theirs.index(name) for name in ours]]  # the model's column order
         return compute_metrics(info["task"], y, self.outputs(x), info["num_classes"])
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -420,3 +420,21 @@ def test_a_model_trained_on_a_data_frame_predicts_data_frames_by_column_name(tmp
         printed = capsys.readouterr().out.split()
         assert printed[0] == "prediction"
         np.testing.assert_allclose(np.asarray(printed[1:], float), expected, rtol=1e-6)
+
+
+def test_evaluate_reads_a_dataset_s_features_in_the_model_s_order(tmp_path):
+    """A dataset whose columns come in another order is evaluated as the model's own (before,
+    positionally: wrong metrics without a word); other features are refused."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    target = 3 * frame.a - frame.b
+    model = Model.linear_regression()
+    Trainer(model, Dataset.from_arrays(frame, target), workdir=tmp_path,
+            progress="off").train(epochs=10)
+    same = model.evaluate(Dataset.from_arrays(frame, target))
+    assert model.evaluate(Dataset.from_arrays(frame[["b", "a"]], target)) == same
+    with pytest.raises(UserError, match=re.escape(
+            "evaluate: the dataset's features (a, c) are not the model's (a, b)")):
+        model.evaluate(Dataset.from_arrays(frame.rename(columns={"b": "c"}), target))
