@@ -215,6 +215,27 @@ def test_arrays_with_several_regression_targets_and_a_data_frame_s_column_names(
                                ).raw.feature_names == ("h", "a")
 
 
+def test_arrays_of_grayscale_images_without_a_channel_axis_get_one():
+    """(examples, height, width) arrays are single-channel images: LeNet-5 trained on them
+    crashed in its padding with a traceback."""
+    from lepton_jax import Dataset
+
+    images, labels = digits_arrays()
+    flat = Dataset.from_arrays(images[:100, :, :, 0], labels[:100])
+    assert flat.raw.x.shape == (100, 28, 28, 1)
+    np.testing.assert_array_equal(flat.raw.x, images[:100])
+
+
+def test_lenet5_trains_and_predicts_on_images_without_a_channel_axis(tmp_path):
+    from lepton_jax import Dataset, Model, Trainer
+
+    images, labels = digits_arrays()
+    model = Model.lenet5()
+    Trainer(model, Dataset.from_arrays(images[:300, :, :, 0], labels[:300]), batch_size=100,
+            workdir=tmp_path, progress="off").train(epochs=1)
+    np.testing.assert_array_equal(model.predict(images[:4, :, :, 0]), model.predict(images[:4]))
+
+
 def test_csv_missing_target_lists_columns(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("a,b,y\n1,2,3\n")

@@ -95,6 +95,8 @@ def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: 
                         "columns named in categorical=)") from None
     if x.ndim == 1:
         x = x[:, None]
+    elif x.ndim == 3:  # (examples, height, width): grayscale images, given their channel axis
+        x = x[..., None]
     y = np.asarray(y)
     if y.dtype == object and any(v is None for v in y.ravel()):
         raise UserError(f"{source}: the target holds None (at row "
