@@ -1,6 +1,7 @@
 import dataclasses
 import gzip
 import os
+import re
 
 import numpy as np
 import pytest
@@ -139,6 +140,19 @@ def test_mnist_wrong_magic_is_named(mnist_root, tmp_path):
         (tmp_path / "t10k-labels-idx1-ubyte.gz").read_bytes())
     with pytest.raises(UserError, match="t10k-images-idx3-ubyte.gz has magic number 2049"):
         load_mnist(str(tmp_path))
+
+
+def test_mnist_root_above_the_files_names_the_folder_that_holds_them(tmp_path, mnist_root):
+    """data.root at a folder above the files (torchvision keeps them in MNIST/raw): one error
+    naming the folder to use, not "train-images-idx3-ubyte.gz is missing"."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in mnist_root.glob("*.gz"):
+        (raw / f.name).symlink_to(f)
+    with pytest.raises(UserError, match=re.escape(
+            f"data.root='{tmp_path}' holds no MNIST files, but {raw} does; set data.root={raw}")):
+        load_dataset(DataConfig(name="mnist", root=str(tmp_path)))
+    assert load_dataset(DataConfig(name="mnist", root=str(raw), limit=100)).x_train.shape[0] == 100
 
 
 def test_mnist_missing_root():

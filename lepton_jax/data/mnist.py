@@ -145,6 +145,13 @@ def load_mnist_pixels(root: str | None, fetch: bool = False):
     if not folder.is_dir():
         raise UserError(f"data.root={root!r} does not exist; point it at the folder of the "
                         "MNIST IDX .gz files or set data.download=true")
+    first = next(iter(FILES.values()))[0]
+    if not (folder / first).exists():  # a folder above them (torchvision's MNIST/raw, say)?
+        below = next((p.parent for depth in range(1, 3)
+                      for p in sorted(folder.glob("*/" * depth + first))), None)
+        if below is not None:
+            raise UserError(f"data.root={root!r} holds no MNIST files, but {below} does; set "
+                            f"data.root={below}")
     stamps = tuple((st.st_size, st.st_mtime_ns) if (st := _stat(folder / name)) else None
                    for name, _, _ in FILES.values())
     return _decode(str(folder.resolve()), stamps)
