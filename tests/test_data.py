@@ -166,6 +166,9 @@ def test_mnist_missing_root():
     ("a,b,y\n1,2,3\n4,5,6,7\n", "ragged rows"),
     ("a,b,y\n", "no data rows"),
     ("a,b,y\n1,2,3\n4,-inf,6\n", "infinite value '-inf' at row 3, column 'b'"),
+    (",a,y\n0,2,3\n1,5,6\n2,8,9\n3,1,1\n",
+     "has a column without a header name \\(column 1: 0, 1, 2, ...; a DataFrame's index saved "
+     "by to_csv\\?\\)"),
     ("a,b,y\n1,2,3\n4,5,inf\n", "infinite value 'inf' at row 3, column 'y'"),
     ("a,b,y\n1,2,3\n4,5,6\n7,1e39,9\n",
      "CSV file '.*': an infinite value \\(or a number beyond float32's range, ±3.4e38\\) at "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -127,6 +128,13 @@ def read_csv(path: str | None, target: Optional[str] = None, categorical: Sequen
     """
     frame = _read_frame(path, "CSV file")
     columns = list(frame.columns)
+    nameless = [i for i, c in enumerate(columns) if re.fullmatch(r"Unnamed: \d+", c)]
+    if nameless:  # pandas' name for an empty header cell
+        i = nameless[0]
+        first = ", ".join(str(v) for v in frame.iloc[:3, i])
+        raise UserError(f"CSV file {path!r} has a column without a header name (column {i + 1}: "
+                        f"{first}, ...; a DataFrame's index saved by to_csv?); name it in the "
+                        "header, or drop it (to_csv(..., index=False))")
     target = columns[-1] if target is None else target
     if target not in columns:
         raise UserError(f"CSV file {path!r} has no target column {target!r}; columns: "
