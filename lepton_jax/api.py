@@ -164,7 +164,8 @@ class Model:
         from lepton_jax.models import build_model
 
         info = self._trained()
-        outputs = info["num_classes"] if info["task"] == "classification" else 1
+        outputs = (info["num_classes"] if info["task"] == "classification"
+                   else info.get("num_outputs", 1))  # recorded since several targets train
         return build_model(self.config, outputs)
 
     def _trained(self) -> dict:

@@ -54,7 +54,10 @@ def _predict(argv: list[str]) -> int:
     model = Model.load(args.model)
     info = model._trained()
     features = read_features(args.input, info.get("encoding"), info.get("feature_names") or ())
-    frame = pd.DataFrame({"prediction": model.predict(features)})
+    predicted = model.predict(features)
+    frame = (pd.DataFrame({"prediction": predicted}) if predicted.ndim == 1  # else a column
+             else pd.DataFrame(predicted, columns=[f"prediction_{i}"        # per target
+                                                  for i in range(predicted.shape[1])]))
     if out is None:
         frame.to_csv(sys.stdout, index=False)
     else:

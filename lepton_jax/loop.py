@@ -309,7 +309,7 @@ def _write_json(path: Path, payload: dict) -> None:
 
 def data_info(data: DataSplits) -> dict:
     """What prediction needs to transform raw inputs the way training saw them."""
-    return {"task": data.task, "num_classes": data.num_classes,
+    return {"task": data.task, "num_classes": data.num_classes, "num_outputs": data.num_outputs,
             "input_shape": list(data.input_shape), "mean": data.mean, "std": data.std,
             "feature_names": list(data.feature_names), "class_values": list(data.class_values),
             "encoding": data.encoding, "pixels": data.pixels,
@@ -531,7 +531,9 @@ def run_header(config: Config, data: DataSplits, num_params: int, devices: int, 
     model = f"mlp {'-'.join(map(str, m.hidden))} {m.activation}" if m.name == "mlp" else m.name
     if m.dropout:
         model += f" dropout {m.dropout:g}"
-    target = f"{data.num_classes} classes" if data.task == "classification" else "regression"
+    target = (f"{data.num_classes} classes" if data.task == "classification"
+              else "regression" if data.num_outputs == 1
+              else f"regression of {data.num_outputs} targets")
     sizes = " / ".join(f"{len(x):,} {name}" for name, x in
                        (("train", data.x_train), ("val", data.x_val), ("test", data.x_test))
                        if len(x))

@@ -4,6 +4,7 @@ import json
 import pickle
 import re
 
+import jax
 import numpy as np
 import pytest
 
@@ -438,3 +439,38 @@ def test_evaluate_reads_a_dataset_s_features_in_the_model_s_order(tmp_path):
     with pytest.raises(UserError, match=re.escape(
             "evaluate: the dataset's features (a, c) are not the model's (a, b)")):
         model.evaluate(Dataset.from_arrays(frame.rename(columns={"b": "c"}), target))
+
+
+def test_several_regression_targets_train_one_output_each(tmp_path):
+    """Targets as columns of `y`: the model has one output per target (it had one in all,
+    broadcast against every column), its metrics are scikit-learn's averaged over the
+    targets, and the saved model and the run dir predict every target."""
+    import pandas as pd
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    y = np.column_stack([x @ [1.0, 2.0, 3.0], x @ [-1.0, 0.0, 1.0] + 0.5])
+    dataset = Dataset.from_arrays(x, y)
+    model = Model.linear_regression()
+    Trainer(model, dataset, lr=0.05, workdir=tmp_path / "run", progress="off").train(epochs=20)
+    assert sum(np.size(p) for p in jax.tree.leaves(model.params)) == 3 * 2 + 2
+    raw = dataset.splits(normalized=False)
+    predicted = model.predict(raw.x_test)
+    assert predicted.shape == (len(raw.x_test), 2)
+    metrics = model.evaluate(dataset)
+    assert metrics["mse"] == pytest.approx(mean_squared_error(raw.y_test, predicted), rel=1e-5)
+    assert metrics["mae"] == pytest.approx(mean_absolute_error(raw.y_test, predicted), rel=1e-5)
+    assert metrics["r2"] == pytest.approx(r2_score(raw.y_test, predicted), rel=1e-5)
+    assert metrics["r2"] > 0.99
+    model.save(tmp_path / "m.bin")
+    for loaded in (Model.load(tmp_path / "m.bin"), Model.load(tmp_path / "run")):
+        np.testing.assert_array_equal(loaded.predict(raw.x_test), predicted)
+    from lepton_jax.cli import main as cli
+
+    np.savetxt(tmp_path / "rows.csv", raw.x_test[:4], delimiter=",")
+    assert cli(["predict", str(tmp_path / "run"), str(tmp_path / "rows.csv"),
+                "--out", str(tmp_path / "out.csv")]) == 0
+    written = pd.read_csv(tmp_path / "out.csv")
+    assert list(written.columns) == ["prediction_0", "prediction_1"]
+    np.testing.assert_allclose(written.to_numpy(), predicted[:4], rtol=1e-6)

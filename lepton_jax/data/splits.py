@@ -34,7 +34,10 @@ class DataSplits:
 
     @property
     def num_outputs(self) -> int:
-        return self.num_classes if self.task == "classification" else 1
+        if self.task == "classification":
+            return self.num_classes
+        # One output per regression target (`Dataset.from_arrays` takes several as columns).
+        return int(np.prod(self.y_train.shape[1:])) if self.y_train.ndim > 1 else 1
 
     @property
     def input_shape(self) -> tuple:
