@@ -16,15 +16,15 @@ def os_reason(error: OSError, path) -> str:
 class DivergedError(UserError):
     """Training produced a non-finite loss; the last good checkpoint is kept."""
 
-    def __init__(self, step: int, loss: float):
+    def __init__(self, step: int, loss: float, hint: str = ""):
         super().__init__(
             f"training diverged at step {step} (loss={loss}); the last good checkpoint "
-            "was kept. Lower optim.lr or set optim.clip_norm."
+            f"was kept. Lower optim.lr or set optim.clip_norm.{hint and ' ' + hint}"
         )
-        self.step, self.loss = step, loss
+        self.step, self.loss, self.hint = step, loss, hint
 
     def __reduce__(self):  # travels between processes (sweep workers) intact
-        return DivergedError, (self.step, self.loss)
+        return DivergedError, (self.step, self.loss, self.hint)
 
 
 class Interrupted(KeyboardInterrupt):

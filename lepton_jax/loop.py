@@ -307,6 +307,20 @@ def _write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+def divergence_hint(data: DataSplits) -> str:
+    """What a divergence message adds when the data explains it: regression targets on a
+    large scale (prices in the 100,000s), whose squared errors and gradients SGD from a
+    small init overshoots at usual learning rates; inputs are standardized, targets not."""
+    if data.task != "regression" or not len(data.y_train):
+        return ""
+    spread = float(np.std(data.y_train))
+    if spread <= 100:
+        return ""
+    return (f"The regression targets are large (standard deviation {spread:.3g}): scale them "
+            f"down, e.g. divide them by {10 ** int(np.log10(spread)):g}, or lower optim.lr "
+            "by orders of magnitude.")
+
+
 def data_info(data: DataSplits) -> dict:
     """What prediction needs to transform raw inputs the way training saw them."""
     return {"task": data.task, "num_classes": data.num_classes, "num_outputs": data.num_outputs,
@@ -448,7 +462,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
                     at, loss = step - len(losses) + int(bad[0]) + 1, float(losses[bad[0]])
                     # Recorded as a population member's is, for reports of the run's sweep.
                     writer.write_scalars(at, {"event": "diverged", "loss": loss})
-                    raise DivergedError(at, loss)
+                    raise DivergedError(at, loss, divergence_hint(data))
                 if want_eval:
                     record = {"epoch": round(step / steps_per_epoch, 4),
                               "train/loss": float(losses.mean())}

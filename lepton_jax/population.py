@@ -19,9 +19,9 @@ from lepton_jax.config import Config
 from lepton_jax.data import load_dataset
 from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _read_run, _write_json, best_payload,
-                             changes_since, data_info, describe_changes, drive, monitor_value,
-                             resolve_steps_per_call, restore_naming_changes, resume_best,
-                             resumes_with_changes, run_header, start_lines,
+                             changes_since, data_info, describe_changes, divergence_hint, drive,
+                             monitor_value, resolve_steps_per_call, restore_naming_changes,
+                             resume_best, resumes_with_changes, run_header, start_lines,
                              summary_line, wandb_writer)
 from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import hyperparameters, make_optimizer, warmup_steps
@@ -395,7 +395,8 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
             if i in diverged:
                 at, loss = diverged[i]
                 result = {"status": "diverged", "step": at, "loss": loss,
-                          "error": f"training diverged at step {at} (loss={loss})"}
+                          "error": f"training diverged at step {at} (loss={loss})",
+                          "hint": divergence_hint(data)}
             else:
                 at, metrics = halted.get(i, (step, {s: finals[s][i] for s in finals}))
                 result = {"status": "done", "steps": at, "epochs": t.epochs,

@@ -253,6 +253,32 @@ def test_divergence_stops_with_step_and_keeps_good_checkpoint(tmp_path):
     assert not np.isfinite(last["loss"])
 
 
+def test_divergence_on_large_regression_targets_says_to_scale_them(tmp_path):
+    """Inputs are standardized, targets are not: an MLP on prices in the 100,000s diverges at
+    the default lr. The message says why and what to do; for a classifier, or targets of
+    ordinary size, it keeps to the learning rate. The hint survives a trip between processes
+    (sweep workers pickle errors)."""
+    import pickle
+
+    from lepton_jax import Dataset, Model, Trainer
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    price = x @ [1.0, 2.0, 3.0] * 30_000 + 250_000
+    with pytest.raises(DivergedError) as info:
+        Trainer(Model.mlp(hidden=[16]), Dataset.from_arrays(x, price), workdir=tmp_path / "big",
+                progress="off").train(epochs=5)
+    assert re.search(
+        r"Lower optim.lr or set optim.clip_norm. The regression targets are large \(standard "
+        r"deviation 1\.\d+e\+05\): scale them down, e.g. divide them by 100000, or lower "
+        r"optim.lr by orders of magnitude.$", str(info.value)), str(info.value)
+    assert str(pickle.loads(pickle.dumps(info.value))) == str(info.value)
+    with pytest.raises(DivergedError) as small:
+        Trainer(Model.mlp(hidden=[16]), Dataset.from_arrays(x, price / 1e5), lr=1e4,
+                workdir=tmp_path / "small", progress="off").train(epochs=5)
+    assert str(small.value).endswith("Lower optim.lr or set optim.clip_norm.")
+
+
 def test_hydra_job_returns_monitored_metric(tmp_path):
     import lepton_jax.train as train_app
 

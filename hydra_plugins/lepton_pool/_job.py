@@ -238,7 +238,7 @@ def run_population(ctx: JobContext,
             else:
                 error = result.get("error")
                 if result["status"] == "diverged":
-                    error = DivergedError(result["step"], result["loss"])
+                    error = DivergedError(result["step"], result["loss"], result.get("hint", ""))
                 ret.status, ret._return_value = JobStatus.FAILED, error
                 outcome.error = f"{type(error).__name__}: {error}"
                 with open(Path(outcome.job_dir) / "stderr.log", "a") as f:
