@@ -17,7 +17,7 @@ from lepton_jax.checkpoint import Checkpointer
 from lepton_jax.compile_cache import enable_compilation_cache
 from lepton_jax.config import Config
 from lepton_jax.data import load_dataset
-from lepton_jax.errors import Interrupted, UserError
+from lepton_jax.errors import DivergedError, Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _read_run, _write_json, best_payload,
                              changes_since, data_info, describe_changes, divergence_hint, drive,
                              monitor_value, resolve_steps_per_call, restore_naming_changes,
@@ -394,9 +394,9 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         for i in range(members):
             if i in diverged:
                 at, loss = diverged[i]
-                result = {"status": "diverged", "step": at, "loss": loss,
-                          "error": f"training diverged at step {at} (loss={loss})",
-                          "hint": divergence_hint(data)}
+                hint = divergence_hint(data)  # the error says what a standalone run's says
+                result = {"status": "diverged", "step": at, "loss": loss, "hint": hint,
+                          "error": str(DivergedError(at, loss, hint))}
             else:
                 at, metrics = halted.get(i, (step, {s: finals[s][i] for s in finals}))
                 result = {"status": "done", "steps": at, "epochs": t.epochs,
