@@ -431,7 +431,16 @@ def _apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
         key, sep, value = item.partition("=")
         if not sep:
             raise UserError(f"override {item!r} must look like key=value, e.g. optim.lr=0.1")
-        pairs[key.strip()] = value.strip()
+        key = key.strip()
+        # The Model and Dataset objects define these: an override would train, and record, a
+        # model or data other than the objects' (whose predict then fails, or misleads).
+        owner = {"model": ("Model", "Model.mlp(hidden=...), Model.lenet5(), ..."),
+                 "data": ("Dataset", "Dataset.split(...), or another Dataset")}.get(
+                     key.split(".")[0])
+        if owner:
+            raise UserError(f"override {item!r}: the {owner[0]} object defines {key}; set it "
+                            f"there ({owner[1]})")
+        pairs[key] = value.strip()
     return with_overrides(config, pairs, source="override")
 
 

@@ -474,3 +474,19 @@ def test_several_regression_targets_train_one_output_each(tmp_path):
     written = pd.read_csv(tmp_path / "out.csv")
     assert list(written.columns) == ["prediction_0", "prediction_1"]
     np.testing.assert_allclose(written.to_numpy(), predicted[:4], rtol=1e-6)
+
+
+def test_trainer_overrides_cannot_change_the_model_or_the_data():
+    """The Model and Dataset objects define `model.*` and `data.*`: an override of them
+    trained (and recorded) a hidden-8 MLP, or "mnist", while the objects said otherwise, and
+    the model's predict then failed on its own parameters."""
+    model, digits = Model.mlp(hidden=[64]), Dataset.digits()
+    with pytest.raises(UserError, match=re.escape(
+            "override 'model.hidden=[8]': the Model object defines model.hidden; set it there "
+            "(Model.mlp(hidden=...)")):
+        Trainer(model, digits, overrides=["model.hidden=[8]"])
+    with pytest.raises(UserError, match=re.escape(
+            "override 'data.val_fraction=0.3': the Dataset object defines data.val_fraction; "
+            "set it there (Dataset.split(...), or another Dataset)")):
+        Trainer(model, digits, overrides=["data.val_fraction=0.3"])
+    assert Trainer(model, digits, overrides=["optim.clip_norm=1.0"]).config.optim.clip_norm == 1.0
