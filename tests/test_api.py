@@ -490,3 +490,20 @@ def test_trainer_overrides_cannot_change_the_model_or_the_data():
             "set it there (Dataset.split(...), or another Dataset)")):
         Trainer(model, digits, overrides=["data.val_fraction=0.3"])
     assert Trainer(model, digits, overrides=["optim.clip_norm=1.0"]).config.optim.clip_norm == 1.0
+
+
+def test_boolean_labels_are_predicted_as_booleans(tmp_path):
+    """`y = x[:, 0] > 0` trains a 2-class model whose predictions are True/False, as given
+    (they were 0/1), from the model, its run dir and its saved file alike."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = x[:, 0] > 0
+    dataset = Dataset.from_arrays(x, y)
+    assert [type(c) for c in dataset.raw.class_values] == [bool, bool]
+    model = Model.logistic_regression()
+    Trainer(model, dataset, workdir=tmp_path / "run", progress="off").train(epochs=10)
+    predicted = model.predict(x)
+    assert predicted.dtype == bool and (predicted == y).mean() > 0.9
+    model.save(tmp_path / "m.bin")
+    for loaded in (Model.load(tmp_path / "run"), Model.load(tmp_path / "m.bin")):
+        np.testing.assert_array_equal(loaded.predict(x), predicted)

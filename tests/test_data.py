@@ -253,6 +253,14 @@ def test_lenet5_trains_and_predicts_on_images_without_a_channel_axis(tmp_path):
     np.testing.assert_array_equal(model.predict(images[:4, :, :, 0]), model.predict(images[:4]))
 
 
+def test_csv_true_false_target_keeps_boolean_classes(tmp_path):
+    path = tmp_path / "b.csv"
+    path.write_text("a,ok\n" + "".join(f"{i},{i % 3 == 0}\n" for i in range(30)))
+    data = load_dataset(DataConfig(name="csv", root=str(path)))
+    assert data.task == "classification" and data.class_values == (False, True)
+    assert all(type(c) is bool for c in data.class_values)  # (0, 1) == (False, True) too
+
+
 def test_csv_missing_target_lists_columns(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("a,b,y\n1,2,3\n")

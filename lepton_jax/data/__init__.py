@@ -98,6 +98,7 @@ def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: 
     elif x.ndim == 3:  # (examples, height, width): grayscale images, given their channel axis
         x = x[..., None]
     y = np.asarray(y)
+    flags = y.dtype == bool
     if y.dtype == object and any(v is None for v in y.ravel()):
         raise UserError(f"{source}: the target holds None (at row "
                         f"{next(i for i, v in enumerate(y.ravel()) if v is None)}); every "
@@ -121,6 +122,8 @@ def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: 
                             f"shape {y.shape}; for several regression targets pass "
                             "task='regression'")
         codes, classes = encode_labels(y.ravel(), source)
+        if flags:  # True/False labels: predictions give them back as booleans, not 0/1
+            classes = tuple(bool(c) for c in classes)
         if len(classes) < 2:
             raise UserError(f"{source}: the target holds one class only ({classes[0]!r}); "
                             "classification needs examples of at least two (for real-valued "

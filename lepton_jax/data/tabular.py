@@ -150,7 +150,9 @@ def read_csv(path: str | None, target: Optional[str] = None, categorical: Sequen
                 "categories": {c: sorted(frame[c].astype(str).str.strip().unique().tolist())
                                for c in categorical}}
     x = encode_features(frame, encoding, path, "CSV file")
-    if pd.to_numeric(frame[target], errors="coerce").notna().all():
+    if frame[target].dtype == bool:  # True/False: labels given back as booleans
+        y = frame[target].to_numpy(bool)
+    elif pd.to_numeric(frame[target], errors="coerce").notna().all():
         y = _numeric(frame, target, path, "CSV file")
     else:  # words (cat, dog, setosa): class labels, kept as text for prediction
         y = frame[target].astype(str).str.strip().to_numpy(object)
