@@ -41,4 +41,5 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+    # The public API (what tab completion offers), not this module's own imports.
+    return sorted([*__all__, "__version__"])

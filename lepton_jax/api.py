@@ -15,6 +15,7 @@ import numpy as np
 from lepton_jax.config import (Config, DataConfig, ModelConfig, OptimConfig, TrainerConfig,
                                validate_data)
 from lepton_jax.data import DataSplits, RawData, check_finite, from_table, load_raw, make_splits
+from lepton_jax.data.splits import inputs_label, target_label, to_target_units
 from lepton_jax.errors import UserError
 from lepton_jax.modelfile import jsonable
 
@@ -75,8 +76,12 @@ class Dataset:
         return Dataset(self.raw, config)
 
     def splits(self, normalized: bool = True) -> DataSplits:
+        """The arrays training sees: inputs (and regression targets) standardized with the
+        training split's statistics; `normalized=False`: as the data holds them."""
         if normalized not in self._splits:
-            config = dataclasses.replace(self.config, normalize=normalized and self.config.normalize)
+            config = dataclasses.replace(
+                self.config, normalize=normalized and self.config.normalize,
+                normalize_target=normalized and self.config.normalize_target)
             self._splits[normalized] = make_splits(self.raw, config)
         return self._splits[normalized]
 
@@ -98,7 +103,7 @@ class Dataset:
                 row["classes"] = s.num_classes
                 row["class_counts"] = np.bincount(y, minlength=s.num_classes).tolist()
             else:
-                row["target_mean"] = float(y.mean()) if len(y) else float("nan")
+                row["target_mean"] = float(s.target_units(y).mean()) if len(y) else float("nan")
             rows.append(row)
         return pd.DataFrame(rows).set_index("split")
 
@@ -205,7 +210,8 @@ class Model:
         return x.astype(np.float32)
 
     def outputs(self, x) -> np.ndarray:
-        """Raw model outputs (logits, or regression values) for raw input rows."""
+        """Model outputs for raw input rows: logits, or regression values in the target's
+        own units."""
         import jax
 
         from lepton_jax.parallel import compiler_options
@@ -220,7 +226,12 @@ class Model:
         rows = len(x)
         padded = 1 << max(rows - 1, 0).bit_length()
         x = np.concatenate([x, np.zeros((padded - rows, *x.shape[1:]), x.dtype)])
-        return np.asarray(self._apply(self.params, x))[:rows]
+        out = np.asarray(self._apply(self.params, x))[:rows]
+        info = self._trained()
+        if info["task"] == "regression" and info.get("target_std") is not None:
+            # Trained on standardized targets: back to the target's own units.
+            out = to_target_units(out, info["target_mean"], info["target_std"]).astype(np.float32)
+        return out
 
     def predict(self, x) -> np.ndarray:
         """Class labels (original values) or regression values for raw input rows."""
@@ -302,8 +313,20 @@ class Model:
         return model
 
     def __repr__(self) -> str:
-        trained = "trained" if self.params is not None else "untrained"
-        return f"Model({self.config.name}, {trained})"
+        from lepton_jax.config import model_label
+
+        label = model_label(self.config)
+        if self.config.name == "linear" and self.task:
+            label = "logistic regression" if self.task == "classification" else "linear regression"
+        info = self.data_info if self.params is not None else None
+        if info is None:
+            return f"Model({label}, untrained)"
+        import jax
+
+        size = sum(int(np.prod(np.shape(leaf))) for leaf in jax.tree_util.tree_leaves(self.params))
+        target = target_label(info["task"], info["num_classes"], info.get("num_outputs", 1))
+        return (f"Model({label}, {size:,} params, trained: {inputs_label(info['input_shape'])}"
+                f" -> {target})")
 
 
 class Trainer:
@@ -351,6 +374,16 @@ class Trainer:
         self.workdir = Path(workdir) if workdir else \
             Path("lepton_runs") / time.strftime("%Y%m%d-%H%M%S")
         self.result: Optional[dict] = None
+
+    def __repr__(self) -> str:
+        o, t = self.config.optim, self.config.trainer
+        optim = [f"lr={o.lr:g}", f"momentum={o.momentum:g}", f"schedule={o.schedule!r}"]
+        optim += [f"{name}={value:g}" for name, value in
+                  (("weight_decay", o.weight_decay), ("warmup_epochs", o.warmup_epochs)) if value]
+        done = "" if self.result is None else ", trained"
+        return (f"Trainer({self.model!r}, {self.dataset!r}, {', '.join(optim)}, "
+                f"epochs={t.epochs}, batch_size={t.batch_size}, seed={self.config.seed}, "
+                f"workdir='{self.workdir}'{done})")
 
     def train(self, epochs: Optional[int] = None):
         """Trains (resuming from `workdir`'s checkpoints); returns the history DataFrame."""

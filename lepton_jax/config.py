@@ -22,6 +22,12 @@ class ModelConfig:
     dropout: float = 0.0
 
 
+def model_label(m: ModelConfig) -> str:
+    """The model in a few words, as run headers show it: `mlp 256-128 relu`, `lenet5`."""
+    label = f"mlp {'-'.join(map(str, m.hidden))} {m.activation}" if m.name == "mlp" else m.name
+    return label + (f" dropout {m.dropout:g}" if m.dropout else "")
+
+
 @dataclass
 class DataConfig:
     name: str = "digits"
@@ -40,6 +46,9 @@ class DataConfig:
     # Use only the first N training examples (quick experiments, tests).
     limit: Optional[int] = None
     normalize: bool = True
+    # Regression only: train on targets standardized with training statistics; metrics and
+    # predictions are in the target's own units.
+    normalize_target: bool = True
 
 
 @dataclass

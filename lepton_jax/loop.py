@@ -17,6 +17,7 @@ from lepton_jax.checkpoint import Checkpointer
 from lepton_jax.compile_cache import enable_compilation_cache
 from lepton_jax.config import Config, TrainerConfig
 from lepton_jax.data import DataSplits, load_dataset
+from lepton_jax.data.splits import inputs_label, target_label
 from lepton_jax.errors import DivergedError, Interrupted, UserError
 from lepton_jax.metrics import compute_metrics
 from lepton_jax.modelfile import jsonable
@@ -107,8 +108,13 @@ class Evaluator:
         return self._metrics(y, outputs[: len(y)], with_confusion)
 
     def _metrics(self, y, outputs, with_confusion: bool) -> dict:
+        # The loss as training computes it (on standardized regression targets, if they
+        # are); the other metrics in the target's own units.
+        loss = host_loss(self.data.task, y, outputs)
+        if self.data.task == "regression":
+            y, outputs = self.data.target_units(y), self.data.target_units(outputs)
         metrics = compute_metrics(self.data.task, y, outputs, self.data.num_classes)
-        metrics["loss"] = host_loss(self.data.task, y, outputs)
+        metrics["loss"] = loss
         if not with_confusion:
             metrics.pop("confusion", None)
         return metrics
@@ -310,21 +316,24 @@ def _write_json(path: Path, payload: dict) -> None:
 def divergence_hint(data: DataSplits) -> str:
     """What a divergence message adds when the data explains it: regression targets on a
     large scale (prices in the 100,000s), whose squared errors and gradients SGD from a
-    small init overshoots at usual learning rates; inputs are standardized, targets not."""
+    small init overshoots at usual learning rates. Targets are standardized unless
+    `data.normalize_target=false`, so this is said only then."""
     if data.task != "regression" or not len(data.y_train):
         return ""
     spread = float(np.std(data.y_train))
     if spread <= 100:
         return ""
-    return (f"The regression targets are large (standard deviation {spread:.3g}): scale them "
-            f"down, e.g. divide them by {10 ** int(np.log10(spread)):g}, or lower optim.lr "
-            "by orders of magnitude.")
+    return (f"The regression targets are large (standard deviation {spread:.3g}) and "
+            "data.normalize_target=false: set it to true (the default) to train on "
+            f"standardized targets, or scale them down (e.g. divide them by "
+            f"{10 ** int(np.log10(spread)):g}), or lower optim.lr by orders of magnitude.")
 
 
 def data_info(data: DataSplits) -> dict:
     """What prediction needs to transform raw inputs the way training saw them."""
     return {"task": data.task, "num_classes": data.num_classes, "num_outputs": data.num_outputs,
             "input_shape": list(data.input_shape), "mean": data.mean, "std": data.std,
+            "target_mean": data.target_mean, "target_std": data.target_std,
             "feature_names": list(data.feature_names), "class_values": list(data.class_values),
             "encoding": data.encoding, "pixels": data.pixels,
             "sizes": {"train": len(data.x_train), "val": len(data.x_val),
@@ -542,12 +551,8 @@ def run_header(config: Config, data: DataSplits, num_params: int, devices: int, 
     """One line saying what is about to train: model and size, data, optimizer, steps and
     devices. `varying`: a population's per-member fields, named instead of one value."""
     m, o, t = config.model, config.optim, config.trainer
-    model = f"mlp {'-'.join(map(str, m.hidden))} {m.activation}" if m.name == "mlp" else m.name
-    if m.dropout:
-        model += f" dropout {m.dropout:g}"
-    target = (f"{data.num_classes} classes" if data.task == "classification"
-              else "regression" if data.num_outputs == 1
-              else f"regression of {data.num_outputs} targets")
+    model = config_lib.model_label(m)
+    target = target_label(data.task, data.num_classes, data.num_outputs)
     sizes = " / ".join(f"{len(x):,} {name}" for name, x in
                        (("train", data.x_train), ("val", data.x_val), ("test", data.x_test))
                        if len(x))
@@ -564,8 +569,7 @@ def run_header(config: Config, data: DataSplits, num_params: int, devices: int, 
         schedule += (f" ({short_value(o.warmup_epochs)} warmup "
                      f"epoch{'s' if o.warmup_epochs != 1 else ''})")
     optim = ["sgd", *(text for field, text in optim if field not in varying), schedule]
-    shape = (f"{data.input_shape[0]} features" if len(data.input_shape) == 1
-             else "x".join(map(str, data.input_shape)) + " images")
+    shape = inputs_label(data.input_shape)
     return (f"{model} ({num_params:,} params) | {config.data.name}: {sizes}, {shape} -> "
             f"{target} | {' '.join(optim)}"
             + (f" | members differ in {', '.join(varying)}" if varying else "")

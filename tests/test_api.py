@@ -463,6 +463,12 @@ def test_several_regression_targets_train_one_output_each(tmp_path):
     assert metrics["mae"] == pytest.approx(mean_absolute_error(raw.y_test, predicted), rel=1e-5)
     assert metrics["r2"] == pytest.approx(r2_score(raw.y_test, predicted), rel=1e-5)
     assert metrics["r2"] > 0.99
+    # Each target column trains standardized by its own training mean and std.
+    info = json.loads((tmp_path / "run" / "run.json").read_text())["data"]
+    assert info["target_mean"] == pytest.approx(raw.y_train.mean(axis=0), rel=1e-5)
+    assert info["target_std"] == pytest.approx(raw.y_train.std(axis=0), rel=1e-5)
+    assert dataset.describe().loc["test", "target_mean"] == pytest.approx(raw.y_test.mean(),
+                                                                          rel=1e-5)
     model.save(tmp_path / "m.bin")
     for loaded in (Model.load(tmp_path / "m.bin"), Model.load(tmp_path / "run")):
         np.testing.assert_array_equal(loaded.predict(raw.x_test), predicted)
@@ -507,3 +513,26 @@ def test_boolean_labels_are_predicted_as_booleans(tmp_path):
     model.save(tmp_path / "m.bin")
     for loaded in (Model.load(tmp_path / "run"), Model.load(tmp_path / "m.bin")):
         np.testing.assert_array_equal(loaded.predict(x), predicted)
+
+
+def test_reprs_say_what_the_objects_hold(tmp_path):
+    """A notebook shows a Model, a Trainer and the package by their reprs and `dir`: the
+    model's architecture and, once trained, its size and what it maps to what; the
+    trainer's settings and workdir; the package's public names only."""
+    import lepton_jax
+
+    model = Model.mlp(hidden=[16])
+    dataset = Dataset.digits()
+    trainer = Trainer(model, dataset, lr=0.1, workdir=tmp_path / "run", progress="off")
+    assert repr(model) == "Model(mlp 16 relu, untrained)"
+    assert repr(Model.logistic_regression()) == "Model(logistic regression, untrained)"
+    assert repr(trainer) == (
+        f"Trainer(Model(mlp 16 relu, untrained), {dataset!r}, lr=0.1, momentum=0.9, "
+        f"schedule='cosine', epochs=20, batch_size=64, seed=0, workdir='{tmp_path / 'run'}')")
+    trainer.train(epochs=1)
+    size = sum(np.size(p) for p in jax.tree.leaves(model.params))
+    assert repr(model) == f"Model(mlp 16 relu, {size:,} params, trained: 28x28x1 images -> 10 classes)"
+    assert repr(Model.load(tmp_path / "run")) == repr(model)
+    assert repr(trainer).endswith(", trained)") and "epochs=1," in repr(trainer)
+    assert dir(lepton_jax) == sorted([*lepton_jax.__all__, "__version__"])
+    assert "importlib" not in dir(lepton_jax) and "Trainer" in dir(lepton_jax)

@@ -212,7 +212,8 @@ def test_linear_regression_recovers_coefficients(tmp_path):
     path = tmp_path / "lin.csv"
     np.savetxt(path, np.column_stack([x, y]), delimiter=",", header="a,b,c,y", comments="")
     config = Config(model=ModelConfig(name="linear"),
-                    data=DataConfig(name="csv", root=str(path), normalize=False),
+                    data=DataConfig(name="csv", root=str(path), normalize=False,
+                                    normalize_target=False),
                     optim=OptimConfig(lr=0.05, momentum=0.9, schedule="constant"),
                     trainer=TrainerConfig(epochs=30, batch_size=32, progress="off"))
     result = fit(config, tmp_path / "run")
@@ -253,11 +254,51 @@ def test_divergence_stops_with_step_and_keeps_good_checkpoint(tmp_path):
     assert not np.isfinite(last["loss"])
 
 
+def test_regression_targets_train_standardized_and_report_in_their_own_units(tmp_path):
+    """Prices in the 100,000s train at the default lr: the targets are standardized with the
+    training split's statistics (`data.normalize_target`, on by default), and metrics,
+    predictions and saved models are back in dollars, against scikit-learn's least squares
+    and metrics on the raw data. The loss stays the standardized one that training uses."""
+    from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    from lepton_jax import Dataset, Model, Trainer
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    price = x @ [1.0, 2.0, 3.0] * 30_000 + 250_000 + rng.normal(size=400) * 5_000
+    dataset = Dataset.from_arrays(x, price)
+    model = Model.linear_regression()
+    trainer = Trainer(model, dataset, workdir=tmp_path / "run", progress="off")
+    trainer.train(epochs=40)  # the cosine schedule's end settles SGD's noise
+    raw = dataset.splits(normalized=False)
+    predicted = model.predict(raw.x_test)
+    reference = LinearRegression().fit(raw.x_train, raw.y_train.ravel()).predict(raw.x_test)
+    np.testing.assert_allclose(predicted, reference, rtol=1e-3)
+    test = trainer.result["test"]
+    assert test["mse"] == pytest.approx(mean_squared_error(raw.y_test, predicted), rel=1e-4)
+    assert test["mae"] == pytest.approx(mean_absolute_error(raw.y_test, predicted), rel=1e-4)
+    assert test["r2"] == pytest.approx(r2_score(raw.y_test, predicted), abs=1e-5)
+    std = float(np.std(raw.y_train))
+    assert test["loss"] == pytest.approx(test["mse"] / std**2, rel=1e-4)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())["data"]
+    assert info["target_mean"] == pytest.approx([raw.y_train.mean()], rel=1e-6)
+    assert info["target_std"] == pytest.approx([std], rel=1e-6)
+    assert model.evaluate(dataset)["mse"] == pytest.approx(test["mse"], rel=1e-4)
+    model.save(tmp_path / "model.bin")
+    for source in (tmp_path / "model.bin", tmp_path / "run"):
+        np.testing.assert_allclose(Model.load(source).predict(raw.x_test), predicted, rtol=1e-6)
+    # An MLP, which diverged at step 3 on these targets before they were standardized.
+    mlp = Trainer(Model.mlp(hidden=[16]), dataset, workdir=tmp_path / "mlp", progress="off")
+    mlp.train(epochs=10)
+    assert mlp.result["test"]["r2"] > 0.95
+
+
 def test_divergence_on_large_regression_targets_says_to_scale_them(tmp_path):
-    """Inputs are standardized, targets are not: an MLP on prices in the 100,000s diverges at
-    the default lr. The message says why and what to do; for a classifier, or targets of
-    ordinary size, it keeps to the learning rate. The hint survives a trip between processes
-    (sweep workers pickle errors)."""
+    """With `normalize_target=False` the targets train as they are: an MLP on prices in the
+    100,000s diverges at the default lr. The message says why and what to do; for a
+    classifier, or targets of ordinary size, it keeps to the learning rate. The hint
+    survives a trip between processes (sweep workers pickle errors)."""
     import pickle
 
     from lepton_jax import Dataset, Model, Trainer
@@ -266,12 +307,13 @@ def test_divergence_on_large_regression_targets_says_to_scale_them(tmp_path):
     x = rng.normal(size=(300, 3))
     price = x @ [1.0, 2.0, 3.0] * 30_000 + 250_000
     with pytest.raises(DivergedError) as info:
-        Trainer(Model.mlp(hidden=[16]), Dataset.from_arrays(x, price), workdir=tmp_path / "big",
-                progress="off").train(epochs=5)
+        Trainer(Model.mlp(hidden=[16]), Dataset.from_arrays(x, price, normalize_target=False),
+                workdir=tmp_path / "big", progress="off").train(epochs=5)
     assert re.search(
         r"Lower optim.lr or set optim.clip_norm. The regression targets are large \(standard "
-        r"deviation 1\.\d+e\+05\): scale them down, e.g. divide them by 100000, or lower "
-        r"optim.lr by orders of magnitude.$", str(info.value)), str(info.value)
+        r"deviation 1\.\d+e\+05\) and data.normalize_target=false: set it to true \(the "
+        r"default\) to train on standardized targets, or scale them down \(e.g. divide them by "
+        r"100000\), or lower optim.lr by orders of magnitude.$", str(info.value)), str(info.value)
     assert str(pickle.loads(pickle.dumps(info.value))) == str(info.value)
     with pytest.raises(DivergedError) as small:
         Trainer(Model.mlp(hidden=[16]), Dataset.from_arrays(x, price / 1e5), lr=1e4,

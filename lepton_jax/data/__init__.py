@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from lepton_jax.config import DataConfig
-from lepton_jax.data.splits import DataSplits, normalize, split_arrays
+from lepton_jax.data.splits import DataSplits, normalize, normalize_targets, split_arrays
 from lepton_jax.errors import UserError
 
 DATASETS = ("digits", "mnist", "csv")
@@ -185,7 +185,8 @@ def load_raw(config: DataConfig) -> RawData:
 
 def make_splits(raw: RawData, config: DataConfig) -> DataSplits:
     """Seeded train/val/test split (the official test split when there is one), an optional
-    limit on training examples, and normalization with training statistics."""
+    limit on training examples, and normalization with training statistics (inputs, and
+    regression targets)."""
     if raw.test is not None:
         train, val, _ = split_arrays(raw.x, raw.y, config.val_fraction, 0.0, config.split_seed,
                                      config.limit)
@@ -202,6 +203,8 @@ def make_splits(raw: RawData, config: DataConfig) -> DataSplits:
                         feature_names=raw.feature_names, class_values=raw.class_values,
                         encoding=raw.encoding,
                         pixels=raw.name if raw.name in ("digits", "mnist") else None)
+    if config.normalize_target:
+        splits = normalize_targets(splits)
     return normalize(splits, per_feature=raw.per_feature) if config.normalize else splits
 
 

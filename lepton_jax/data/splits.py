@@ -23,6 +23,10 @@ class DataSplits:
     # Normalization applied to every split (x - mean) / std, computed on x_train only.
     mean: Optional[np.ndarray] = None
     std: Optional[np.ndarray] = None
+    # Regression targets standardized the same way, one mean/std per target column
+    # (`data.normalize_target`); `target_units` maps outputs and targets back.
+    target_mean: Optional[np.ndarray] = None
+    target_std: Optional[np.ndarray] = None
     feature_names: tuple = field(default_factory=tuple)
     # Original label values for classification (index i <-> class_values[i]).
     class_values: tuple = field(default_factory=tuple)
@@ -42,6 +46,32 @@ class DataSplits:
     @property
     def input_shape(self) -> tuple:
         return tuple(self.x_train.shape[1:])
+
+    def target_units(self, values: np.ndarray) -> np.ndarray:
+        """Regression outputs or targets on the standardized scale, back in the target's own
+        units (float64); unchanged when the targets were not standardized."""
+        return to_target_units(values, self.target_mean, self.target_std)
+
+
+def target_label(task: str, num_classes: int, num_outputs: int) -> str:
+    """What a model predicts, as run headers and reprs say it: `10 classes`, `regression`."""
+    if task == "classification":
+        return f"{num_classes} classes"
+    return "regression" if num_outputs == 1 else f"regression of {num_outputs} targets"
+
+
+def inputs_label(input_shape) -> str:
+    """`5 features` or `28x28x1 images`."""
+    shape = tuple(input_shape)
+    return f"{shape[0]} features" if len(shape) == 1 else "x".join(map(str, shape)) + " images"
+
+
+def to_target_units(values, mean, std) -> np.ndarray:
+    """`values * std + mean` per target column (a single target's values may be 1-D)."""
+    if std is None:
+        return values
+    values = np.asarray(values, np.float64)
+    return values * np.asarray(std, np.float64) + np.asarray(mean, np.float64)
 
 
 def split_arrays(x: np.ndarray, y: np.ndarray, val_fraction: float, test_fraction: float,
@@ -72,3 +102,21 @@ def normalize(splits: DataSplits, per_feature: bool) -> DataSplits:
 
     return replace(splits, x_train=apply(splits.x_train), x_val=apply(splits.x_val),
                    x_test=apply(splits.x_test), mean=mean, std=std)
+
+
+def normalize_targets(splits: DataSplits) -> DataSplits:
+    """Standardizes regression targets with the training split's mean and std per column, so
+    that SGD at the usual learning rates trains on targets of any scale (prices in the
+    100,000s diverged at step 3); metrics and predictions map them back (`target_units`)."""
+    if splits.task != "regression" or not len(splits.y_train):
+        return splits
+    y = splits.y_train.reshape(len(splits.y_train), -1).astype(np.float64)
+    std = y.std(axis=0)
+    mean = y.mean(axis=0).astype(np.float32)
+    std = np.where(std > 0, std, 1.0).astype(np.float32)
+
+    def apply(v):
+        return ((v.reshape(len(v), -1) - mean) / std).reshape(v.shape).astype(np.float32)
+
+    return replace(splits, y_train=apply(splits.y_train), y_val=apply(splits.y_val),
+                   y_test=apply(splits.y_test), target_mean=mean, target_std=std)
