@@ -95,6 +95,49 @@ class ConsoleHandler(logging.StreamHandler):
         pass
 
 
+class SweeperDirectionCheck(Callback):
+    """A multirun whose sweeper optimizes in the direction opposite to the metric the jobs
+    return is refused before any job runs: Optuna's sweeper minimizes by default, so a
+    study of `trainer.monitor=auto` (the validation accuracy of a classifier) without
+    `hydra.sweeper.direction=maximize` would search for the worst learning rate."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        message = direction_mismatch(config)
+        if message:
+            fail(message)
+
+
+def direction_mismatch(config: DictConfig) -> str:
+    """The error for `hydra.sweeper.direction` against `trainer.monitor`, or "" when they
+    agree or the direction cannot be known here (a CSV's task detected from its values, a
+    multi-objective study)."""
+    direction = OmegaConf.select(config, "hydra.sweeper.direction", default=None)
+    if isinstance(direction, (list, tuple)) or OmegaConf.is_list(direction):
+        direction = direction[0] if len(direction) == 1 else None
+    direction = getattr(direction, "name", direction)  # Optuna's `Direction` enum or a str
+    if direction not in ("minimize", "maximize"):
+        return ""
+    from lepton_jax.config import maximized
+
+    monitor = str(OmegaConf.select(config, "trainer.monitor", default="auto"))
+    if monitor == "auto":
+        name, task = config.data.name, config.data.task
+        task = "classification" if name in ("digits", "mnist") else task
+        if task not in ("classification", "regression"):
+            return ""
+        metric = "val/accuracy" if task == "classification" else "val/mse"
+        said = f"trainer.monitor=auto, which is {metric} here"
+    else:
+        metric, said = monitor, f"trainer.monitor={monitor}"
+    wanted = "maximize" if maximized(metric) else "minimize"
+    if direction == wanted:
+        return ""
+    better = "higher" if wanted == "maximize" else "lower"
+    return (f"hydra.sweeper.direction={direction}, but each job returns {said}, for which "
+            f"{better} is better: the study would search for the worst configs; set "
+            f"hydra.sweeper.direction={wanted}")
+
+
 class OutputDirCheck(Callback):
     """Checks that the run (or sweep) directory can be created before Hydra creates it, so
     that one it cannot (a path through a file, no permission) is one error line instead of

@@ -287,3 +287,39 @@ def test_failed_job_on_the_pool_is_named_with_its_error_s_short_name(tmp_path):
                    "hydra/launcher=pool", "hydra.launcher.slots=1", f"hydra.sweep.dir={sweep}")
     _check_error(proc, f") failed: UserError: data.root='{tmp_path / 'none'}' does not exist")
     assert "lepton_jax.errors.UserError" not in proc.stderr
+
+
+def test_sweeper_direction_against_the_returned_metric(tmp_path):
+    """Optuna's sweeper minimizes unless told otherwise; the jobs return the validation
+    accuracy of a classifier by default. A study aimed the wrong way is refused before any
+    job runs, and leaves no sweep dir; one aimed right, or whose direction cannot be known
+    before the data is read (a CSV's detected task), goes on."""
+    from hydra import compose, initialize_config_module
+
+    from lepton_jax.hydra_app import direction_mismatch, register_configs
+
+    register_configs()
+
+    sweep = tmp_path / "study"
+    proc = run_cli("-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
+                   "optim.lr=tag(log,interval(0.01,1))", *QUICK, f"hydra.sweep.dir={sweep}")
+    _check_error(proc, "hydra.sweeper.direction=minimize, but each job returns "
+                       "trainer.monitor=auto, which is val/accuracy here, for which higher is "
+                       "better: the study would search for the worst configs; set "
+                       "hydra.sweeper.direction=maximize")
+    assert proc.returncode == 2 and not sweep.exists()
+
+    def mismatch(*overrides):
+        with initialize_config_module("lepton_jax.conf", version_base="1.3"):
+            cfg = compose("config", overrides=["hydra/sweeper=optuna", *overrides],
+                          return_hydra_config=True)
+        return direction_mismatch(cfg)
+
+    assert mismatch("hydra.sweeper.direction=maximize") == ""
+    assert mismatch("trainer.monitor=val/loss") == ""  # minimize a loss
+    assert "trainer.monitor=val/f1, for which higher" in mismatch("trainer.monitor=val/f1")
+    assert "set hydra.sweeper.direction=minimize" in mismatch(
+        "hydra.sweeper.direction=maximize", "data=csv", "data.root=x.csv", "data.task=regression")
+    assert mismatch("data=csv", "data.root=x.csv") == ""  # the task is known once it is read
+    assert mismatch("hydra.sweeper.direction=[maximize]") == ""
+    assert mismatch("hydra.sweeper.direction=[minimize,maximize]") == ""  # not ours to judge
