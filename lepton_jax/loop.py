@@ -231,7 +231,7 @@ def changes_since(earlier: dict, config: Config) -> dict:
 
 
 def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], changed: dict,
-                           where: str, fix: str, total_steps: int):
+                           where: str, fix: str, total_steps: int, task: str):
     """`ckpt.restore(target, step)` (whose injected optimizer hyperparameters are the
     config's). When the checkpoint does not fit and settings changed since the run's
     last start, the one error names them (`where`: the run's folder, as the message says it;
@@ -239,7 +239,16 @@ def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], chan
     data order and random draws, so the new one would change only the record. So is a
     changed optimizer setting when the checkpoint has trained all `total_steps`: nothing is
     left to train with it, and the results would stay the old setting's. And so is a config
-    of fewer steps than the checkpoint has trained (a run is not shortened)."""
+    of fewer steps than the checkpoint has trained (a run is not shortened), and a change of
+    the scale the parameters learned (`data.normalize`, or `data.normalize_target` of a
+    regression `task`): trained on, they would see inputs or targets on another scale."""
+    rescaled = rescaled_data(changed, task)
+    if rescaled:
+        key, (was, now) = rescaled
+        raise UserError(f"{where} was trained with {key}={json.dumps(was)}, and its parameters "
+                        f"learned {'targets' if key.endswith('target') else 'inputs'} on that "
+                        f"scale: resuming it with {key}={json.dumps(now)} would train them on "
+                        f"another. {fix}")
     if "seed" in changed:
         was, now = changed["seed"]
         raise UserError(f"{where} was trained with seed={was}, and its checkpoints carry that "
@@ -264,6 +273,20 @@ def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], chan
             raise
         raise UserError(f"{where} last ran with other settings: {describe_changes(changed)}; "
                         f"its checkpoints do not fit this config. {fix}") from e
+
+
+def rescaled_data(changed: dict, task: str) -> Optional[tuple]:
+    """(key, [was, now]) for a changed standardization the checkpoints cannot take: of the
+    inputs, or of a regression's targets (a classifier's labels are never standardized). A
+    run from before `data.normalize_target` existed trained on raw targets (was: None)."""
+    keys = ("data.normalize", "data.normalize_target") if task == "regression" \
+        else ("data.normalize",)
+    for key in keys:
+        if key in changed:
+            was, now = changed[key]
+            if bool(was) != bool(now):
+                return key, [bool(was), bool(now)]
+    return None
 
 
 def start_lines(header: str, run_dir: Path, start_step: int, changed: dict) -> list[str]:
@@ -416,7 +439,8 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
         state = restore_naming_changes(
             ckpt, state, None, changed, f"run directory {run_dir}",
             "Resume with the run's own settings, or start a new run directory "
-            "(hydra.run.dir=... on the command line, workdir= from Python)", total_steps)
+            "(hydra.run.dir=... on the command line, workdir= from Python)", total_steps,
+            data.task)
     start_step = int(to_host(state.step))
     if primary:
         for line in start_lines(run_header(config, data, count_params(state.params),

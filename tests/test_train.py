@@ -294,6 +294,53 @@ def test_regression_targets_train_standardized_and_report_in_their_own_units(tmp
     assert mlp.result["test"]["r2"] > 0.95
 
 
+def test_resuming_with_another_data_scale_is_refused(tmp_path):
+    """A run's parameters learned inputs and (for regression) targets on the scale its
+    standardization gave them: resuming with `data.normalize` or `data.normalize_target`
+    flipped is refused naming it, with nothing rewritten. A classifier's labels are never
+    standardized, so flipping `normalize_target` for it changes nothing and goes on; a run
+    from before the setting existed (no such key in run.json) trained on raw targets."""
+    from lepton_jax import Dataset, Model, Trainer
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = x @ [1.0, 2.0, 3.0] * 1_000 + 5_000
+    run = tmp_path / "reg"
+    Trainer(Model.linear_regression(), Dataset.from_arrays(x, y), workdir=run,
+            progress="off").train(epochs=2)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for flipped, key in ((dict(normalize_target=False), "data.normalize_target"),
+                         (dict(normalize=False), "data.normalize")):
+        with pytest.raises(UserError) as info:
+            Trainer(Model.linear_regression(), Dataset.from_arrays(x, y, **flipped),
+                    workdir=run, progress="off").train(epochs=4)
+        learned = "targets" if key.endswith("target") else "inputs"
+        assert str(info.value).startswith(
+            f"run directory {run} was trained with {key}=true, and its parameters learned "
+            f"{learned} on that scale: resuming it with {key}=false would train them on "
+            "another. Resume with the run's own settings"), str(info.value)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # As a run from before `data.normalize_target` existed, which trained on raw targets.
+    record = json.loads((run / "run.json").read_text())
+    del record["config"]["data"]["normalize_target"]
+    (run / "run.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match="data.normalize_target=false, and its parameters"):
+        Trainer(Model.linear_regression(), Dataset.from_arrays(x, y), workdir=run,
+                progress="off").train(epochs=4)
+    Trainer(Model.linear_regression(), Dataset.from_arrays(x, y, normalize_target=False),
+            workdir=run, progress="off").train(epochs=4)
+    # A classifier's labels are not standardized either way.
+    labels = (x[:, 0] > 0).astype(int)
+    clf = tmp_path / "clf"
+    Trainer(Model.logistic_regression(), Dataset.from_arrays(x, labels), workdir=clf,
+            progress="off").train(epochs=2)
+    Trainer(Model.logistic_regression(), Dataset.from_arrays(x, labels, normalize_target=False),
+            workdir=clf, progress="off").train(epochs=4)
+    with pytest.raises(UserError, match="data.normalize=true, and its parameters learned inputs"):
+        Trainer(Model.logistic_regression(), Dataset.from_arrays(x, labels, normalize=False),
+                workdir=clf, progress="off").train(epochs=6)
+
+
 def test_divergence_on_large_regression_targets_says_to_scale_them(tmp_path):
     """With `normalize_target=False` the targets train as they are: an MLP on prices in the
     100,000s diverges at the default lr. The message says why and what to do; for a
