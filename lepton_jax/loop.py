@@ -32,7 +32,7 @@ from lepton_jax.step import epoch_permutation, make_predict, make_train_step
 from lepton_jax.stopping import (Best, StopRequest, best_kept, early_line, early_stop,
                                  evaluations, stop_on_interrupt)
 from lepton_jax.writers import (JsonlWriter, LineWriter, MultiWriter, WandbWriter, echo,
-                                read_records, short_value)
+                                metric_value, read_records, short_value)
 
 
 def host_loss(task: str, y: np.ndarray, outputs: np.ndarray) -> float:
@@ -607,7 +607,7 @@ def summary_line(result: dict, task: str, run_dir: Path) -> str:
     parts = []
     for split in ("test", "val"):
         if split in result:
-            parts.append(f"{split} {name} {result[split][name]:.4f}")
+            parts.append(f"{split} {name} {metric_value(result[split][name])}")
     early = " (stopped early)" if "stopped_early" in result else ""
     if "best" in result and result["best"]["step"] != result["steps"]:
         parts.append(f"parameters of step {result['best']['step']} (best {result['best']['metric']})")

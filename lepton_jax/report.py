@@ -10,7 +10,7 @@ from typing import Optional
 
 from lepton_jax.config import flat_dict, maximized, monitor_name
 from lepton_jax.errors import UserError
-from lepton_jax.writers import diverged_at, read_records, short_value
+from lepton_jax.writers import diverged_at, metric_value, read_records, short_value
 
 
 def _monitored_name(done) -> str:
@@ -166,15 +166,15 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         # iterrows gives one dtype per row (floats), so the count is printed as an int.
         # Sampled values (Optuna's 0.036673518333094415) shown to 6 digits; one run has no
         # spread ("–", not pandas' nan); the best line keeps the exact value to copy.
-        rows = [[*(short_value(r[c]) for c in by), f"{r['mean']:.4f}",
-                 f"{r['std']:.4f}" if r["count"] > 1 else "–", str(int(r["count"]))]
+        rows = [[*(short_value(r[c]) for c in by), metric_value(r["mean"]),
+                 metric_value(r["std"]) if r["count"] > 1 else "–", str(int(r["count"]))]
                 for _, r in table.iterrows()]
         described = ", ".join(f"{c}={best[c]}" for c in by) or "the only config"
-        spread = (f"± {best['std']:.4f} over {int(best['count'])} runs" if best["count"] > 1
+        spread = (f"± {metric_value(best['std'])} over {int(best['count'])} runs" if best["count"] > 1
                   else "(1 run)")
         _print_table(f"{root}: {label}, mean ± std over seeds ({len(done)} of {len(jobs)} "
                      "jobs finished)", [*by, "mean", "std", "count"], rows,
-                     f"best: {described} — {name} {best['mean']:.4f} {spread}\n"
+                     f"best: {described} — {name} {metric_value(best['mean'])} {spread}\n"
                      + _unfinished_line(unfinished, by) + _wrote(written))
     return table
 
@@ -371,7 +371,7 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
                                        run.get("data", {}).get("class_values") or [], plt))
 
     if print_table:
-        rows = [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in r]
+        rows = [[metric_value(v) if isinstance(v, float) else str(v) for v in r]
                 for _, r in table.iterrows()]
         _print_table(f"{root}: one run, {result.get('steps')} steps, {result.get('epochs')} "
                      "epochs", list(table.columns), rows, _wrote(written))

@@ -16,6 +16,13 @@ def short_value(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def metric_value(value: float) -> str:
+    """A metric as done lines and report tables show it: 4 decimals (0.9722), or 4
+    significant digits where decimals would hide it (an MSE of 1.076e+08 or 3.5e-14)."""
+    size = abs(value)
+    return f"{value:.4f}" if size == 0 or 1e-3 <= size < 1e4 or size != size else f"{value:.4g}"
+
+
 class MetricWriter(Protocol):
     def write_scalars(self, step: int, scalars: dict) -> None: ...
     def flush(self) -> None: ...
