@@ -217,6 +217,17 @@ def epoch_axis(ax, longest: int) -> None:
                 line.set_marker(".")
 
 
+def error_axis(ax, key: str) -> None:
+    """A log axis for an error or loss (`val/mse`, `val/loss`) whose plotted values span more
+    than a decade: on a linear one a first epoch's 5e8 flattens every later one's 1e8."""
+    if maximized(key):
+        return
+    values = [v for line in ax.get_lines() for v in line.get_ydata()
+              if isinstance(v, (int, float)) and v == v]
+    if values and min(values) > 0 and max(values) > 10 * min(values):
+        ax.set_yscale("log")
+
+
 def mark_kept(ax, records: list[dict], key: str, step: Optional[int], color, label: str,
               size: float) -> bool:
     """A star on `ax` at the evaluation of `step` among `records` (metrics.jsonl's): the one
@@ -276,6 +287,8 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
     for ax, key in zip(axes[0], keys, strict=True):
         epoch_axis(ax, longest)
         ax.set_ylabel(key)
+        if key != "train/loss":
+            error_axis(ax, key)
     axes[0, 0].set_yscale("log")
     fig.suptitle("learning curves per job" + (f", coloured by {field}" if field else ""))
     first = {}  # one legend entry per label: a value's seeds share theirs
@@ -358,6 +371,7 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
     if keys:
         axes[0, 1].plot(epochs, [r.get(keys[0]) for r in records], marker=".", color="C1")
         axes[0, 1].set_ylabel(keys[0])
+        error_axis(axes[0, 1], keys[0])
         kept = result.get("best", {}).get("step")
         if mark_kept(axes[0, 1], records, keys[0], kept, "C1", f"kept (step {kept})", 12):
             axes[0, 1].legend(fontsize=8)

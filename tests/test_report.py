@@ -317,3 +317,37 @@ def test_seeds_are_drawn_as_labels_without_a_trend_line(tmp_path, figures):
               for field, ax in by_field.items() if field in ("seed", "optim.lr")}
     assert styles == {"optim.lr": {"-"}, "seed": {"None"}}
     assert "one colour per optim.lr" in by_field["seed"].get_title()
+
+
+def test_errors_spanning_decades_are_drawn_on_a_log_axis(tmp_path, capsys, figures):
+    """A regression run's val/mse from 5e8 down to 1e7 flattened on a linear axis; an error
+    or loss spanning more than a decade gets a log one, in a run's report and a sweep's
+    curves. Scores and errors that stay within a decade keep linear axes."""
+    def write_run(folder, mse, lr=0.1):
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"config": {"optim": {"lr": lr},
+                                                                "seed": 0}}))
+        (folder / "metrics.jsonl").write_text("".join(
+            json.dumps({"step": 10 * e, "epoch": e, "train/loss": 1.0 / e, "val/mse": m,
+                        "val/r2": 0.5 + e / 10}) + "\n" for e, m in enumerate(mse, 1)))
+        val = {"mse": mse[-1], "r2": 0.8, "loss": 0.1}
+        (folder / "result.json").write_text(json.dumps(
+            {"steps": 10 * len(mse), "epochs": len(mse), "val": val, "test": val,
+             "monitor": mse[-1]}))
+
+    write_run(tmp_path / "wide", [5e8, 1e8, 1e7])
+    write_run(tmp_path / "narrow", [3e7, 2e7, 1.5e7])
+    for name, scale in (("wide", "log"), ("narrow", "linear")):
+        report(tmp_path / name, print_table=False)
+        assert (figures[-1].axes[1].get_ylabel(), figures[-1].axes[1].get_yscale()) == \
+            ("val/mse", scale)
+    report(tmp_path / "wide", metric="val/r2", print_table=False)
+    assert figures[-1].axes[1].get_yscale() == "linear"
+    sweep = tmp_path / "sweep"
+    write_run(sweep / "0", [5e8, 1e8, 1e7], lr=0.1)
+    write_run(sweep / "1", [3e7, 2e7, 1.5e7], lr=0.2)
+    report(sweep, print_table=False)
+    curves = next(f for f in figures if f._suptitle is not None
+                  and f._suptitle.get_text().startswith("learning curves"))
+    assert [(ax.get_ylabel(), ax.get_yscale()) for ax in curves.axes] == \
+        [("train/loss", "log"), ("val/mse", "log")]
