@@ -19,7 +19,7 @@ from lepton_jax.config import Config, TrainerConfig
 from lepton_jax.data import DataSplits, load_dataset
 from lepton_jax.data.splits import inputs_label, target_label
 from lepton_jax.errors import DivergedError, Interrupted, UserError
-from lepton_jax.metrics import compute_metrics
+from lepton_jax.metrics import REPORTED, compute_metrics
 from lepton_jax.modelfile import jsonable
 from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import make_optimizer
@@ -205,6 +205,19 @@ def resolve_steps_per_call(trainer: TrainerConfig, platform: str, steps_per_epoc
         fused = default_steps_per_call(platform, steps_per_epoch,
                                        all_reduces=not vmapped and num_devices > 1)
     return steps_per_epoch if fused == "epoch" else fused
+
+
+def check_monitor(monitor: str, data: DataSplits) -> None:
+    """Refuses, before training, a `trainer.monitor` that names no metric this run reports
+    (a typo such as val/acc, or val/mse for a classifier): it used to be found only after the
+    whole run had trained, when the sweeper asked for the value."""
+    if monitor == "auto":
+        return
+    splits = [s for s in ("val", "test") if len(getattr(data, f"x_{s}"))]
+    known = [f"{split}/{name}" for split in splits for name in REPORTED[data.task]]
+    if monitor not in known:
+        raise UserError(f"trainer.monitor={monitor!r} is not a metric this {data.task} run "
+                        f"reports; use auto or one of {', '.join(known)}")
 
 
 def monitor_value(result: dict, monitor: str, task: str) -> float:
@@ -409,6 +422,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     enable_compilation_cache(t.compilation_cache)
     data = load_dataset(config.data) if data is None else data
     check_data(config.model, data.task, data.input_shape)
+    check_monitor(t.monitor, data)
     n = len(data.x_train)
     steps_per_epoch = n // t.batch_size
     if steps_per_epoch == 0:

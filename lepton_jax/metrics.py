@@ -56,6 +56,12 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     }
 
 
+# What an evaluation reports per split: `compute_metrics`' names (less the confusion matrix)
+# and the loss the loop adds.
+REPORTED = {"classification": ("accuracy", "precision", "recall", "f1", "loss"),
+            "regression": ("mse", "mae", "r2", "loss")}
+
+
 def compute_metrics(task: str, y_true: np.ndarray, outputs: np.ndarray,
                     num_classes: int) -> dict:
     """Metrics for `task` from model outputs (logits for classification)."""

@@ -19,10 +19,10 @@ from lepton_jax.config import Config
 from lepton_jax.data import load_dataset
 from lepton_jax.errors import DivergedError, Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _read_run, _write_json, best_payload,
-                             changes_since, data_info, describe_changes, divergence_hint, drive,
-                             monitor_value, resolve_steps_per_call, restore_naming_changes,
-                             resume_best, resumes_with_changes, run_header, start_lines,
-                             summary_line, wandb_writer)
+                             changes_since, check_monitor, data_info, describe_changes,
+                             divergence_hint, drive, monitor_value, resolve_steps_per_call,
+                             restore_naming_changes, resume_best, resumes_with_changes,
+                             run_header, start_lines, summary_line, wandb_writer)
 from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import hyperparameters, make_optimizer, warmup_steps
 from lepton_jax.parallel import DataParallel, local_devices
@@ -134,6 +134,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     started = time.perf_counter()
     data = load_dataset(base.data)
     check_data(base.model, data.task, data.input_shape)
+    check_monitor(t.monitor, data)  # a structural field: the members share it
     n, members = len(data.x_train), len(configs)
     steps_per_epoch = n // t.batch_size
     if steps_per_epoch == 0:

@@ -52,9 +52,16 @@ def _check_error(proc, message):
      "optim.warmup_epochs=30 is not less than trainer.epochs=2"),
     (["logger=wandb", "logger.wandb_mode=ofline"],
      "logger.wandb_mode='ofline' is not known; valid values: offline, online, disabled"),
+    # Refused before training: it was found when the sweeper asked for it, after the run.
+    (["trainer.monitor=val/acc"], "trainer.monitor='val/acc' is not a metric this "
+                                  "classification run reports; use auto or one of val/accuracy, "
+                                  "val/precision, val/recall, val/f1, val/loss, test/accuracy,"),
+    (["trainer.monitor=val/mse"], "trainer.monitor='val/mse' is not a metric this "
+                                  "classification run reports"),
 ])
 def test_bad_config(tmp_path, args, message):
     _check_error(run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}"), message)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before training
 
 
 def test_corrupted_idx_file(tmp_path, mnist_root):

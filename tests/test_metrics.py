@@ -77,3 +77,15 @@ def test_metric_values_keep_their_digits_at_any_scale():
               "seconds": 1.3, "devices": 1}
     assert summary_line(result, "regression", Path("run")).startswith(
         "done: test mse 1.052e+08 | val mse 3.497e-14 | 500 steps in 1.3 s")
+
+
+def test_the_metrics_a_monitor_may_name_are_those_an_evaluation_reports():
+    """`trainer.monitor` is checked against `REPORTED` before training; an evaluation's own
+    names (plus the loss the loop adds) are the truth it must follow."""
+    from lepton_jax.metrics import REPORTED, compute_metrics
+
+    logits = np.array([[2.0, 0.1], [0.3, 1.0]])
+    assert {*compute_metrics("classification", np.array([0, 1]), logits, 2)} - {"confusion"} \
+        == set(REPORTED["classification"]) - {"loss"}
+    assert {*compute_metrics("regression", np.array([1.0, 2.0]), np.array([[1.5], [2.5]]), 0)} \
+        == set(REPORTED["regression"]) - {"loss"}

@@ -427,6 +427,16 @@ def test_vectorizing_a_shape_field_is_refused(tmp_path):
         fit_population([a, b], [tmp_path / "a", tmp_path / "b"])
 
 
+def test_a_monitor_the_population_does_not_report_is_refused_before_training(tmp_path):
+    configs = [_digits(lr=lr) for lr in (0.05, 0.1)]
+    for c in configs:
+        c.trainer.monitor = "val/mse"
+    with pytest.raises(UserError, match=r"trainer.monitor='val/mse' is not a metric this "
+                                        r"classification run reports; use auto or one of "):
+        fit_population(configs, [tmp_path / "a", tmp_path / "b"])
+    assert not (tmp_path / "a" / "metrics.jsonl").exists()
+
+
 def test_vectorized_sweep_dataframe_matches_plain_sweep(tmp_path):
     grid = {"optim.lr": [0.02, 0.08], "seed": [0, 1]}
     fast = sweep(_digits(), grid, workdir=tmp_path / "v", vectorize=True)
