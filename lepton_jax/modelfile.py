@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from flax import serialization
 
-from lepton_jax.errors import UserError
+from lepton_jax.errors import UserError, os_reason
 
 MAGIC = b"LEPTONJAX-MODEL\x00"
 VERSION = 1
@@ -34,9 +34,18 @@ def save_model(path: str | os.PathLike, params, config: dict, data: dict) -> Pat
         if not replaces_a_model:  # re-saving a model replaces it; anything else is kept
             raise UserError(f"{path} exists and is not a lepton_jax model file; save the "
                             "model under another name (nothing was written)")
+    if not path.parent.is_dir():
+        raise UserError(f"cannot save the model to {path}: the folder {path.parent} does not "
+                        "exist; create it first (nothing was written)")
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(MAGIC + serialization.msgpack_serialize(payload))
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(MAGIC + serialization.msgpack_serialize(payload))
+        os.replace(tmp, path)
+    except OSError as e:  # no permission, a full disk: the earlier file, if any, is kept
+        if tmp.is_file():
+            tmp.unlink()
+        raise UserError(f"cannot save the model to {path} ({os_reason(e, path)}); nothing "
+                        "was written") from None
     return path
 
 

@@ -352,6 +352,16 @@ def test_predict_and_save_never_overwrite_what_is_not_theirs(linear_csv, capsys)
             workdir="run2").train(epochs=1)
     again.save("model.msgpack")  # a newer model replaces the older one
     np.testing.assert_array_equal(Model.load("model.msgpack").predict(x), again.predict(x))
+    with pytest.raises(UserError, match="cannot save the model to no/such/model.bin: the folder "
+                                        "no/such does not exist; create it first"):
+        again.save("no/such/model.bin")
+    # A write that fails (no permission, a full disk; here the temporary file's name is taken
+    # by a folder, which fails even for root) is one error, and the earlier model is kept.
+    (csv.parent / "model.msgpack.tmp").mkdir()
+    with pytest.raises(UserError, match=r"cannot save the model to model.msgpack \(Is a "
+                                        r"directory: model.msgpack.tmp\); nothing was written"):
+        model.save("model.msgpack")
+    np.testing.assert_array_equal(Model.load("model.msgpack").predict(x), again.predict(x))
 
 
 def test_image_models_take_raw_pixels_or_say_how_to_scale_them(tmp_path, monkeypatch, capsys):
