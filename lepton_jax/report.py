@@ -26,7 +26,8 @@ def load_jobs(sweep_dir: Path):
     import pandas as pd
 
     if not sweep_dir.is_dir():
-        raise UserError(f"{sweep_dir} is not a directory; point report at a sweep directory "
+        what = "is not a directory" if sweep_dir.exists() else "does not exist"
+        raise UserError(f"{sweep_dir} {what}; point report at a sweep directory "
                         "(multirun/<date>/<time> or a sweep() workdir)")
     rows, curves = [], {}
     run_files = sorted(sweep_dir.glob("*/run.json"), key=lambda p: (len(p.parent.name),

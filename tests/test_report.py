@@ -70,7 +70,11 @@ def test_a_missing_or_empty_sweep_dir_is_one_clear_error(tmp_path, capsys):
     from lepton_jax.cli import main as cli
 
     assert cli(["report", str(tmp_path / "nothere")]) == 2
-    assert f"error: {tmp_path / 'nothere'} is not a directory" in capsys.readouterr().err
+    assert f"error: {tmp_path / 'nothere'} does not exist; point report at a sweep" in \
+        capsys.readouterr().err
+    (tmp_path / "file.csv").write_text("a\n")
+    assert cli(["report", str(tmp_path / "file.csv")]) == 2
+    assert f"error: {tmp_path / 'file.csv'} is not a directory" in capsys.readouterr().err
     assert cli(["report", str(tmp_path)]) == 2
     assert "holds no job directories with run.json" in capsys.readouterr().err
 
