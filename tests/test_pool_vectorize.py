@@ -126,6 +126,7 @@ def test_a_member_with_a_refused_config_fails_alone(tmp_path):
                    "hydra/launcher=pool", "hydra.launcher.vectorize=true",
                    "hydra.launcher.slots=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert proc.returncode != 0
+    assert "(local pool of 1 slot (slot0: " in proc.stdout  # counts agree with their nouns
     assert "launching 3 jobs as 1 population" in proc.stdout
     assert list(summary(sweep).status) == ["COMPLETED", "FAILED", "COMPLETED"]
     message = "UserError: optim.lr (-1.0) must be > 0"

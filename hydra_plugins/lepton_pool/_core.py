@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 
 from hydra_plugins.lepton_pool._job import JobContext, Outcome, remembering
 from hydra_plugins.lepton_pool._records import Book, job_key, metric_of
-from hydra_plugins.lepton_pool._slots import PoolError, make_slots, visible_gpus
+from hydra_plugins.lepton_pool._slots import PoolError, counted, make_slots, visible_gpus
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,9 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
     for unit in units:
         unit.configs = {num: composed[num] for num, _ in unit.jobs if composed[num] is not None}
     if backend is not None:
-        groups = f" as {len(units)} population{'s' * (len(units) != 1)}" if opts.vectorize else ""
-        log.info(f"Pool launcher ({backend.description()}) is launching {len(todo)} jobs{groups}")
+        groups = f" as {counted(len(units), 'population')}" if opts.vectorize else ""
+        log.info(f"Pool launcher ({backend.description()}) is launching "
+                 f"{counted(len(todo), 'job')}{groups}")
     log.info(f"Launching jobs, sweep output dir : {sweep_dir}")
     for num, overrides in todo:
         log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
@@ -170,7 +171,7 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
         if backend is not None:
             backend.close()
     run.finish_table()
-    log.info(f"{len(todo)} jobs ran in {time.monotonic() - run.started:.2f} s "
+    log.info(f"{counted(len(todo), 'job')} ran in {time.monotonic() - run.started:.2f} s "
              f"({run.done - run.failed} completed, {run.failed} failed)")
     launcher.launched.update(num for num, _ in jobs)
     return [results[num] for num, _ in jobs]

@@ -18,7 +18,7 @@ from typing import Any
 
 import cloudpickle
 
-from hydra_plugins.lepton_pool._slots import Slot
+from hydra_plugins.lepton_pool._slots import Slot, counted
 
 _BOOT = ("import json, os, sys; sys.path[:0] = json.loads(os.environ.pop('LEPTON_POOL_SYS_PATH')); "
          "from hydra_plugins.lepton_pool._worker import main; main(int(sys.argv[1]))")
@@ -172,4 +172,5 @@ class LocalPool:
         return len(self.slots)
 
     def description(self) -> str:
-        return f"local pool of {len(self.slots)} slots ({'; '.join(s.describe() for s in self.slots)})"
+        return (f"local pool of {counted(len(self.slots), 'slot')} "
+                f"({'; '.join(s.describe() for s in self.slots)})")

@@ -16,7 +16,7 @@ from typing import Any
 import cloudpickle
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.lepton_pool._slots import PoolError
+from hydra_plugins.lepton_pool._slots import PoolError, counted
 
 log = logging.getLogger(__name__)
 
@@ -175,5 +175,5 @@ class RayPool:
 
     def description(self) -> str:
         nodes = sum(1 for n in self.ray.nodes() if n["Alive"])
-        return f"Ray cluster of {nodes} node{'s' * (nodes != 1)}, {self.capacity} job slots"
+        return f"Ray cluster of {counted(nodes, 'node')}, {counted(self.capacity, 'job slot')}"
 

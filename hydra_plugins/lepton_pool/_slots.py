@@ -118,3 +118,8 @@ def make_slots(spec: Any, gpus_per_job: Optional[int], jobs_per_gpu: int, cpus_p
         return slots
     raise PoolError(f"hydra.launcher.slots={spec!r} must be auto, a number of slots, or a list "
                     "such as [{gpus: [0]}, {gpus: [1]}]")
+
+
+def counted(n: int, noun: str) -> str:
+    """`1 job`, `3 jobs`: counts in the launcher's lines."""
+    return f"{n} {noun}{'s' * (n != 1)}"
