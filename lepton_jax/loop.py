@@ -627,5 +627,5 @@ def summary_line(result: dict, task: str, run_dir: Path) -> str:
         parts.append(f"parameters of step {result['best']['step']} (best {result['best']['metric']})")
     return (f"done: {' | '.join(parts)} | {result['steps']} steps{early} in "
             f"{result['seconds']:.1f} s "
-            f"on {result['devices']} device(s) | run dir {run_dir}")
+            f"on {result['devices']} device{'s' * (result['devices'] != 1)} | run dir {run_dir}")
 

@@ -49,8 +49,8 @@ def local_devices(num_devices: Optional[int]) -> list:
         return devices
     if num_devices > len(devices):
         raise UserError(f"trainer.num_devices ({num_devices}) exceeds the {len(devices)} local "
-                        f"{devices[0].platform} device(s); use at most {len(devices)} or null "
-                        "for all")
+                        f"{devices[0].platform} device{'s' * (len(devices) != 1)}; use at most "
+                        f"{len(devices)} or null for all")
     return devices[:num_devices]
 
 

@@ -76,7 +76,7 @@ def test_metric_values_keep_their_digits_at_any_scale():
     result = {"test": {"mse": 105230863.894}, "val": {"mse": 3.497e-14}, "steps": 500,
               "seconds": 1.3, "devices": 1}
     assert summary_line(result, "regression", Path("run")).startswith(
-        "done: test mse 1.052e+08 | val mse 3.497e-14 | 500 steps in 1.3 s")
+        "done: test mse 1.052e+08 | val mse 3.497e-14 | 500 steps in 1.3 s on 1 device | ")
 
 
 def test_the_metrics_a_monitor_may_name_are_those_an_evaluation_reports():

@@ -203,7 +203,7 @@ def test_cli_on_simulated_cpu_devices_does_not_hang(tmp_path, mnist_root, model_
          "trainer.checkpoint_every_epochs=0", f"hydra.run.dir={tmp_path / 'run'}"],
         env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "on 2 device(s)" in run.stdout
+    assert "on 2 devices | run dir" in run.stdout
 
 
 def test_auto_steps_per_call_by_backend_and_device_count(tmp_path, digits):
