@@ -431,6 +431,10 @@ def test_a_model_trained_on_a_data_frame_predicts_data_frames_by_column_name(tmp
         printed = capsys.readouterr().out.split()
         assert printed[0] == "prediction"
         np.testing.assert_allclose(np.asarray(printed[1:], float), expected, rtol=1e-6)
+    rows[["a"]].assign(c=1.0).to_csv(tmp_path / "partial.csv", index=False)
+    assert cli(["predict", str(tmp_path), str(tmp_path / "partial.csv")]) == 2
+    assert (f"input CSV '{tmp_path / 'partial.csv'}' lacks column(s) ['b']; expected a, b"
+            in capsys.readouterr().err)
 
 
 def test_evaluate_reads_a_dataset_s_features_in_the_model_s_order(tmp_path):

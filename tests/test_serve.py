@@ -82,7 +82,11 @@ def test_predict_from_an_unfinished_run_says_which_checkpoint_it_uses(trained, t
 
 
 @pytest.mark.parametrize("text,message", [
-    ("a,b\n1,2\n", "predict got 2 features per row; this model was trained on 3"),
+    # A header naming some of the features cannot be paired with them (before, its columns
+    # were taken in order): the missing ones are named.
+    ("a,b\n1,2\n", "input CSV '{bad}' lacks column(s) ['c']; expected a, b, c"),
+    ("c,a,x\n1,2,3\n", "input CSV '{bad}' lacks column(s) ['b']; expected a, b, c"),
+    ("x,y\n1,2\n", "predict got 2 features per row; this model was trained on 3"),
     ("a,b,c\n1,zz,3\n", "non-numeric value 'zz' at row 2, column 'b'"),
     ("", "is empty"),
     ("a,b,c\n1,2,3\n4,inf,6\n", "infinite value 'inf' at row 3, column 'b'"),
@@ -93,7 +97,8 @@ def test_predict_cli_bad_input(trained, text, message):
     bad.write_text(text)
     proc = _cli("predict", str(root / "model.bin"), str(bad))
     assert proc.returncode == 2
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+    message = message.format(bad=bad)
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def _free_port() -> int:

@@ -186,19 +186,23 @@ def read_features(path: str, encoding: Optional[dict] = None,
     """Feature rows of a CSV for prediction. With the training `encoding`, its columns are
     picked by name (extra columns such as the target are ignored) and categorical ones
     one-hot encoded the same way; without one, a header row that holds every one of the
-    model's `feature_names` picks them by name, and otherwise every column is taken as a
-    number, in order."""
+    model's `feature_names` picks them by name (one naming only some of them is refused,
+    naming the others), and otherwise every column is taken as a number, in order."""
     frame = _read_frame(path, "input CSV", stdin_ok=True, header_optional=not encoding)
-    if not encoding and feature_names and "first_line" not in frame.attrs \
-            and set(feature_names) <= set(frame.columns):  # a header row naming the features
-        frame = frame[list(feature_names)]
+    if not encoding and feature_names and "first_line" not in frame.attrs:
+        if set(feature_names) <= set(frame.columns):  # a header row naming the features
+            frame = frame[list(feature_names)]
+        elif set(feature_names) & set(frame.columns):  # naming some: columns cannot be paired
+            missing = [n for n in feature_names if n not in set(frame.columns)]
+            raise UserError(f"input CSV {path!r} lacks column(s) {missing}; expected "
+                            f"{', '.join(feature_names)}")
     if encoding and encoding["categories"] and not set(encoding["columns"]) <= set(frame.columns):
         missing = sorted(set(encoding["columns"]) - set(frame.columns))
         raise UserError(f"input CSV {path!r} lacks column(s) {missing}; expected "
                         f"{', '.join(encoding['columns'])}")
     from lepton_jax.data import check_finite
 
-    if encoding and set(encoding["columns"]) <= set(frame.columns):
+    if encoding and set(encoding["columns"]) & set(frame.columns):  # missing ones: refused
         x, names = encode_features(frame, encoding, path, "input CSV"), encoded_names(encoding)
     else:
         x = np.column_stack([_numeric(frame, c, path, "input CSV") for c in frame.columns]
