@@ -185,7 +185,9 @@ class Model:
         if encoding and hasattr(x, "columns"):  # a DataFrame of raw columns: encode as trained
             from lepton_jax.data.tabular import encode_features
 
-            x = encode_features(x, encoding, "DataFrame", "input")
+            x = x.copy(deep=False)
+            x.attrs["first_line"] = 0  # a bad cell's row is the frame's own position
+            x = encode_features(x, encoding, x.attrs.get("source", "DataFrame"), "input")
         elif hasattr(x, "columns") and info.get("feature_names"):  # columns picked by name
             by_name = {str(c): c for c in x.columns}
             names = info["feature_names"]

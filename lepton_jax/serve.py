@@ -7,7 +7,7 @@ definition time, and the request model is defined inside `create_app`.
 
 import os
 import secrets
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 from lepton_jax.api import Model
 from lepton_jax.errors import UserError
@@ -24,9 +24,14 @@ def create_app(model: Model, token: Optional[str] = None):
     features = 1
     for d in info["input_shape"]:
         features *= int(d)
+    # The raw columns a row may name: a CSV's (categorical ones as their values), or a
+    # DataFrame's. Image and unnamed-array models have none.
+    named = list((info.get("encoding") or {}).get("columns") or info.get("feature_names") or [])
 
     class PredictRequest(BaseModel):
-        rows: List[List[Union[float, int]]]
+        # A row: the model's features as numbers, in order; or an object of its columns by
+        # name (a categorical column's value as its category, e.g. "Paris").
+        rows: List[Union[List[Union[float, int]], Dict[str, Union[float, int, str, bool]]]]
 
     def authorize(request: Request) -> None:
         if token is None:
@@ -43,18 +48,33 @@ def create_app(model: Model, token: Optional[str] = None):
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok", "model": model.config.name, "task": info["task"],
-                "features": features}
+                "features": features, "columns": named}
 
     @app.post("/predict")
     def predict(body: PredictRequest) -> dict:
         if not body.rows:
             raise HTTPException(status_code=422, detail="rows is empty; send at least one row")
-        bad = next((i for i, r in enumerate(body.rows) if len(r) != features), None)
-        if bad is not None:
-            raise HTTPException(status_code=422, detail=f"row {bad} has {len(body.rows[bad])} "
-                                f"values; the model takes {features} features per row")
+        objects = [isinstance(r, dict) for r in body.rows]
+        if any(objects):
+            if not all(objects):
+                raise HTTPException(status_code=422, detail="rows mix lists and objects; send "
+                                    "every row the same way")
+            if not named:
+                raise HTTPException(status_code=422, detail="this model's features have no "
+                                    f"names; send each row as a list of {features} numbers")
+            import pandas as pd
+
+            rows = pd.DataFrame(body.rows)  # picked (and encoded) by name in predict
+            rows.attrs["source"] = "rows"
+        else:
+            bad = next((i for i, r in enumerate(body.rows) if len(r) != features), None)
+            if bad is not None:
+                raise HTTPException(status_code=422, detail=f"row {bad} has "
+                                    f"{len(body.rows[bad])} values; the model takes "
+                                    f"{features} features per row")
+            rows = body.rows
         try:
-            predictions = model.predict(body.rows)
+            predictions = model.predict(rows)
         except UserError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
         return {"predictions": predictions.tolist()}

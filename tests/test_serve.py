@@ -184,3 +184,67 @@ def test_serve_on_a_taken_port_is_one_clear_error(trained):
     assert f"error: cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert "pick another port with --port" in proc.stderr
     assert "serving" not in proc.stdout and "Traceback" not in proc.stderr
+
+
+class _InProcess:
+    """Requests to the app in this process, through httpx's ASGI transport (no socket)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def _request(self, method: str, path: str, **kwargs):
+        import asyncio
+
+        async def send():
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                return await client.request(method, path, **kwargs)
+
+        return asyncio.run(send())
+
+    def get(self, path: str, **kwargs):
+        return self._request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs):
+        return self._request("POST", path, **kwargs)
+
+
+def test_rows_may_name_their_columns_and_categories(tmp_path):
+    """A tabular model's rows may come as objects of its columns by name, in any order, a
+    categorical column by its category ("Paris"): before, only lists of the encoded
+    numbers were taken, which a client of a model with categories cannot know. Bad rows
+    are 422s naming the problem; an image model's features have no names."""
+    import pandas as pd
+
+    from lepton_jax.serve import create_app
+
+    rng = np.random.default_rng(0)
+    city = rng.choice(["Paris", "Lyon", "Nice"], size=300)
+    size = rng.uniform(20, 120, size=300)
+    price = size * 5_000 + np.select([city == "Paris", city == "Lyon"], [1e5, 3e4], 0)
+    pd.DataFrame({"city": city, "size": size, "price": price}).to_csv(tmp_path / "c.csv",
+                                                                      index=False)
+    model = Model.linear_regression()
+    Trainer(model, Dataset.load_csv(tmp_path / "c.csv", categorical=["city"]),
+            workdir=tmp_path / "run", progress="off").train(epochs=5)
+    client = _InProcess(create_app(model))
+    assert client.get("/health").json()["columns"] == ["city", "size"]
+    answer = client.post("/predict", json={"rows": [{"city": "Paris", "size": 50},
+                                                    {"size": 80.5, "city": "Nice"}]})
+    assert answer.status_code == 200, answer.text
+    expected = model.predict(pd.DataFrame({"city": ["Paris", "Nice"], "size": [50, 80.5]}))
+    assert answer.json()["predictions"] == expected.tolist()
+    for rows, detail in (
+            ([{"city": "Rome", "size": 50}], "column 'city': unknown category ['Rome']"),
+            ([{"size": 50}], "input 'rows' lacks column(s) ['city']; expected city, size"),
+            ([{"city": "Nice", "size": 1}, {"city": "Nice", "size": "big"}],
+             "input 'rows' has a non-numeric value 'big' at row 1, column 'size'"),
+            ([{"city": "Nice", "size": 1}, [1, 0, 0, 50]], "rows mix lists and objects")):
+        bad = client.post("/predict", json={"rows": rows})
+        assert bad.status_code == 422 and detail in bad.json()["detail"], bad.text
+    image = Model.mlp(hidden=[8])
+    Trainer(image, Dataset.digits(), workdir=tmp_path / "digits", progress="off").train(epochs=1)
+    refused = _InProcess(create_app(image)).post("/predict", json={"rows": [{"a": 1.0}]})
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == ("this model's features have no names; send each row as "
+                                        "a list of 784 numbers")
