@@ -63,3 +63,24 @@ def test_jobs_see_their_slots_devices(tmp_path):
         line = next(t for t in (sweep / str(job) / "stdout.log").read_text().splitlines()
                     if t.startswith("env "))
         assert line == f"env {slot // 2} 0.450"
+
+
+def test_the_live_progress_line_shows_in_a_notebook_as_on_a_terminal(monkeypatch):
+    """`progress=auto` drew the pool's line only when stderr is a terminal; a notebook's
+    `sweep(..., launcher="pool")` (a Jupyter kernel's stderr is not one) showed nothing for
+    the whole sweep. Jupyter redraws a carriage-returned line, so it gets the line too."""
+    import io
+    import sys
+    from types import SimpleNamespace
+
+    import lepton_jax.progress
+    from hydra_plugins.lepton_pool import _core
+
+    def live(progress: str) -> bool:
+        return _core._Run(None, SimpleNamespace(progress=progress), None, None, {}, {}, 0).live
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
+    monkeypatch.setattr(lepton_jax.progress, "is_interactive", lambda: False)  # nor a kernel
+    assert [live("auto"), live("true"), live("false")] == [False, True, False]
+    monkeypatch.setattr(lepton_jax.progress, "is_interactive", lambda: True)  # a kernel
+    assert [live("auto"), live("true"), live("false")] == [True, True, False]

@@ -243,6 +243,14 @@ def _backend(opts: DictConfig, ctx: bytes, sweep_dir: Path) -> Any:
     return LocalPool(slots, ctx, os.getcwd(), sweep_dir / ".pool", bool(gpus))
 
 
+def _interactive() -> bool:
+    """A terminal, or a Jupyter kernel (a notebook's `sweep(..., launcher="pool")`), which
+    redraws a line ending in a carriage return as a terminal does."""
+    from lepton_jax.progress import is_interactive
+
+    return sys.stderr.isatty() or is_interactive()
+
+
 class _Run:
     """One launch's bookkeeping: queue, retries, failure policy, progress, summary rows."""
 
@@ -256,7 +264,7 @@ class _Run:
         self.started = time.monotonic()
         self._eta_done, self._eta_end = 0, 0.0  # jobs done at the last ETA estimate, its end
         progress = str(opts.progress).lower()
-        self.live = progress == "true" or (progress == "auto" and sys.stderr.isatty())
+        self.live = progress == "true" or (progress == "auto" and _interactive())
 
     def schedule(self, units: list[Unit]) -> None:
         self.queue.extend(units)

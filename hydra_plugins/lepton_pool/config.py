@@ -51,7 +51,7 @@ class PoolLauncherConf:
     vectorize: bool = False
     # Split populations larger than this (0: no limit).
     max_population: int = 0
-    # Live progress line on stderr: auto (on a terminal), true, false.
+    # Live progress line on stderr: auto (on a terminal or in Jupyter), true, false.
     progress: str = "auto"
     ray: RayConf = field(default_factory=RayConf)
 
