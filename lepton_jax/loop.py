@@ -235,12 +235,16 @@ def monitor_value(result: dict, monitor: str, task: str) -> float:
 _NOT_COMPARED = ("trainer.progress", "trainer.resume", "trainer.compilation_cache", "logger.")
 
 
-def changes_since(earlier: dict, config: Config) -> dict:
+def changes_since(earlier: dict, config: Config, task: str) -> dict:
     """`config_changes` from a run's earlier run.json (`_read_run`) to `config`; {} without
-    one, as then there is nothing to compare."""
+    one, as then there is nothing to compare. `data.normalize_target` changes nothing for a
+    classifier (a run from before it existed would say `null -> true` on every resume)."""
     if "config" not in earlier:
         return {}
-    return config_changes(earlier["config"], config_lib.to_dict(config))
+    changed = config_changes(earlier["config"], config_lib.to_dict(config))
+    if task != "regression":
+        changed.pop("data.normalize_target", None)
+    return changed
 
 
 def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], changed: dict,
@@ -449,7 +453,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
             raise UserError(f"run directory {run_dir} already holds checkpoints and "
                             "trainer.resume=false would overwrite them; choose a new run "
                             "directory or set trainer.resume=true")
-        changed = changes_since(earlier, config)
+        changed = changes_since(earlier, config, data.task)
         state = restore_naming_changes(
             ckpt, state, None, changed, f"run directory {run_dir}",
             "Resume with the run's own settings, or start a new run directory "

@@ -214,7 +214,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     # As `fit` does: settings changed since a member's last start are named, and kept in
     # its run.json; checkpoints they no longer fit are one error naming them.
     earlier = [_read_run(d) if saved[i] else {} for i, d in enumerate(dirs)]
-    changes = [changes_since(e, c) for e, c in zip(earlier, configs, strict=True)]
+    changes = [changes_since(e, c, data.task) for e, c in zip(earlier, configs, strict=True)]
     resumed: list = list(singles)
     for i in range(members):
         if saved[i] and i not in diverged_before:

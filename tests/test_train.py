@@ -336,6 +336,16 @@ def test_resuming_with_another_data_scale_is_refused(tmp_path):
             progress="off").train(epochs=2)
     Trainer(Model.logistic_regression(), Dataset.from_arrays(x, labels, normalize_target=False),
             workdir=clf, progress="off").train(epochs=4)
+    # ... and is not even named as a change (nor, for a run from before it existed, its
+    # absence: `null -> true`).
+    record = json.loads((clf / "run.json").read_text())
+    assert [r["changed"] for r in record["resumed_with_changes"]] == [{"trainer.epochs": [2, 4]}]
+    del record["config"]["data"]["normalize_target"]
+    (clf / "run.json").write_text(json.dumps(record))
+    Trainer(Model.logistic_regression(), Dataset.from_arrays(x, labels), workdir=clf,
+            progress="off").train(epochs=5)
+    assert [r["changed"] for r in json.loads((clf / "run.json").read_text())[
+        "resumed_with_changes"]] == [{"trainer.epochs": [2, 4]}, {"trainer.epochs": [4, 5]}]
     with pytest.raises(UserError, match="data.normalize=true, and its parameters learned inputs"):
         Trainer(Model.logistic_regression(), Dataset.from_arrays(x, labels, normalize=False),
                 workdir=clf, progress="off").train(epochs=6)
