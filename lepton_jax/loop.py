@@ -248,7 +248,7 @@ def changes_since(earlier: dict, config: Config, task: str) -> dict:
 
 
 def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], changed: dict,
-                           where: str, fix: str, total_steps: int, task: str):
+                           where: str, fix: str, total_steps: int):
     """`ckpt.restore(target, step)` (whose injected optimizer hyperparameters are the
     config's). When the checkpoint does not fit and settings changed since the run's
     last start, the one error names them (`where`: the run's folder, as the message says it;
@@ -257,9 +257,10 @@ def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], chan
     changed optimizer setting when the checkpoint has trained all `total_steps`: nothing is
     left to train with it, and the results would stay the old setting's. And so is a config
     of fewer steps than the checkpoint has trained (a run is not shortened), and a change of
-    the scale the parameters learned (`data.normalize`, or `data.normalize_target` of a
-    regression `task`): trained on, they would see inputs or targets on another scale."""
-    rescaled = rescaled_data(changed, task)
+    the scale the parameters learned (`data.normalize`, or a regression's
+    `data.normalize_target`, which `changes_since` names only for one): trained on, they
+    would see inputs or targets on another scale."""
+    rescaled = rescaled_data(changed)
     if rescaled:
         key, (was, now) = rescaled
         raise UserError(f"{where} was trained with {key}={json.dumps(was)}, and its parameters "
@@ -292,13 +293,11 @@ def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], chan
                         f"its checkpoints do not fit this config. {fix}") from e
 
 
-def rescaled_data(changed: dict, task: str) -> Optional[tuple]:
+def rescaled_data(changed: dict) -> Optional[tuple]:
     """(key, [was, now]) for a changed standardization the checkpoints cannot take: of the
-    inputs, or of a regression's targets (a classifier's labels are never standardized). A
-    run from before `data.normalize_target` existed trained on raw targets (was: None)."""
-    keys = ("data.normalize", "data.normalize_target") if task == "regression" \
-        else ("data.normalize",)
-    for key in keys:
+    inputs, or of a regression's targets. A run from before `data.normalize_target` existed
+    trained on raw targets (was: None)."""
+    for key in ("data.normalize", "data.normalize_target"):
         if key in changed:
             was, now = changed[key]
             if bool(was) != bool(now):
@@ -457,8 +456,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
         state = restore_naming_changes(
             ckpt, state, None, changed, f"run directory {run_dir}",
             "Resume with the run's own settings, or start a new run directory "
-            "(hydra.run.dir=... on the command line, workdir= from Python)", total_steps,
-            data.task)
+            "(hydra.run.dir=... on the command line, workdir= from Python)", total_steps)
     start_step = int(to_host(state.step))
     if primary:
         for line in start_lines(run_header(config, data, count_params(state.params),

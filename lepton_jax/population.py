@@ -223,7 +223,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                     ckpts[i], dp.replicate(singles[i]), halted_at.get(i, step), changes[i],
                     f"job directory {dirs[i]}",
                     "Resume with the sweep's own settings, or start a new sweep directory",
-                    total_steps, data.task)
+                    total_steps)
             except UserError as e:
                 resumed[i] = e
     if any(isinstance(r, UserError) for r in resumed):  # such a member fails alone
