@@ -117,19 +117,17 @@ def direction_mismatch(config: DictConfig) -> str:
     direction = getattr(direction, "name", direction)  # Optuna's `Direction` enum or a str
     if direction not in ("minimize", "maximize"):
         return ""
-    from lepton_jax.config import maximized
+    from lepton_jax.config import maximized, monitor_name
 
     monitor = str(OmegaConf.select(config, "trainer.monitor", default="auto"))
+    said = f"trainer.monitor={monitor}"
     if monitor == "auto":
-        name, task = config.data.name, config.data.task
-        task = "classification" if name in ("digits", "mnist") else task
+        task = "classification" if config.data.name in ("digits", "mnist") else config.data.task
         if task not in ("classification", "regression"):
             return ""
-        metric = "val/accuracy" if task == "classification" else "val/mse"
-        said = f"trainer.monitor=auto, which is {metric} here"
-    else:
-        metric, said = monitor, f"trainer.monitor={monitor}"
-    wanted = "maximize" if maximized(metric) else "minimize"
+        monitor = monitor_name("auto", task, True)
+        said += f", which is {monitor} here"
+    wanted = "maximize" if maximized(monitor) else "minimize"
     if direction == wanted:
         return ""
     better = "higher" if wanted == "maximize" else "lower"
