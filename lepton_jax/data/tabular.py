@@ -81,16 +81,21 @@ def _numeric(frame: pd.DataFrame, column: str, path: str, what: str) -> np.ndarr
     return values
 
 
+def require_columns(frame: pd.DataFrame, names: Sequence[str], path: str, what: str) -> None:
+    """Refuses `frame` without each of `names`, naming the missing ones."""
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise UserError(f"{what} {path!r} lacks column(s) {missing}; expected "
+                        f"{', '.join(names)}")
+
+
 def encode_features(frame: pd.DataFrame, encoding: dict, path: str, what: str) -> np.ndarray:
     """Feature matrix from raw columns: numeric as is, categorical one-hot in recorded order.
 
     Raises:
         UserError: for a missing column, a non-numeric cell or an unseen category.
     """
-    missing = [c for c in encoding["columns"] if c not in frame.columns]
-    if missing:
-        raise UserError(f"{what} {path!r} lacks column(s) {missing}; expected "
-                        f"{', '.join(encoding['columns'])}")
+    require_columns(frame, encoding["columns"], path, what)
     parts = []
     for column in encoding["columns"]:
         categories = encoding["categories"].get(column)
@@ -189,20 +194,15 @@ def read_features(path: str, encoding: Optional[dict] = None,
     model's `feature_names` picks them by name (one naming only some of them is refused,
     naming the others), and otherwise every column is taken as a number, in order."""
     frame = _read_frame(path, "input CSV", stdin_ok=True, header_optional=not encoding)
-    if not encoding and feature_names and "first_line" not in frame.attrs:
-        if set(feature_names) <= set(frame.columns):  # a header row naming the features
-            frame = frame[list(feature_names)]
-        elif set(feature_names) & set(frame.columns):  # naming some: columns cannot be paired
-            missing = [n for n in feature_names if n not in set(frame.columns)]
-            raise UserError(f"input CSV {path!r} lacks column(s) {missing}; expected "
-                            f"{', '.join(feature_names)}")
-    if encoding and encoding["categories"] and not set(encoding["columns"]) <= set(frame.columns):
-        missing = sorted(set(encoding["columns"]) - set(frame.columns))
-        raise UserError(f"input CSV {path!r} lacks column(s) {missing}; expected "
-                        f"{', '.join(encoding['columns'])}")
+    if not encoding and feature_names and "first_line" not in frame.attrs \
+            and set(feature_names) & set(frame.columns):  # a header naming (some of) them
+        require_columns(frame, feature_names, path, "input CSV")
+        frame = frame[list(feature_names)]
     from lepton_jax.data import check_finite
 
-    if encoding and set(encoding["columns"]) & set(frame.columns):  # missing ones: refused
+    # By name (refusing missing columns) when the header names any of the raw columns, or
+    # when some are categorical, which cannot be taken as numbers in order.
+    if encoding and (encoding["categories"] or set(encoding["columns"]) & set(frame.columns)):
         x, names = encode_features(frame, encoding, path, "input CSV"), encoded_names(encoding)
     else:
         x = np.column_stack([_numeric(frame, c, path, "input CSV") for c in frame.columns]
