@@ -51,3 +51,28 @@ class StopAfterCalls:
     def requested(self) -> bool:  # drive() asks once after each call
         self.calls -= 1
         return self.calls < 0
+
+
+class InProcess:
+    """Requests to the app in this process, through httpx's ASGI transport (no socket)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def _request(self, method: str, path: str, **kwargs):
+        import asyncio
+
+        import httpx
+
+        async def send():
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                return await client.request(method, path, **kwargs)
+
+        return asyncio.run(send())
+
+    def get(self, path: str, **kwargs):
+        return self._request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs):
+        return self._request("POST", path, **kwargs)

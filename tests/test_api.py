@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import InProcess, run_cli
 from lepton_jax import Dataset, Model, Trainer
 from lepton_jax.errors import UserError
 
@@ -216,11 +216,9 @@ def test_text_labels_are_classes_and_come_back_as_text(tmp_path, monkeypatch):
     np.testing.assert_array_equal(Model.load("w").predict(x), predicted)
     assert cli(["predict", "w", "pets.csv", "--out", "out.csv"]) == 0
     assert (tmp_path / "out.csv").read_text().split() == ["prediction", *predicted]
-    from fastapi.testclient import TestClient
-
     from lepton_jax.serve import create_app
 
-    answer = TestClient(create_app(by_word)).post("/predict", json={"rows": x[:4].tolist()})
+    answer = InProcess(create_app(by_word)).post("/predict", json={"rows": x[:4].tolist()})
     assert answer.status_code == 200 and answer.json()["predictions"] == list(predicted[:4])
     with pytest.raises(UserError, match=r"the target holds text \('cat', ...\); regression "
                                          "needs numbers"):

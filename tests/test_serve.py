@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, InProcess
 from lepton_jax import Dataset, Model, Trainer
 
 TOKEN = "s3cret-token-for-tests"
@@ -186,29 +186,6 @@ def test_serve_on_a_taken_port_is_one_clear_error(trained):
     assert "serving" not in proc.stdout and "Traceback" not in proc.stderr
 
 
-class _InProcess:
-    """Requests to the app in this process, through httpx's ASGI transport (no socket)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    def _request(self, method: str, path: str, **kwargs):
-        import asyncio
-
-        async def send():
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-                return await client.request(method, path, **kwargs)
-
-        return asyncio.run(send())
-
-    def get(self, path: str, **kwargs):
-        return self._request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs):
-        return self._request("POST", path, **kwargs)
-
-
 def test_rows_may_name_their_columns_and_categories(tmp_path):
     """A tabular model's rows may come as objects of its columns by name, in any order, a
     categorical column by its category ("Paris"): before, only lists of the encoded
@@ -227,7 +204,7 @@ def test_rows_may_name_their_columns_and_categories(tmp_path):
     model = Model.linear_regression()
     Trainer(model, Dataset.load_csv(tmp_path / "c.csv", categorical=["city"]),
             workdir=tmp_path / "run", progress="off").train(epochs=5)
-    client = _InProcess(create_app(model))
+    client = InProcess(create_app(model))
     assert client.get("/health").json()["columns"] == ["city", "size"]
     answer = client.post("/predict", json={"rows": [{"city": "Paris", "size": 50},
                                                     {"size": 80.5, "city": "Nice"}]})
@@ -244,7 +221,7 @@ def test_rows_may_name_their_columns_and_categories(tmp_path):
         assert bad.status_code == 422 and detail in bad.json()["detail"], bad.text
     image = Model.mlp(hidden=[8])
     Trainer(image, Dataset.digits(), workdir=tmp_path / "digits", progress="off").train(epochs=1)
-    refused = _InProcess(create_app(image)).post("/predict", json={"rows": [{"a": 1.0}]})
+    refused = InProcess(create_app(image)).post("/predict", json={"rows": [{"a": 1.0}]})
     assert refused.status_code == 422
     assert refused.json()["detail"] == ("this model's features have no names; send each row as "
                                         "a list of 784 numbers")
