@@ -365,6 +365,41 @@ def divergence_hint(data: DataSplits) -> str:
             f"{10 ** int(np.log10(spread)):g}), or lower optim.lr by orders of magnitude.")
 
 
+def chance_warning(result: dict, data: DataSplits, config: Config) -> Optional[str]:
+    """A warning when a classifier's final parameters predict one class for every example of
+    its validation split (the test split without one), or do no better there than always
+    predicting the split's most common class would.
+
+    Such a run ends without a NaN and without an error, at chance: a learning rate too high
+    for its batch (LeNet-5 on digits at lr 0.05, batch 16; an MLP at lr 0.5, batch 8) kills
+    the ReLUs and leaves the output layer's bias to decide, and one too low leaves the model
+    untrained. Nothing else in the run's output said so."""
+    split = next((s for s in ("val", "test") if s in result), None)
+    if data.task != "classification" or split is None or data.num_classes < 2:
+        return None
+    confusion = np.asarray(result[split].get("confusion", []))
+    if confusion.ndim != 2 or not confusion.sum():
+        return None
+    common = int(np.argmax(confusion.sum(axis=1)))
+    baseline = confusion[common].sum() / confusion.sum()  # always predicting `common`
+    accuracy = result[split]["accuracy"]
+    predicted = np.flatnonzero(confusion.sum(axis=0))
+    if len(predicted) > 1 and accuracy > baseline + 1e-9:
+        return None
+
+    def name(index: int):
+        return repr(data.class_values[index] if data.class_values else index)
+
+    what = (f"predicts class {name(predicted[0])} for all {int(confusion.sum()):,} {split} "
+            f"examples ({split} accuracy {metric_value(accuracy)})" if len(predicted) == 1 else
+            f"does no better than always predicting class {name(common)} would "
+            f"({split} accuracy {metric_value(accuracy)} vs {metric_value(baseline)})")
+    return (f"warning: the final model {what}. Check optim.lr (now "
+            f"{short_value(config.optim.lr)}, batch {config.trainer.batch_size}): a rate too "
+            "high for the batch collapses training to one class, one too low (or too few "
+            "epochs) leaves it untrained")
+
+
 def data_info(data: DataSplits) -> dict:
     """What prediction needs to transform raw inputs the way training saw them."""
     return {"task": data.task, "num_classes": data.num_classes, "num_outputs": data.num_outputs,
@@ -556,6 +591,9 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     write_json(run_dir / "result.json", result)
     if primary:
         echo(summary_line(result, data.task, run_dir))
+        chance = chance_warning(result, data, config)
+        if chance:
+            echo(chance)
     return result, state.replace(params=final_params)
 
 

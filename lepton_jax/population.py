@@ -19,10 +19,10 @@ from lepton_jax.config import Config
 from lepton_jax.data import load_dataset
 from lepton_jax.errors import DivergedError, Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _read_run, _write_json, best_payload,
-                             changes_since, check_monitor, data_info, describe_changes,
-                             divergence_hint, drive, monitor_value, resolve_steps_per_call,
-                             restore_naming_changes, resume_best, resumes_with_changes,
-                             run_header, start_lines, summary_line, wandb_writer)
+                             changes_since, chance_warning, check_monitor, data_info,
+                             describe_changes, divergence_hint, drive, monitor_value,
+                             resolve_steps_per_call, restore_naming_changes, resume_best,
+                             resumes_with_changes, run_header, start_lines, summary_line, wandb_writer)
 from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import hyperparameters, make_optimizer, warmup_steps
 from lepton_jax.parallel import DataParallel, local_devices
@@ -415,6 +415,9 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
             _write_json(dirs[i] / "result.json", result)
             if result["status"] == "done":
                 tell[i](summary_line(result, data.task, dirs[i]))
+                chance = chance_warning(result, data, configs[i])
+                if chance:
+                    tell[i](chance)
             results.append(result)
     except Interrupted:
         stopped = True

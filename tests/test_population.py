@@ -173,6 +173,23 @@ def test_diverging_member_does_not_disturb_others(tmp_path, capsys):
         not [p for p in (tmp_path / "p1" / "checkpoints").iterdir() if p.name.isdigit()]
 
 
+def test_a_member_ending_at_chance_logs_its_standalone_runs_warning(tmp_path, capsys):
+    """A member that collapsed to one class (lr too high for batch 16) gets, in its own log,
+    the warning its standalone run prints; the member that learned gets none."""
+    configs = [dataclasses.replace(_digits(lr=lr), trainer=dataclasses.replace(
+        _digits().trainer, batch_size=16)) for lr in (2.0, 0.05)]
+    logs = [[], []]
+    fit_population(configs, [tmp_path / "pop" / str(i) for i in range(2)],
+                   logs=[log.append for log in logs])
+    capsys.readouterr()
+    fit(configs[0], tmp_path / "alone")
+    warning = [line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("warning: the final model predicts class ")]
+    assert len(warning) == 1 and "Check optim.lr (now 2, batch 16)" in warning[0], warning
+    assert [line for line in logs[0] if line.startswith("warning")] == warning, logs[0]
+    assert not [line for line in logs[1] if "warning" in line], logs[1]
+
+
 def test_members_stop_early_as_their_standalone_runs_do(tmp_path, capsys):
     """trainer.patience per member: each stops at its standalone run's step with its
     results, and the program ends when the last member has stopped."""

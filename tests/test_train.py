@@ -16,6 +16,7 @@ from conftest import StopAfterCalls, run_cli
 from lepton_jax import (Config, DataConfig, Model, ModelConfig, OptimConfig, TrainerConfig, fit,
                         loop)
 from lepton_jax.checkpoint import Checkpointer
+from lepton_jax.data import DataSplits
 from lepton_jax.errors import DivergedError, Interrupted, UserError
 
 
@@ -33,6 +34,7 @@ def test_default_job_on_digits(tmp_path):
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["test"]["accuracy"] == pytest.approx(_accuracy(proc.stdout), abs=1e-4)
     assert np.asarray(result["test"]["confusion"]).sum() == 180
+    assert "warning" not in proc.stdout  # it learned: no chance-level warning
     # Hydra's job log keeps the run's lines with timestamps; JAX's start-up INFO stays out.
     log = (tmp_path / "train.log").read_text()
     assert re.search(r"\]\[lepton_jax.run\]\[INFO\] - step \d+ \| epoch 1 \|", log), log
@@ -349,6 +351,46 @@ def test_resuming_with_another_data_scale_is_refused(tmp_path):
     with pytest.raises(UserError, match="data.normalize=true, and its parameters learned inputs"):
         Trainer(Model.logistic_regression(), Dataset.from_arrays(x, labels, normalize=False),
                 workdir=clf, progress="off").train(epochs=6)
+
+
+def test_a_run_ending_at_chance_is_warned_about(tmp_path, capsys):
+    """A learning rate too high for the batch collapses an MLP to one class without a NaN:
+    the run ends at chance and says so, naming the class it predicts and the lr. A model no
+    better than always predicting the most common validation class (too low a rate) is
+    warned about too (`loop.chance_warning`, on results made up to be so); a run that
+    learned is not."""
+    def trained(**optim):
+        config = _small()
+        config.trainer.batch_size = 16
+        config.optim = OptimConfig(**optim)
+        result = fit(config, tmp_path / str(len(list(tmp_path.iterdir()))))
+        return result, capsys.readouterr().out
+
+    result, out = trained(lr=2.0)
+    confusion = np.asarray(result["val"]["confusion"])
+    assert (confusion.sum(axis=0) > 0).sum() == 1  # one class for every example
+    predicted = int(np.argmax(confusion.sum(axis=0)))
+    assert re.search(rf"^warning: the final model predicts class {predicted} for all 180 val "
+                     r"examples \(val accuracy 0\.\d+\)\. Check optim\.lr \(now 2, batch 16\)",
+                     out, re.MULTILINE), out
+
+    result, out = trained(lr=0.05)
+    assert result["val"]["accuracy"] > 0.8 and "warning" not in out, out
+
+    data = DataSplits(*[np.zeros((6, 2))] * 6, task="classification", num_classes=3,
+                      class_values=("cat", "dog", "eel"))
+    confusion = [[1, 1, 2], [0, 0, 1], [0, 1, 0]]  # 4 of 6 are cats; 1 of 6 right
+    says = loop.chance_warning({"val": {"accuracy": 1 / 6, "confusion": confusion}}, data,
+                               config=_small())
+    assert says.startswith("warning: the final model does no better than always predicting "
+                           "class 'cat' would (val accuracy 0.1667 vs 0.6667). Check optim.lr "
+                           "(now 0.05, batch 64)"), says
+    right = [[3, 1, 0], [0, 1, 0], [0, 0, 1]]  # 5 of 6 right: better than cats (4 of 6)
+    assert loop.chance_warning({"val": {"accuracy": 5 / 6, "confusion": right}}, data,
+                               config=_small()) is None
+    only_test = {"test": {"accuracy": 4 / 6, "confusion": [[4, 0, 0], [1, 0, 0], [1, 0, 0]]}}
+    assert "predicts class 'cat' for all 6 test examples" in loop.chance_warning(
+        only_test, data, config=_small())
 
 
 def test_divergence_on_large_regression_targets_says_to_scale_them(tmp_path):
