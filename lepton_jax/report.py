@@ -99,7 +99,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     name = _monitored_name(done) if metric == "monitor" else metric
     label = f"{name} (monitored)" if metric == "monitor" else metric
     maximize = maximized(name)
-    best = table.sort_values("mean", ascending=not maximize, kind="stable").iloc[0]
+    best, tied = best_config(table, maximize)
     table.to_csv(root / "report.csv", index=False)
     written = [root / "report.csv"]
 
@@ -173,11 +173,31 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         described = ", ".join(f"{c}={best[c]}" for c in by) or "the only config"
         spread = (f"± {metric_value(best['std'])} over {int(best['count'])} runs" if best["count"] > 1
                   else "(1 run)")
+        if len(tied):
+            others = "; ".join(", ".join(f"{c}={r[c]}" for c in by) for _, r in tied.iterrows())
+            spread += (f" (tied on the mean with {others}; the smaller std, then more runs, "
+                       "decided)")
         _print_table(f"{root}: {label}, mean ± std over seeds ({len(done)} of {len(jobs)} "
                      "jobs finished)", [*by, "mean", "std", "count"], rows,
                      f"best: {described} — {name} {metric_value(best['mean'])} {spread}\n"
                      + _unfinished_line(unfinished, by) + _wrote(written))
     return table
+
+
+def best_config(table, maximize: bool):
+    """The row of `table` (mean, std, count per config) with the best mean, and the rows tied
+    with it. Means equal to 12 significant digits tie: accuracies are counts over the same
+    split, and two configs' means of k/180 differed only in float rounding (1.1e-16), which
+    had picked the one with 2.7 times the spread. Among ties the smaller std wins, then the
+    one with more runs."""
+    key = table["mean"].map(lambda v: float(f"{v:.12g}"))
+    ranked = table.assign(_key=-key if maximize else key,
+                          _std=table["std"].fillna(float("inf")), _count=-table["count"])
+    ranked = ranked.sort_values(["_key", "_std", "_count"], kind="stable")
+    top = ranked.iloc[0]
+    tied = ranked.iloc[1:][ranked["_key"].iloc[1:] == top["_key"]]
+    drop = ["_key", "_std", "_count"]
+    return top.drop(drop), tied.drop(columns=drop)
 
 
 def _unfinished_line(unfinished, by: list) -> str:

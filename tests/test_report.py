@@ -49,6 +49,23 @@ def test_best_config_follows_the_monitored_metric_direction(tmp_path, capsys, mo
     assert (tmp_path / "report_monitor_vs_optim.lr.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_configs_tied_on_the_mean_rank_by_their_spread(tmp_path, capsys):
+    """Accuracies over one split are counts: lr 0.03 and 0.1 below both average 177.33/180,
+    though pandas' group means differ by 1.1e-16 (the digits_lr_sweep preset's result). The
+    smaller std breaks the tie, whatever the rounding, and the best line says so."""
+    values = {0.03: [179 / 180, 177 / 180, 176 / 180], 0.1: [177 / 180, 177 / 180, 178 / 180],
+              0.01: [0.5, 0.5, 0.5]}
+    n = 0
+    for lr, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            _job(tmp_path, str(n), lr, seed, "val/accuracy", value)
+            n += 1
+    report(tmp_path)
+    out = capsys.readouterr().out
+    assert ("best: optim.lr=0.1 — val/accuracy 0.9852 ± 0.0032 over 3 runs (tied on the mean "
+            "with optim.lr=0.03; the smaller std, then more runs, decided)") in out, out
+
+
 def test_sampled_values_print_short_and_single_runs_show_no_spread(tmp_path, capsys, figures):
     """An Optuna-style sweep: one run per sampled lr. The table shows each lr to 6 digits and
     "–" for the spread of one run; the best line names the exact lr and says "(1 run)"."""
