@@ -418,7 +418,7 @@ class Trainer:
             matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from lepton_jax.report import epoch_axis, mark_kept
+        from lepton_jax.report import epoch_axis, error_axis, mark_kept
 
         h = self.history()
         if h.empty:
@@ -427,13 +427,16 @@ class Trainer:
         ax_loss.plot(h["epoch"], h["train/loss"], label="train loss")
         if "val/loss" in h:
             ax_loss.plot(h["epoch"], h["val/loss"], label="val loss")
-        ax_loss.set_ylabel("loss")
+        ax_loss.set_ylabel(self._loss_label())
         ax_loss.set_yscale("log")
         ax_loss.legend()
-        metric = next((m for m in ("val/accuracy", "val/r2", "val/mse") if m in h), None)
+        # The run's trainer.monitor first, as `lepton-jax report` on its run dir draws it.
+        metric = next((m for m in (self.config.trainer.monitor, "val/accuracy", "val/r2",
+                                   "val/mse") if m in h), None)
         if metric:
             ax_metric.plot(h["epoch"], h[metric], marker="o", color="tab:green")
             ax_metric.set_ylabel(metric)
+            error_axis(ax_metric, metric)
             kept = (self.result or {}).get("best", {}).get("step")
             if mark_kept(ax_metric, h.reset_index().to_dict("records"), metric, kept,
                          "tab:green", f"kept (step {kept})", 14):
@@ -445,6 +448,16 @@ class Trainer:
         if path is not None:
             fig.savefig(path, dpi=120)
         return fig
+
+    def _loss_label(self) -> str:
+        """What the loss curves measure: a classifier's cross-entropy, a regression's MSE,
+        on standardized targets unless `normalize_target=False` (val/mse is in the target's
+        units, the loss is not)."""
+        if self.dataset.task == "classification":
+            return "loss (cross-entropy)"
+        return ("loss (MSE on standardized targets)" if self.config.data.normalize_target
+                else "loss (MSE)")
+
 
 
 def _default_batch(n_train: int) -> int:

@@ -79,6 +79,28 @@ def test_history_and_plot(tmp_path):
         assert ax.get_xlabel() == "epoch"
         assert all(float(t).is_integer() for t in ax.get_xticks())
         assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines())
+    assert fig.axes[0].get_ylabel() == "loss (cross-entropy)"
+
+
+def test_plot_names_the_loss_and_draws_the_monitored_metric(tmp_path):
+    """A regression's loss is the MSE on standardized targets (its val/mse is in the
+    target's units, so the two differ); a set trainer.monitor is the curve drawn, as
+    `lepton-jax report` draws a run's, on a log axis when an error spans over a decade."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    y = x @ [1.0, 2.0, 3.0] * 1000 + 5000
+    trainer = Trainer(Model.linear_regression(), Dataset.from_arrays(x, y), lr=0.1,
+                      workdir=tmp_path / "std", progress="off",
+                      overrides=["trainer.monitor=val/mae"])
+    trainer.train(epochs=8)
+    loss, metric = trainer.plot().axes
+    assert loss.get_ylabel() == "loss (MSE on standardized targets)"
+    assert metric.get_ylabel() == "val/mae" and metric.get_yscale() == "log"
+    raw = Trainer(Model.linear_regression(), Dataset.from_arrays(x, y / 1000,
+                                                                 normalize_target=False),
+                  workdir=tmp_path / "raw", progress="off")
+    raw.train(epochs=2)
+    assert raw.plot().axes[0].get_ylabel() == "loss (MSE)"
 
 
 def test_trainer_patience_and_restore_best_are_the_config_s(tmp_path):
