@@ -189,13 +189,12 @@ class Model:
             x.attrs["first_line"] = 0  # a bad cell's row is the frame's own position
             x = encode_features(x, encoding, x.attrs.get("source", "DataFrame"), "input")
         elif hasattr(x, "columns") and info.get("feature_names"):  # columns picked by name
-            by_name = {str(c): c for c in x.columns}
-            names = info["feature_names"]
-            missing = [n for n in names if n not in by_name]
-            if missing:
-                raise UserError(f"predict got a DataFrame without column(s) {missing}; this "
-                                f"model was trained on {', '.join(names)}")
-            x = x[[by_name[n] for n in names]]
+            from lepton_jax.data.tabular import require_columns
+
+            source = x.attrs.get("source", "DataFrame")
+            x = x.rename(columns=str)  # feature names are strings; a frame's may be numbers
+            require_columns(x, info["feature_names"], source, "input")
+            x = x[list(info["feature_names"])]
         with np.errstate(over="ignore"):  # beyond float32: inf, refused by check_finite
             x = np.asarray(x.to_numpy() if hasattr(x, "to_numpy") else x, np.float32)
         shape = tuple(info["input_shape"])

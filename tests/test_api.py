@@ -441,8 +441,12 @@ def test_a_model_trained_on_a_data_frame_predicts_data_frames_by_column_name(tmp
     np.testing.assert_array_equal(Model.load(tmp_path).predict(rows[["b", "a"]]), expected)
     assert not np.allclose(model.predict(rows[["b", "a"]].to_numpy()), expected)
     with pytest.raises(UserError, match=re.escape(
-            "predict got a DataFrame without column(s) ['b']; this model was trained on a, b")):
+            "input 'DataFrame' lacks column(s) ['b']; expected a, b")):
         model.predict(rows[["a"]].assign(c=1.0))
+    with pytest.raises(UserError, match=re.escape(  # a near name is named as a likely typo
+            "input 'DataFrame' lacks column(s) ['b'] (it has 'B' for 'b': misspelt?); "
+            "expected a, b")):
+        model.predict(rows.rename(columns={"b": "B"}))
     capsys.readouterr()  # the training's lines
     for name, table, header in (("swapped", rows[["b", "a"]], True), ("plain", rows, False)):
         rows_csv = tmp_path / f"{name}.csv"

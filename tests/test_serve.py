@@ -214,6 +214,9 @@ def test_rows_may_name_their_columns_and_categories(tmp_path):
     for rows, detail in (
             ([{"city": "Rome", "size": 50}], "column 'city': unknown category ['Rome']"),
             ([{"size": 50}], "input 'rows' lacks column(s) ['city']; expected city, size"),
+            ([{"City": "Nice", "size": 50, "id": 7}],
+             "input 'rows' lacks column(s) ['city'] (it has 'City' for 'city': misspelt?); "
+             "expected city, size"),
             ([{"city": "Nice", "size": 1}, {"city": "Nice", "size": "big"}],
              "input 'rows' has a non-numeric value 'big' at row 1, column 'size'"),
             ([{"city": "Nice", "size": 1}, [1, 0, 0, 50]], "rows mix lists and objects")):

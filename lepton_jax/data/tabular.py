@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import io
 import re
 import sys
@@ -85,8 +86,13 @@ def require_columns(frame: pd.DataFrame, names: Sequence[str], path: str, what: 
     """Refuses `frame` without each of `names`, naming the missing ones."""
     missing = [c for c in names if c not in frame.columns]
     if missing:
-        raise UserError(f"{what} {path!r} lacks column(s) {missing}; expected "
-                        f"{', '.join(names)}")
+        # A missing column next to an unknown one of a similar name is most often a typo.
+        unknown = {str(c).lower(): str(c) for c in frame.columns if c not in names}
+        near = [f"{unknown[close[0]]!r} for {c!r}" for c in missing if (
+            close := difflib.get_close_matches(str(c).lower(), list(unknown), n=1, cutoff=0.6))]
+        raise UserError(f"{what} {path!r} lacks column(s) {missing}"
+                        + (f" (it has {', '.join(near)}: misspelt?)" if near else "")
+                        + f"; expected {', '.join(names)}")
 
 
 def encode_features(frame: pd.DataFrame, encoding: dict, path: str, what: str) -> np.ndarray:
