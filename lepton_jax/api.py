@@ -417,7 +417,7 @@ class Trainer:
             matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from lepton_jax.report import epoch_axis, error_axis, mark_kept
+        from lepton_jax.report import epoch_axis, error_axis, loss_label, mark_kept
 
         h = self.history()
         if h.empty:
@@ -426,7 +426,8 @@ class Trainer:
         ax_loss.plot(h["epoch"], h["train/loss"], label="train loss")
         if "val/loss" in h:
             ax_loss.plot(h["epoch"], h["val/loss"], label="val loss")
-        ax_loss.set_ylabel(self._loss_label())
+        kind = loss_label(self.dataset.task, self.config.data.normalize_target)
+        ax_loss.set_ylabel(f"loss ({kind})")
         ax_loss.set_yscale("log")
         ax_loss.legend()
         # The run's trainer.monitor first, as `lepton-jax report` on its run dir draws it.
@@ -447,16 +448,6 @@ class Trainer:
         if path is not None:
             fig.savefig(path, dpi=120)
         return fig
-
-    def _loss_label(self) -> str:
-        """What the loss curves measure: a classifier's cross-entropy, a regression's MSE,
-        on standardized targets unless `normalize_target=False` (val/mse is in the target's
-        units, the loss is not)."""
-        if self.dataset.task == "classification":
-            return "loss (cross-entropy)"
-        return ("loss (MSE on standardized targets)" if self.config.data.normalize_target
-                else "loss (MSE)")
-
 
 
 def _default_batch(n_train: int) -> int:

@@ -36,7 +36,9 @@ def load_jobs(sweep_dir: Path):
         run_files = [sweep_dir / "run.json"]  # one run's directory: a sweep of one job
     for run_file in run_files:
         job = run_file.parent
-        row = {"job": job.name, **flat_dict(json.loads(run_file.read_text())["config"])}
+        run = json.loads(run_file.read_text())
+        row = {"job": job.name, **flat_dict(run["config"]),
+               "task": run.get("data", {}).get("task")}
         result_file = job / "result.json"
         result = json.loads(result_file.read_text()) if result_file.exists() else {}
         records = read_records(job)
@@ -260,6 +262,24 @@ def mark_kept(ax, records: list[dict], key: str, step: Optional[int], color, lab
     return bool(kept)
 
 
+def loss_label(task: Optional[str], normalize_target: object = True) -> str:
+    """What a run's `train/loss` and `val/loss` measure: a classifier's cross-entropy, a
+    regression's MSE, on standardized targets (`data.normalize_target`, the default), where
+    val/mse is in the target's own units and differs from the loss by the targets' variance."""
+    if task == "classification":
+        return "cross-entropy"
+    if task == "regression":
+        return "MSE on standardized targets" if normalize_target in (True, None) else "MSE"
+    return ""
+
+
+def _loss_axis_label(jobs) -> str:
+    """`train/loss (cross-entropy)` when every job's loss is the same kind, else `train/loss`."""
+    kinds = {loss_label(task, jobs.get("data.normalize_target", {}).get(i)) for i, task
+             in jobs["task"].items()} if "task" in jobs else set()
+    return f"train/loss ({kinds.pop()})" if len(kinds) == 1 and "" not in kinds else "train/loss"
+
+
 def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
                  ranked: str = "") -> Path:
     """report_curves.png: train loss and the validation metric per job over epochs.
@@ -307,7 +327,7 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
     longest = max((len(r) for r in curves.values()), default=0)
     for ax, key in zip(axes[0], keys, strict=True):
         epoch_axis(ax, longest)
-        ax.set_ylabel(key)
+        ax.set_ylabel(_loss_axis_label(jobs) if key == "train/loss" else key)
         if key != "train/loss":
             error_axis(ax, key)
     axes[0, 0].set_yscale("log")
@@ -388,7 +408,9 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
     epochs = [r["epoch"] for r in records]
     axes[0, 0].plot(epochs, [r["train/loss"] for r in records], marker=".")
     axes[0, 0].set_yscale("log")
-    axes[0, 0].set_ylabel("train/loss")
+    kind = loss_label(run.get("data", {}).get("task"),
+                      run.get("config", {}).get("data", {}).get("normalize_target"))
+    axes[0, 0].set_ylabel(f"train/loss ({kind})" if kind else "train/loss")
     if keys:
         axes[0, 1].plot(epochs, [r.get(keys[0]) for r in records], marker=".", color="C1")
         axes[0, 1].set_ylabel(keys[0])
@@ -409,7 +431,9 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
         rows = [[metric_value(v) if isinstance(v, float) else str(v) for v in r]
                 for _, r in table.iterrows()]
         _print_table(f"{root}: one run, {result.get('steps')} steps, {result.get('epochs')} "
-                     "epochs", list(table.columns), rows, _wrote(written))
+                     "epochs", [c if c != "loss" or not kind.endswith("targets") else
+                                "loss (standardized)" for c in table.columns], rows,
+                     _wrote(written))
     return table
 
 

@@ -66,6 +66,35 @@ def test_configs_tied_on_the_mean_rank_by_their_spread(tmp_path, capsys):
             "with optim.lr=0.03; the smaller std, then more runs, decided)") in out, out
 
 
+def test_the_loss_says_what_it_measures(tmp_path, capsys, figures):
+    """A regression trained on standardized targets has a loss on that scale beside an MSE
+    in the target's units (0.2 vs 1.2e+06): the run's table and curves say which loss it is;
+    a classifier sweep's curves say cross-entropy."""
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {"data": {"normalize_target": True}, "trainer": {"monitor": "auto"}}
+    (run / "run.json").write_text(json.dumps({"config": config, "data": {"task": "regression"}}))
+    metrics = {"mse": 1.187e6, "mae": 877.6, "r2": 0.82, "loss": 0.2041}
+    (run / "result.json").write_text(json.dumps({"monitor": 1.187e6, "val": metrics,
+                                                 "test": metrics, "steps": 4, "epochs": 2}))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 2, "epoch": 1, "train/loss": 0.5,
+                                                   "val/mse": 1.3e6}) + "\n")
+    report(run)
+    out = capsys.readouterr().out
+    assert "loss (standardized)" in out and "1.187e+06" in out, out
+    assert figures[0].axes[0].get_ylabel() == "train/loss (MSE on standardized targets)"
+    sweep = tmp_path / "sweep"
+    for n, lr in enumerate([0.1, 0.2]):
+        _job(sweep, str(n), lr, 0, "val/accuracy", 0.9)
+        record = json.loads((sweep / str(n) / "run.json").read_text())
+        record["data"] = {"task": "classification"}
+        (sweep / str(n) / "run.json").write_text(json.dumps(record))
+    figures.clear()
+    report(sweep)
+    curves = figures[-1].axes[0]
+    assert curves.get_ylabel() == "train/loss (cross-entropy)"
+
+
 def test_sampled_values_print_short_and_single_runs_show_no_spread(tmp_path, capsys, figures):
     """An Optuna-style sweep: one run per sampled lr. The table shows each lr to 6 digits and
     "–" for the spread of one run; the best line names the exact lr and says "(1 run)"."""
