@@ -145,18 +145,24 @@ class Checkpointer:
         # abandoned reads then print "Exception ignored" lines when collected.
         mismatch = _mismatch(as_saved, saved)
         if mismatch:
-            raise UserError(f"checkpoint {path} was written for another model: {mismatch}. "
-                            "Train with the settings it was written with, or start a new run "
-                            "directory")
+            raise CheckpointMismatch(
+                f"checkpoint {path} was written for another model: {mismatch}. Train with the "
+                "settings it was written with, or start a new run directory")
         try:
             restored = self._manager.restore(step, args=ocp.args.StandardRestore(as_saved))
         except Exception as e:  # orbax/tensorstore raise many types for damaged files
-            detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            # TensorStore's first line ends in a repr of a bound method: cut it there.
+            detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            detail = detail.split(" See full TensorStore details")[0][:200]
+            # With the shapes read and matching, the arrays' own files are what failed.
+            what = "its array files are damaged (truncated or overwritten)" if saved else \
+                "it is damaged, or was written for another model"
+            earlier = [s for s in self.all_steps() if s < step]
+            fallback = (f"resume from step {earlier[-1]}, the one before" if earlier else
+                        "start again")
             raise UserError(
-                f"checkpoint {path} cannot be restored ({detail}); it is truncated or was "
-                "written for another model. Move that folder away to resume from an earlier "
-                "checkpoint, or start a new run directory"
-            ) from None
+                f"checkpoint {path} cannot be restored ({detail}): {what}. Move that folder "
+                f"away to {fallback}, or start a new run directory") from None
         hyper = _hyperparameters(target)
         if hyper is None:
             return restored
@@ -183,6 +189,11 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+class CheckpointMismatch(UserError):
+    """A readable checkpoint whose arrays have other shapes than the config's model: what a
+    changed setting explains (`loop.restore_naming_changes` names it), unlike damage."""
 
 
 def _hyperparameters(state) -> Optional[dict]:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lepton_jax import config as config_lib
-from lepton_jax.checkpoint import Checkpointer
+from lepton_jax.checkpoint import CheckpointMismatch, Checkpointer
 from lepton_jax.compile_cache import enable_compilation_cache
 from lepton_jax.config import Config, TrainerConfig
 from lepton_jax.data import DataSplits, load_dataset
@@ -283,7 +283,7 @@ def restore_naming_changes(ckpt: Checkpointer, target, step: Optional[int], chan
                         f"the new setting. {fix}")
     try:
         return ckpt.restore(target, step)
-    except UserError as e:
+    except CheckpointMismatch as e:  # a damaged checkpoint's own error says so instead
         if not changed:
             raise
         raise UserError(f"{where} last ran with other settings: {describe_changes(changed)}; "

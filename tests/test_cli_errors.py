@@ -166,6 +166,15 @@ def test_truncated_checkpoint(finished_run, tmp_path):
     before = _digest(run_dir)
     proc = run_cli(*QUICK, f"hydra.run.dir={run_dir}")
     _check_error(proc, f"checkpoint {ckpt} cannot be restored")
+    assert ": it is damaged, or was written for another model. Move that folder away to " \
+        "start again, or start a new run directory" in proc.stdout + proc.stderr
+    assert "TensorStore details" not in proc.stdout + proc.stderr
+    assert _digest(run_dir) == before
+    # Resumed with a changed setting, the damage is still what the error names: it had
+    # blamed the change ("last ran with other settings: trainer.epochs 1 -> 2").
+    proc = run_cli("trainer.epochs=2", "trainer.batch_size=256", f"hydra.run.dir={run_dir}")
+    _check_error(proc, f"checkpoint {ckpt} cannot be restored")
+    assert "other settings" not in proc.stdout + proc.stderr
     assert _digest(run_dir) == before
 
 

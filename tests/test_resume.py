@@ -164,3 +164,32 @@ def test_ctrl_c_in_a_basic_launcher_sweep_prints_the_sweep_resume_command(tmp_pa
     assert again["test"] == first["test"] and again["val"] == first["val"]
     assert json.loads((sweep / "1" / "result.json").read_text())["resumed_from"] == stopped_at
     assert max(_steps(sweep / "1")) == first["steps"]
+
+
+def test_a_damaged_checkpoint_names_the_one_before_to_resume_from(tmp_path):
+    """The latest checkpoint's array files overwritten (its metadata intact): the error
+    says they are damaged and names the step that can resume, rather than the settings
+    changed since (here trainer.epochs, which the checkpoints would take)."""
+    from lepton_jax import Config, ModelConfig, TrainerConfig, fit
+    from lepton_jax.errors import UserError
+
+    def config(epochs):
+        return Config(model=ModelConfig(hidden=[16]), trainer=TrainerConfig(
+            epochs=epochs, checkpoint_every_epochs=1, progress="off", num_devices=1))
+
+    fit(config(2), tmp_path)
+    latest = tmp_path / "checkpoints" / "44"
+    # The largest data file holds array data (the first layer's kernel, 784 x 16 floats).
+    largest = max((f for f in (latest / "default").rglob("*") if f.is_file()),
+                  key=lambda f: f.stat().st_size)
+    assert largest.stat().st_size > 20_000
+    largest.write_bytes(b"\0" * 100)
+    with pytest.raises(UserError) as info:
+        fit(config(3), tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"checkpoint {latest} cannot be restored (")
+    assert message.endswith("): its array files are damaged (truncated or overwritten). Move "
+                            "that folder away to resume from step 22, the one before, or start "
+                            "a new run directory"), message
+    latest.rename(tmp_path / "44.damaged")
+    assert fit(config(3), tmp_path)["resumed_from"] == 22
