@@ -416,7 +416,8 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
             if result["status"] == "done":
                 tell[i](summary_line(result, data.task, dirs[i]))
                 chance = chance_warning(result, data, configs[i])
-                if chance:
+                if chance:  # as a diverged member is: said here, and in its own log
+                    echo(f"job {names[i]}: {chance}")
                     tell[i](chance)
             results.append(result)
     except Interrupted:

@@ -175,19 +175,23 @@ def test_diverging_member_does_not_disturb_others(tmp_path, capsys):
 
 def test_a_member_ending_at_chance_logs_its_standalone_runs_warning(tmp_path, capsys):
     """A member that collapsed to one class (lr too high for batch 16) gets, in its own log,
-    the warning its standalone run prints; the member that learned gets none."""
+    the warning its standalone run prints, and the population's console names it; the
+    member that learned gets none."""
     configs = [dataclasses.replace(_digits(lr=lr), trainer=dataclasses.replace(
         _digits().trainer, batch_size=16)) for lr in (2.0, 0.05)]
     logs = [[], []]
     fit_population(configs, [tmp_path / "pop" / str(i) for i in range(2)],
                    logs=[log.append for log in logs])
-    capsys.readouterr()
+    console = capsys.readouterr().out
     fit(configs[0], tmp_path / "alone")
     warning = [line for line in capsys.readouterr().out.splitlines()
                if line.startswith("warning: the final model predicts class ")]
     assert len(warning) == 1 and "Check optim.lr (now 2, batch 16)" in warning[0], warning
     assert [line for line in logs[0] if line.startswith("warning")] == warning, logs[0]
     assert not [line for line in logs[1] if "warning" in line], logs[1]
+    # The population's console names the member, as it names one that diverged.
+    assert [line for line in console.splitlines() if "warning" in line] == [
+        f"job 0 (optim.lr=2): {warning[0]}"], console
 
 
 def test_members_stop_early_as_their_standalone_runs_do(tmp_path, capsys):
