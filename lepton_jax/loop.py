@@ -397,7 +397,7 @@ def chance_warning(result: dict, data: DataSplits, config: Config) -> Optional[s
     return (f"warning: the final model {what}. Check optim.lr (now "
             f"{short_value(config.optim.lr)}, batch {config.trainer.batch_size}): a rate too "
             "high for the batch collapses training to one class, one too low (or too few "
-            "epochs) leaves it untrained")
+            "epochs) leaves it untrained; or the inputs say little about the labels")
 
 
 def data_info(data: DataSplits) -> dict:
