@@ -172,11 +172,16 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         rows = [[*(short_value(r[c]) for c in by), metric_value(r["mean"]),
                  metric_value(r["std"]) if r["count"] > 1 else "–", str(int(r["count"]))]
                 for _, r in table.iterrows()]
-        described = ", ".join(f"{c}={best[c]}" for c in by) or "the only config"
+        # From the table, by label: a row as a Series is one dtype, which showed an int
+        # field of a mostly numeric table as a float (trainer.batch_size=7.0).
+        def config_of(label) -> str:
+            return ", ".join(f"{c}={table.at[label, c]}" for c in by)
+
+        described = config_of(best.name) or "the only config"
         spread = (f"± {metric_value(best['std'])} over {int(best['count'])} runs" if best["count"] > 1
                   else "(1 run)")
         if len(tied):
-            others = "; ".join(", ".join(f"{c}={r[c]}" for c in by) for _, r in tied.iterrows())
+            others = "; ".join(config_of(label) for label in tied.index)
             spread += (f" (tied on the mean with {others}; the smaller std, then more runs, "
                        "decided)")
         _print_table(f"{root}: {label}, mean ± std over seeds ({len(done)} of {len(jobs)} "

@@ -95,6 +95,19 @@ def test_the_loss_says_what_it_measures(tmp_path, capsys, figures):
     assert curves.get_ylabel() == "train/loss (cross-entropy)"
 
 
+def test_the_best_line_shows_integer_fields_as_integers(tmp_path, capsys):
+    """Runs that differ in an int field and a float one (a folder of single runs, as
+    `outputs/<date>/` holds): the best line had said `trainer.batch_size=7.0`."""
+    for n, (lr, batch, value) in enumerate([(0.01, 7, 0.94), (0.05, 64, 0.88)]):
+        _job(tmp_path, str(n), lr, 0, "val/accuracy", value)
+        record = json.loads((tmp_path / str(n) / "run.json").read_text())
+        record["config"]["trainer"]["batch_size"] = batch
+        (tmp_path / str(n) / "run.json").write_text(json.dumps(record))
+    report(tmp_path)
+    assert "best: optim.lr=0.01, trainer.batch_size=7 — val/accuracy 0.9400 (1 run)" in \
+        capsys.readouterr().out
+
+
 def test_sampled_values_print_short_and_single_runs_show_no_spread(tmp_path, capsys, figures):
     """An Optuna-style sweep: one run per sampled lr. The table shows each lr to 6 digits and
     "–" for the spread of one run; the best line names the exact lr and says "(1 run)"."""
