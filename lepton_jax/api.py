@@ -237,11 +237,30 @@ class Model:
     def predict(self, x) -> np.ndarray:
         """Class labels (original values) or regression values for raw input rows."""
         out = self.outputs(x)
-        info = self._trained()
-        if info["task"] == "classification":
-            classes = np.asarray(info["class_values"] or range(info["num_classes"]))
-            return classes[out.argmax(axis=-1)]
+        if self._trained()["task"] == "classification":
+            return np.asarray(self.classes)[out.argmax(axis=-1)]
         return out[:, 0] if out.shape[1] == 1 else out
+
+    @property
+    def classes(self) -> Optional[list]:
+        """A classifier's class labels (original values), in the order of `predict_proba`'s
+        columns; None for regression."""
+        info = self._trained()
+        if info["task"] != "classification":
+            return None
+        values = info["class_values"] or range(info["num_classes"])
+        return [v.item() if isinstance(v, np.generic) else v for v in values]  # plain Python
+
+    def predict_proba(self, x) -> np.ndarray:
+        """A classifier's probability of each class (columns in `classes` order; float64,
+        each row summing to 1) for raw input rows: the softmax of the outputs, whose mean
+        log-loss over a split is the split's reported loss."""
+        if self._trained()["task"] != "classification":
+            raise UserError("predict_proba is for classifiers; this model does regression, "
+                            "use predict")
+        logits = self.outputs(x).astype(np.float64)
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return exp / exp.sum(axis=-1, keepdims=True)
 
     def evaluate(self, dataset: Dataset, split: str = "test") -> dict:
         """The foundation's metrics on a split of `dataset` (raw inputs, our preprocessing)."""

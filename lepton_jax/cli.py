@@ -12,9 +12,10 @@ USAGE = """usage: lepton-jax COMMAND [ARGS]
 commands:
   train [overrides]              train with Hydra overrides (-m for a sweep); the same as
                                  python -m lepton_jax.train, e.g. lepton-jax train model=lenet5
-  predict RUN_OR_MODEL INPUT.csv [--out OUT.csv [--overwrite]]
+  predict RUN_OR_MODEL INPUT.csv [--out OUT.csv [--overwrite]] [--proba]
                                  predictions for each row of INPUT.csv (- reads stdin), to
-                                 stdout or OUT.csv (an existing one only with --overwrite)
+                                 stdout or OUT.csv (an existing one only with --overwrite);
+                                 --proba adds a classifier's class probabilities (p_<class>)
   serve RUN_OR_MODEL [--port P] [--host H] [--token T]
                                  HTTP server: POST /predict, GET /health (127.0.0.1 by default;
                                  --token or $LEPTON_JAX_TOKEN turns on bearer-token access)
@@ -30,10 +31,13 @@ def _predict(argv: list[str]) -> int:
     p.add_argument("input", help="CSV of feature columns (a header row); - reads stdin")
     p.add_argument("--out", default="-", help="output CSV (default: stdout)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--proba", action="store_true", help="a classifier's probability of each "
+                   "class, a column p_<class> each, after the prediction")
     args = p.parse_args(argv)
     import os
     from pathlib import Path
 
+    import numpy as np
     import pandas as pd
 
     from lepton_jax.api import Model
@@ -53,11 +57,19 @@ def _predict(argv: list[str]) -> int:
                             "first")
     model = Model.load(args.model)
     info = model._trained()
+    if args.proba and model.classes is None:
+        raise UserError(f"--proba: {args.model} holds a regression model, which has no class "
+                        "probabilities; drop --proba")
     features = read_features(args.input, info.get("encoding"), info.get("feature_names") or ())
-    predicted = model.predict(features)
+    # With --proba the model runs once: the prediction is the most probable class.
+    proba = model.predict_proba(features) if args.proba else None
+    predicted = model.predict(features) if proba is None else \
+        np.asarray(model.classes)[proba.argmax(axis=-1)]
     frame = (pd.DataFrame({"prediction": predicted}) if predicted.ndim == 1  # else a column
              else pd.DataFrame(predicted, columns=[f"prediction_{i}"        # per target
                                                   for i in range(predicted.shape[1])]))
+    if proba is not None:
+        frame[[f"p_{c}" for c in model.classes]] = proba
     if out is None:
         frame.to_csv(sys.stdout, index=False)
     else:

@@ -32,6 +32,8 @@ def create_app(model: Model, token: Optional[str] = None):
         # A row: the model's features as numbers, in order; or an object of its columns by
         # name (a categorical column's value as its category, e.g. "Paris").
         rows: List[Union[List[Union[float, int]], Dict[str, Union[float, int, str, bool]]]]
+        # A classifier's probability of each class as well (in /health's `classes` order).
+        probabilities: bool = False
 
     def authorize(request: Request) -> None:
         if token is None:
@@ -48,12 +50,15 @@ def create_app(model: Model, token: Optional[str] = None):
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok", "model": model.config.name, "task": info["task"],
-                "features": features, "columns": named}
+                "features": features, "columns": named, "classes": model.classes}
 
     @app.post("/predict")
     def predict(body: PredictRequest) -> dict:
         if not body.rows:
             raise HTTPException(status_code=422, detail="rows is empty; send at least one row")
+        if body.probabilities and model.classes is None:
+            raise HTTPException(status_code=422, detail="probabilities: this model does "
+                                "regression, which has none; drop the field")
         objects = [isinstance(r, dict) for r in body.rows]
         if any(objects):
             if not all(objects):
@@ -74,10 +79,13 @@ def create_app(model: Model, token: Optional[str] = None):
                                     f"{features} features per row")
             rows = body.rows
         try:
-            predictions = model.predict(rows)
+            if not body.probabilities:
+                return {"predictions": model.predict(rows).tolist()}
+            proba = model.predict_proba(rows)  # one run of the model for both answers
         except UserError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
-        return {"predictions": predictions.tolist()}
+        return {"predictions": [model.classes[i] for i in proba.argmax(axis=-1)],
+                "probabilities": proba.tolist(), "classes": model.classes}
 
     return app
 

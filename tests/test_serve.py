@@ -15,6 +15,7 @@ import pytest
 
 from conftest import REPO, InProcess
 from lepton_jax import Dataset, Model, Trainer
+from lepton_jax.errors import UserError
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -228,3 +229,60 @@ def test_rows_may_name_their_columns_and_categories(tmp_path):
     assert refused.status_code == 422
     assert refused.json()["detail"] == ("this model's features have no names; send each row as "
                                         "a list of 784 numbers")
+
+
+def test_class_probabilities_from_python_the_cli_and_the_server(trained, tmp_path):
+    """`predict_proba`, `predict --proba` and `"probabilities": true` give each class's
+    probability: rows sum to 1, the most probable class is the prediction, and scikit-learn's
+    log-loss of them over the run's test split is the test loss the run reported. A
+    regression model has none, which each of the three says."""
+    from sklearn.metrics import log_loss
+
+    from lepton_jax.serve import create_app
+
+    root, model, x = trained
+    test = Dataset.load_csv(root / "train.csv").splits(normalized=False)
+    proba = model.predict_proba(test.x_test)
+    assert model.classes == [0, 1] and proba.shape == (len(test.x_test), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(model.classes)[proba.argmax(axis=1)],
+                                  model.predict(test.x_test))
+    reported = json.loads((root / "run" / "result.json").read_text())["test"]["loss"]
+    assert log_loss(test.y_test, proba, labels=model.classes) == pytest.approx(reported,
+                                                                             rel=1e-6)
+
+    out = tmp_path / "proba.csv"
+    proc = _cli("predict", str(root / "model.bin"), str(root / "train.csv"), "--out", str(out),
+                "--proba")
+    assert proc.returncode == 0, proc.stderr
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    rows = pd.read_csv(root / "train.csv")[["a", "b", "c"]]  # as the CSV rounded them
+    assert list(table.columns) == ["prediction", "p_0", "p_1"]
+    np.testing.assert_array_equal(table["prediction"], model.predict(rows))
+    np.testing.assert_allclose(table[["p_0", "p_1"]], model.predict_proba(rows), rtol=1e-12)
+
+    client = InProcess(create_app(model))
+    assert client.get("/health").json()["classes"] == [0, 1]
+    answer = client.post("/predict", json={"rows": x[:3].tolist(), "probabilities": True})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["classes"] == [0, 1]
+    assert body["predictions"] == model.predict(x[:3]).tolist()
+    np.testing.assert_allclose(body["probabilities"], model.predict_proba(x[:3]), rtol=1e-12)
+    assert set(client.post("/predict", json={"rows": x[:1].tolist()}).json()) == {"predictions"}
+
+    regression = Model.linear_regression()
+    Trainer(regression, Dataset.from_arrays(x, x.sum(axis=1)), workdir=tmp_path / "reg",
+            progress="off").train(epochs=1)
+    with pytest.raises(UserError, match="predict_proba is for classifiers; this model does "
+                       "regression, use predict"):
+        regression.predict_proba(x)
+    regression.save(tmp_path / "reg.bin")
+    proc = _cli("predict", str(tmp_path / "reg.bin"), str(root / "train.csv"), "--proba")
+    assert proc.returncode == 2 and "--proba: " in proc.stderr and "regression model" in \
+        proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    refused = InProcess(create_app(regression)).post(
+        "/predict", json={"rows": x[:1].tolist(), "probabilities": True})
+    assert refused.status_code == 422 and "does regression" in refused.json()["detail"]
