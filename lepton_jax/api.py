@@ -279,7 +279,23 @@ class Model:
                 raise UserError(f"evaluate: the dataset's features ({', '.join(theirs)}) are not "
                                 f"the model's ({', '.join(ours)})")
             x = x[:, [theirs.index(name) for name in ours]]  # the model's column order
-        return compute_metrics(info["task"], y, self.outputs(x), info["num_classes"])
+        outputs = self.outputs(x)
+        metrics = compute_metrics(info["task"], y, outputs, info["num_classes"])
+        metrics["loss"] = self._loss(y, outputs)
+        return metrics
+
+    def _loss(self, y: np.ndarray, outputs: np.ndarray) -> float:
+        """The loss as the run reported it: cross-entropy, or a regression's MSE on the
+        standardized scale it trained on (`outputs` and `y` are in the target's units)."""
+        from lepton_jax.loop import host_loss
+
+        info = self._trained()
+        if info["task"] == "regression" and info.get("target_std") is not None:
+            mean = np.asarray(info["target_mean"], np.float64)
+            std = np.asarray(info["target_std"], np.float64)
+            y = (np.asarray(y, np.float64).reshape(len(y), -1) - mean) / std
+            outputs = (outputs.astype(np.float64) - mean) / std
+        return host_loss(info["task"], np.asarray(y), outputs)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Writes params and metadata in lepton_jax's non-executable format (any extension)."""
