@@ -90,7 +90,8 @@ class Dataset:
         return self.raw.task
 
     def describe(self):
-        """One row per split: examples, features, task, classes (a pandas DataFrame)."""
+        """One row per split: examples, input shape, task, and the classes and their
+        counts, or the targets' mean and std (a pandas DataFrame)."""
         import pandas as pd
 
         s = self.splits()
@@ -102,8 +103,11 @@ class Dataset:
             if s.task == "classification":
                 row["classes"] = s.num_classes
                 row["class_counts"] = np.bincount(y, minlength=s.num_classes).tolist()
-            else:
-                row["target_mean"] = float(s.target_units(y).mean()) if len(y) else float("nan")
+            else:  # per target column: a number for one target, a list for several
+                values = s.target_units(y).reshape(len(y), s.num_outputs)
+                for stat, f in (("target_mean", np.mean), ("target_std", np.std)):
+                    per = f(values, axis=0) if len(y) else np.full(s.num_outputs, np.nan)
+                    row[stat] = float(per[0]) if len(per) == 1 else per.tolist()
             rows.append(row)
         return pd.DataFrame(rows).set_index("split")
 

@@ -507,8 +507,11 @@ def test_several_regression_targets_train_one_output_each(tmp_path):
     info = json.loads((tmp_path / "run" / "run.json").read_text())["data"]
     assert info["target_mean"] == pytest.approx(raw.y_train.mean(axis=0), rel=1e-5)
     assert info["target_std"] == pytest.approx(raw.y_train.std(axis=0), rel=1e-5)
-    assert dataset.describe().loc["test", "target_mean"] == pytest.approx(raw.y_test.mean(),
-                                                                          rel=1e-5)
+    described = dataset.describe()  # per target column, in the target's own units
+    assert described.loc["test", "target_mean"] == pytest.approx(raw.y_test.mean(axis=0),
+                                                                 rel=1e-5)
+    assert described.loc["train", "target_std"] == pytest.approx(raw.y_train.std(axis=0),
+                                                                 rel=1e-5)
     model.save(tmp_path / "m.bin")
     for loaded in (Model.load(tmp_path / "m.bin"), Model.load(tmp_path / "run")):
         np.testing.assert_array_equal(loaded.predict(raw.x_test), predicted)
@@ -576,3 +579,17 @@ def test_reprs_say_what_the_objects_hold(tmp_path):
     assert repr(trainer).endswith(", trained)") and "epochs=1," in repr(trainer)
     assert dir(lepton_jax) == sorted([*lepton_jax.__all__, "__version__"])
     assert "importlib" not in dir(lepton_jax) and "Trainer" in dir(lepton_jax)
+
+
+def test_a_regression_without_a_validation_split_trains(tmp_path):
+    """`val_fraction=0` left a regression's validation targets empty, and standardizing
+    them crashed (`cannot reshape array of size 0`) before training; `describe` shows the
+    empty split's target statistics as NaN."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    dataset = Dataset.from_arrays(x, x @ [1.0, 2.0, 3.0] * 1000 + 5000).split(val_fraction=0.0)
+    described = dataset.describe()
+    assert described.loc["val", "examples"] == 0 and np.isnan(described.loc["val", "target_std"])
+    trainer = Trainer(Model.linear_regression(), dataset, workdir=tmp_path, progress="off")
+    trainer.train(epochs=5)
+    assert "val" not in trainer.result and trainer.result["test"]["r2"] > 0.5

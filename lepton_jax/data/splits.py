@@ -115,8 +115,8 @@ def normalize_targets(splits: DataSplits) -> DataSplits:
     mean = y.mean(axis=0).astype(np.float32)
     std = np.where(std > 0, std, 1.0).astype(np.float32)
 
-    def apply(v):
-        return ((v.reshape(len(v), -1) - mean) / std).reshape(v.shape).astype(np.float32)
+    def apply(v):  # an empty split too (data.val_fraction=0): -1 cannot size 0 rows
+        return ((v.reshape(len(v), mean.size) - mean) / std).reshape(v.shape).astype(np.float32)
 
     return replace(splits, y_train=apply(splits.y_train), y_val=apply(splits.y_val),
                    y_test=apply(splits.y_test), target_mean=mean, target_std=std)
