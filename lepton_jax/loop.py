@@ -210,10 +210,15 @@ def resolve_steps_per_call(trainer: TrainerConfig, platform: str, steps_per_epoc
 def check_monitor(monitor: str, data: DataSplits) -> None:
     """Refuses, before training, a `trainer.monitor` that names no metric this run reports
     (a typo such as val/acc, or val/mse for a classifier): it used to be found only after the
-    whole run had trained, when the sweeper asked for the value."""
+    whole run had trained, when the sweeper asked for the value. So is data without a
+    validation or test split, which leaves nothing to report."""
+    splits = [s for s in ("val", "test") if len(getattr(data, f"x_{s}"))]
+    if not splits:  # it had trained, then failed on `monitor_value` with a KeyError
+        raise UserError("data.val_fraction=0 and data.test_fraction=0 leave no validation or "
+                        "test split to evaluate the run on (its final metrics, the value a "
+                        "sweep ranks); keep one of them above 0")
     if monitor == "auto":
         return
-    splits = [s for s in ("val", "test") if len(getattr(data, f"x_{s}"))]
     known = [f"{split}/{name}" for split in splits for name in REPORTED[data.task]]
     if monitor not in known:
         raise UserError(f"trainer.monitor={monitor!r} is not a metric this {data.task} run "

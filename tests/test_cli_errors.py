@@ -58,6 +58,9 @@ def _check_error(proc, message):
                                   "val/precision, val/recall, val/f1, val/loss, test/accuracy,"),
     (["trainer.monitor=val/mse"], "trainer.monitor='val/mse' is not a metric this "
                                   "classification run reports"),
+    # It trained, then failed with a KeyError traceback when asked for the monitored value.
+    (["data.val_fraction=0", "data.test_fraction=0"],
+     "data.val_fraction=0 and data.test_fraction=0 leave no validation or test split"),
 ])
 def test_bad_config(tmp_path, args, message):
     _check_error(run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}"), message)
