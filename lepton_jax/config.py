@@ -221,6 +221,9 @@ def validate_data(data: DataConfig, prefix: str = "data.") -> DataConfig:
             raise UserError(f"{prefix}{name} ({value}) must be in [0, 1)")
     if data.limit is not None:
         _positive(f"{prefix}limit", data.limit)
+    if not 0 <= data.split_seed <= MAX_SEED:  # numpy's generator refused -1 with a traceback
+        raise UserError(f"{prefix}split_seed ({data.split_seed}) must be in [0, {MAX_SEED}]; "
+                        "pick a seed in that range")
     return data
 
 
