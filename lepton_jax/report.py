@@ -134,6 +134,10 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                        [0.0] * len(unfinished), transform=ax.get_xaxis_transform(),
                        marker="x", color="tab:red", clip_on=False, zorder=3,
                        label="diverged or unfinished")
+        if field in by:  # the config the best line names, where it lies
+            at = table.at[best.name, field]
+            ax.plot([at if numeric else str(at)], [best["mean"]], "*", color="gold",
+                    markeredgecolor="black", markersize=15, zorder=4, label="best")
         if len(series) <= 10:
             ax.legend(fontsize=7 if others else 8)
         # A grid spanning ≥ 8× (lr 0.01…0.08) is usually geometric: read it on a log axis.

@@ -31,8 +31,10 @@ def figures(monkeypatch):
 
 
 @pytest.mark.parametrize("monitor,best_lr", [("val/loss", 0.1), ("val/f1", 0.01)])
-def test_best_config_follows_the_monitored_metric_direction(tmp_path, capsys, monitor, best_lr):
-    """A loss is minimized, a score maximized; the table names the monitored metric."""
+def test_best_config_follows_the_monitored_metric_direction(tmp_path, capsys, monitor, best_lr,
+                                                           figures):
+    """A loss is minimized, a score maximized; the table names the monitored metric, and the
+    plot against lr stars the best config's mean."""
     values = {0.01: [0.9, 0.8], 0.1: [0.2, 0.3]}
     n = 0
     for lr, per_seed in values.items():
@@ -46,6 +48,9 @@ def test_best_config_follows_the_monitored_metric_direction(tmp_path, capsys, mo
     assert (f"wrote report.csv, report_monitor_vs_optim.lr.png, report_monitor_vs_seed.png, "
             f"report_curves.png in {tmp_path}") in out
     assert table.set_index("optim.lr")["mean"].to_dict() == pytest.approx({0.01: 0.85, 0.1: 0.25})
+    stars = [line for line in figures[0].axes[0].get_lines() if line.get_marker() == "*"]
+    assert [(list(s.get_xdata()), list(s.get_ydata())) for s in stars] == [
+        ([best_lr], [pytest.approx({0.01: 0.85, 0.1: 0.25}[best_lr])])]
     assert (tmp_path / "report_monitor_vs_optim.lr.png").read_bytes()[:4] == b"\x89PNG"
 
 
