@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -411,8 +410,12 @@ class Trainer:
                                   restore_best=restore_best),
             seed=seed)
         self.config = _apply_overrides(self.config, overrides)
-        self.workdir = Path(workdir) if workdir else \
-            Path("lepton_runs") / time.strftime("%Y%m%d-%H%M%S")
+        if workdir:
+            self.workdir = Path(workdir)
+        else:
+            from lepton_jax.sweep import fresh_dir
+
+            self.workdir = fresh_dir("lepton_runs")
         self.result: Optional[dict] = None
 
     def __repr__(self) -> str:

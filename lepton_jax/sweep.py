@@ -13,6 +13,22 @@ from lepton_jax.config import Config, check_types, native, native_value
 from lepton_jax.errors import UserError
 
 
+_handed_out: set[Path] = set()  # default directories given to this process's trainers and sweeps
+
+
+def fresh_dir(parent: str) -> Path:
+    """`parent/<date>-<time>`, with `-2`, `-3`, ... when that folder exists or this process
+    gave it out already: two Trainers made in the same second (one per lr in a notebook
+    cell) shared a folder, and the second resumed the first's run, or was refused."""
+    stamp = Path(parent) / time.strftime("%Y%m%d-%H%M%S")
+    path, n = stamp, 1
+    while path in _handed_out or path.exists():
+        n += 1
+        path = stamp.with_name(f"{stamp.name}-{n}")
+    _handed_out.add(path)
+    return path
+
+
 def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict]:
     """The Cartesian product of `{"optim.lr": [...], "seed": [...]}` as a list of dicts."""
     keys = list(grid)
@@ -105,7 +121,7 @@ def sweep(config: Config, grid: Mapping[str, Sequence[Any]],
     from lepton_jax.loop import fit
 
     points = grid_points(grid)
-    root = Path(workdir) if workdir else Path("lepton_sweeps") / time.strftime("%Y%m%d-%H%M%S")
+    root = Path(workdir) if workdir else fresh_dir("lepton_sweeps")
     configs = [with_overrides(config, p) for p in points]  # every key and type checked first
     if launcher is not None:
         from lepton_jax.launch import launch_pool

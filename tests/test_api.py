@@ -593,3 +593,28 @@ def test_a_regression_without_a_validation_split_trains(tmp_path):
     trainer = Trainer(Model.linear_regression(), dataset, workdir=tmp_path, progress="off")
     trainer.train(epochs=5)
     assert "val" not in trainer.result and trainer.result["test"]["r2"] > 0.5
+
+
+def test_trainers_and_sweeps_made_in_the_same_second_get_their_own_folders(tmp_path,
+                                                                          monkeypatch):
+    """Default folders are `lepton_runs/<date>-<time>`: two Trainers made in the same
+    second (one per lr in a notebook loop) shared one, and the second resumed the first's
+    run or was refused. A folder already on disk (from an earlier process) is skipped too."""
+    import time
+
+    from lepton_jax.sweep import fresh_dir
+
+    monkeypatch.chdir(tmp_path)
+    real = time.strftime
+    monkeypatch.setattr(time, "strftime",  # the current time's stamp only; logging's as is
+                        lambda fmt, *when: real(fmt, *when) if when else "20261129-101500")
+    (tmp_path / "lepton_runs" / "20261129-101500").mkdir(parents=True)
+    dataset = Dataset.digits()
+    first, second = (Trainer(Model.mlp(hidden=(16,)), dataset, lr=lr, progress="off")
+                     for lr in (0.05, 0.1))
+    assert [str(t.workdir) for t in (first, second)] == [
+        "lepton_runs/20261129-101500-2", "lepton_runs/20261129-101500-3"]
+    first.train(epochs=1)
+    second.train(epochs=1)  # refused before: "has trained all 22 steps, so optim.lr ..."
+    assert second.result["resumed_from"] is None
+    assert fresh_dir("lepton_sweeps") != fresh_dir("lepton_sweeps")
