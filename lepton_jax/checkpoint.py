@@ -151,6 +151,7 @@ class Checkpointer:
         try:
             restored = self._manager.restore(step, args=ocp.args.StandardRestore(as_saved))
         except Exception as e:  # orbax/tensorstore raise many types for damaged files
+            _drop_abandoned_reads()
             # TensorStore's first line ends in a repr of a bound method: cut it there.
             detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
             detail = detail.split(" See full TensorStore details")[0][:200]
@@ -189,6 +190,25 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _drop_abandoned_reads() -> None:
+    """Collects the array reads a failed restore left behind, without asyncio's report of
+    each: orbax reads a checkpoint's arrays concurrently, and when one file is damaged the
+    reads of its other shards fail too; asyncio logged each unretrieved failure as "Task
+    exception was never retrieved" with a 60-line traceback under the one error that says
+    what happened."""
+    import gc
+
+    def unretrieved(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Task exception was never retrieved")
+
+    log = logging.getLogger("asyncio")
+    log.addFilter(unretrieved)
+    try:
+        gc.collect()
+    finally:
+        log.removeFilter(unretrieved)
 
 
 class CheckpointMismatch(UserError):

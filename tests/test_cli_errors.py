@@ -182,6 +182,22 @@ def test_truncated_checkpoint(finished_run, tmp_path):
     assert _digest(run_dir) == before
 
 
+def test_a_damaged_array_file_is_one_error_without_a_traceback(finished_run, tmp_path):
+    """One array file overwritten (the metadata intact): one error saying the array files are
+    damaged. Once (it depends on when the garbage collector runs) asyncio also logged orbax's
+    abandoned reads as "Task exception was never retrieved" with a 60-line traceback under
+    it; `checkpoint._drop_abandoned_reads` collects them quietly."""
+    run_dir = _copy_run(finished_run, tmp_path / "run")
+    ckpt = max((p for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()),
+               key=lambda p: int(p.name))
+    largest = max((f for f in ckpt.rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    largest.write_bytes(b"\0" * 100)
+    proc = run_cli(*QUICK, f"hydra.run.dir={run_dir}")
+    _check_error(proc, f"checkpoint {ckpt} cannot be restored (")
+    assert "its array files are damaged" in proc.stderr
+    assert "never retrieved" not in proc.stdout + proc.stderr
+
+
 def test_checkpoint_of_another_model_names_the_array_that_differs(finished_run, tmp_path):
     """Without run.json to say what changed, the checkpoint's own array shapes do: the first
     one that differs is named, before orbax reads any array."""
