@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import os
 from pathlib import Path
@@ -249,13 +250,15 @@ def epoch_axis(ax, longest: int) -> None:
                 line.set_marker(".")
 
 
-def error_axis(ax, key: str) -> None:
-    """A log axis for an error or loss (`val/mse`, `val/loss`) whose plotted values span more
-    than a decade: on a linear one a first epoch's 5e8 flattens every later one's 1e8."""
+def error_axis(ax, key: str, values: Optional[list] = None) -> None:
+    """A log axis for an error or loss (`val/mse`, `val/loss`) whose plotted values (or
+    `values`) span more than a decade: on a linear one a first epoch's 5e8 flattens every
+    later one's 1e8."""
     if maximized(key):
         return
-    values = [v for line in ax.get_lines() for v in line.get_ydata()
-              if isinstance(v, (int, float)) and v == v]
+    if values is None:
+        values = [v for line in ax.get_lines() for v in line.get_ydata()
+                  if isinstance(v, (int, float)) and v == v]
     if values and min(values) > 0 and max(values) > 10 * min(values):
         ax.set_yscale("log")
 
@@ -334,12 +337,20 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
                 mark_kept(ax, records, key, row.get("best_step"), color, "kept (restore_best)",
                           10)
     longest = max((len(r) for r in curves.values()), default=0)
+    diverged = set(rows.index[rows["status"] == "diverged"])
     for ax, key in zip(axes[0], keys, strict=True):
         epoch_axis(ax, longest)
         ax.set_ylabel(_loss_axis_label(jobs) if key == "train/loss" else key)
+        # The other jobs' values: a diverged job's 1e36 would flatten them all.
+        kept = [v for job, records in curves.items() if job not in diverged
+                for v in (r.get(key) for r in records)
+                if isinstance(v, (int, float)) and math.isfinite(v)]
         if key != "train/loss":
-            error_axis(ax, key)
-    axes[0, 0].set_yscale("log")
+            error_axis(ax, key, kept or None)
+        else:
+            ax.set_yscale("log")
+        if diverged and kept:
+            _focus(ax, kept)
     fig.suptitle("learning curves per job" + (f", coloured by {field}" if field else ""))
     first = {}  # one legend entry per label: a value's seeds share theirs
     for ax in axes[0]:
@@ -354,6 +365,24 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
                    frameon=False)
     # The legend sits outside the axes: the saved area grows to hold it.
     return _save(fig, root / "report_curves.png", plt, bbox_inches="tight")
+
+
+def _focus(ax, values: list) -> None:
+    """Limits `ax` to `values` (the jobs that did not diverge) with a margin; a diverged
+    job's curve leaves through the top or bottom, and its cross stays on the edge."""
+    lo, hi = min(values), max(values)
+    if ax.get_yscale() == "log" and lo > 0:
+        pad = max(hi / lo, 10.0) ** 0.08
+        low, high = lo / pad, hi * pad
+    else:
+        pad = 0.08 * (hi - lo) or 0.05 * abs(hi) or 1.0
+        low, high = lo - pad, hi + pad
+    ax.set_ylim(low, high)
+    for line in ax.get_lines():
+        if line.get_label() == "diverged":  # its cross, kept in sight at the edge
+            line.set_ydata([min(max(y, low), high) if y == y else high
+                            for y in line.get_ydata()])
+            line.set_clip_on(False)
 
 
 def _save(fig, path: Path, plt, **savefig) -> Path:
@@ -394,7 +423,10 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
     import pandas as pd
 
     result_file = root / "result.json"
-    if not result_file.exists():
+    result = json.loads(result_file.read_text()) if result_file.exists() else {}
+    divergence = diverged_at(read_records(root)) if not result or \
+        result.get("status") == "diverged" else None
+    if not result and divergence is None:
         raise UserError(f"{root} holds no result.json: the run has not finished (rerun its "
                         "command to resume it)")
     run = json.loads((root / "run.json").read_text())
@@ -407,10 +439,14 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
             raise UserError(f"metric {metric!r} is not in {root / 'metrics.jsonl'}; try one "
                             f"of {', '.join(known) or '(no validation metrics recorded)'}")
         keys = [metric]
-    result = json.loads(result_file.read_text())
     splits = [s for s in ("val", "test") if s in result]
+    # A diverged run (a standalone one writes no result.json; a population member's says
+    # "diverged") has no final metrics: its row says where it diverged. It had been told to
+    # rerun its command, or shown an empty table of "None steps".
     table = pd.DataFrame([{"split": s, **{k: v for k, v in result[s].items()
-                                          if k != "confusion"}} for s in splits])
+                                          if k != "confusion"}} for s in splits]
+                         if divergence is None else
+                         [{"status": "diverged", "step": divergence[0], "loss": divergence[1]}])
     table.to_csv(root / "report.csv", index=False)
 
     fig, axes = plt.subplots(1, 1 + bool(keys), figsize=(5 + 4 * bool(keys), 3.5), squeeze=False)
@@ -427,6 +463,9 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
         kept = result.get("best", {}).get("step")
         if mark_kept(axes[0, 1], records, keys[0], kept, "C1", f"kept (step {kept})", 12):
             axes[0, 1].legend(fontsize=8)
+    if divergence is not None and records:  # its curves end in a cross, as in a sweep's
+        for ax, key in zip(axes[0], ["train/loss", *keys[:1]], strict=True):
+            ax.plot(epochs[-1:], [records[-1].get(key)], "x", color="black", markersize=8)
     for ax in axes[0]:
         epoch_axis(ax, len(records))
     fig.suptitle(root.name)
@@ -436,7 +475,12 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
         written.append(_plot_confusion(root, result[split], split,
                                        run.get("data", {}).get("class_values") or [], plt))
 
-    if print_table:
+    if print_table and divergence is not None:
+        step, loss = divergence
+        print(f"{root}: diverged at step {step} (loss={loss}), after "
+              f"{len(records)} evaluation{'s' * (len(records) != 1)}; no final "
+              f"metrics\n{_wrote(written)}")
+    elif print_table:
         rows = [[metric_value(v) if isinstance(v, float) else str(v) for v in r]
                 for _, r in table.iterrows()]
         _print_table(f"{root}: one run, {result.get('steps')} steps, {result.get('epochs')} "

@@ -143,6 +143,34 @@ def test_a_missing_or_empty_sweep_dir_is_one_clear_error(tmp_path, capsys):
     assert "holds no job directories with run.json" in capsys.readouterr().err
 
 
+def test_a_diverged_run_directory_says_where_it_diverged(tmp_path, capsys, figures):
+    """A standalone run that diverged writes no result.json (report said "the run has not
+    finished (rerun its command ...)", which would diverge again); a population member's
+    result.json says "diverged" (report printed an empty table of "None steps"). Both now
+    say where, and draw the curves up to there, ending in a cross."""
+    from lepton_jax.cli import main as cli
+
+    for name, result in (("alone", None), ("member", {"status": "diverged", "step": 25,
+                                                       "loss": float("inf")})):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "run.json").write_text(json.dumps({"config": {"optim": {"lr": 9.0}}}))
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+            {"step": 10, "epoch": 1, "train/loss": 2.0, "val/accuracy": 0.3},
+            {"step": 20, "epoch": 2, "train/loss": 40.0, "val/accuracy": 0.1},
+            {"step": 25, "event": "diverged", "loss": float("inf")})))
+        if result is not None:
+            (run / "result.json").write_text(json.dumps(result))
+        figures.clear()
+        assert cli(["report", str(run)]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"{run}: diverged at step 25 (loss=inf), after 2 evaluations; "
+                              "no final metrics\nwrote report.csv, report_curves.png"), out
+        for ax in figures[0].axes:
+            cross = [ln for ln in ax.get_lines() if ln.get_marker() == "x"]
+            assert len(cross) == 1 and list(cross[0].get_xdata()) == [2]
+
+
 def test_one_run_directory_reports_its_final_metrics_and_curves(tmp_path, capsys, figures):
     from lepton_jax.cli import main as cli
 
@@ -261,6 +289,29 @@ def test_learning_curves_are_coloured_by_the_swept_value_and_mark_divergence(tmp
     assert legend == ["optim.lr=0.01", "optim.lr=0.03", "optim.lr=0.1", "diverged"]
     crosses = [ln for ln in loss_ax.get_lines() if ln.get_marker() == "x"]
     assert len(crosses) == 1 and crosses[0].get_color() == "black"
+
+
+def test_a_diverged_job_does_not_flatten_the_others_curves(tmp_path, figures):
+    """A job whose val/mse reached 1e36 before it diverged set the scale, and every other
+    job's curve lay flat at the bottom: the axes now span the other jobs' values, and the
+    diverged job's cross stays on the top edge."""
+    for n, lr in enumerate((0.01, 0.1, 1.0)):
+        _job(tmp_path, str(n), lr, 0, "val/mse", 1e5 * (n + 1))
+    records = [{"step": s, "epoch": s, "train/loss": 1.0 / s, "val/mse": 1e6 / s}
+               for s in (1, 2, 3)]
+    for n in (0, 1):
+        (tmp_path / str(n) / "metrics.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "2" / "metrics.jsonl").write_text(
+        json.dumps({"step": 1, "epoch": 1, "train/loss": 1e10, "val/mse": 1e36}) + "\n")
+    (tmp_path / "2" / "result.json").write_text(json.dumps({"status": "diverged", "step": 2}))
+    report(tmp_path, print_table=False)
+    loss_ax, val_ax = figures[-1].axes[:2]
+    for ax, top in ((loss_ax, 1.0), (val_ax, 1e6)):
+        low, high = ax.get_ylim()
+        assert low < top / 3 and top < high < 2 * top, (low, high)
+        cross = next(ln for ln in ax.get_lines() if ln.get_marker() == "x")
+        assert list(cross.get_ydata()) == [high] and not cross.get_clip_on()
 
 
 def test_diverged_and_unfinished_jobs_are_named_and_drawn_where_they_were_swept(tmp_path, capsys,
