@@ -593,10 +593,12 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
             echo(f"stopped at step {step} of {total_steps} (epoch {step / steps_per_epoch:.4g} "
                  f"of {t.epochs}), its checkpoint saved in {run_dir / 'checkpoints'}; training "
                  "into this run directory again resumes there")
+    chance = chance_warning(result, data, config)
+    if chance:  # kept for `report` and the pool's summary, which name such runs
+        result["warnings"] = [chance]
     write_json(run_dir / "result.json", result)
     if primary:
         echo(summary_line(result, data.task, run_dir))
-        chance = chance_warning(result, data, config)
         if chance:
             echo(chance)
     return result, state.replace(params=final_params)

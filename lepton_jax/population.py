@@ -412,13 +412,15 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                 writers[i].write_scalars(at, {f"final/{s}/{key}": v for s in metrics
                                               for key, v in metrics[s].items()
                                               if key != "confusion"})
+                chance = chance_warning(result, data, configs[i])
+                if chance:
+                    result["warnings"] = [chance]
             _write_json(dirs[i] / "result.json", result)
             if result["status"] == "done":
                 tell[i](summary_line(result, data.task, dirs[i]))
-                chance = chance_warning(result, data, configs[i])
-                if chance:  # as a diverged member is: said here, and in its own log
-                    echo(f"job {names[i]}: {chance}")
-                    tell[i](chance)
+                for warning in result.get("warnings", ()):  # as a diverged member is: said
+                    echo(f"job {names[i]}: {warning}")    # here, and in its own log
+                    tell[i](warning)
             results.append(result)
     except Interrupted:
         stopped = True

@@ -47,6 +47,7 @@ def load_jobs(sweep_dir: Path):
                                    "diverged" if diverged_at(records) else "unfinished")
         row["monitor"] = result.get("monitor")
         row["best_step"] = result.get("best", {}).get("step")  # trainer.restore_best
+        row["at_chance"] = bool(result.get("warnings"))  # `loop.chance_warning`
         for split in ("val", "test"):
             for name, value in result.get(split, {}).items():
                 if name != "confusion":
@@ -192,7 +193,8 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         _print_table(f"{root}: {label}, mean ± std over seeds ({len(done)} of {len(jobs)} "
                      "jobs finished)", [*by, "mean", "std", "count"], rows,
                      f"best: {described} — {name} {metric_value(best['mean'])} {spread}\n"
-                     + _unfinished_line(unfinished, by) + _wrote(written))
+                     + _unfinished_line(unfinished, by) + _chance_line(done, by)
+                     + _wrote(written))
     return table
 
 
@@ -225,6 +227,24 @@ def _unfinished_line(unfinished, by: list) -> str:
     return "not in the table: " + "; ".join(
         f"{config}: " + ", ".join(f"{n} {status}" for status, n in statuses.items())
         for config, statuses in counts.items()) + "\n"
+
+
+def _chance_line(done, by: list) -> str:
+    """`ended at chance: optim.lr=0.36: 2 of 2 runs; ...` (with a newline) for finished jobs
+    whose final model did no better than predicting one class (`loop.chance_warning`), or
+    nothing. Their means sit in the table among the others'; this says why they are low."""
+    if "at_chance" not in done or not done["at_chance"].any():
+        return ""
+    parts = []
+    for _, runs in done.groupby([done[c].astype(str) for c in by] or
+                                     [done["job"].astype(str)], sort=False):
+        if runs["at_chance"].any():
+            row = runs.iloc[0]
+            named = ", ".join(f"{c}={short_value(row[c])}" for c in by) or f"job {row['job']}"
+            parts.append(f"{named}: {int(runs['at_chance'].sum())} of {len(runs)} runs")
+    return ("ended at chance (each final model predicts one class, or does no better than "
+            "always predicting the most common; their train.log says more): "
+            + "; ".join(parts) + "\n")
 
 
 def _tick_at_values(axis, values: list) -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 # A Hydra app whose job x (+faultX=...) can raise, SIGKILL their own process (as the OOM killer would),
 # hang, or sleep, once or always; each finished run appends a line to runs.txt in its job dir.
 # +slow_report=S: the job's return value takes S seconds to pickle (a slow way back after the
-# task has finished).
+# task has finished). +chanceX=1: job x writes a result.json saying it ended at chance.
 APP = '''
 import os, signal, subprocess, time
 import hydra
@@ -53,6 +53,9 @@ def main(cfg):
         if fault.startswith("hang"):
             time.sleep(3600)
     time.sleep(cfg.get("sleep", 0))
+    if cfg.get(f"chance{x}"):  # a result.json as lepton_jax writes one for a run at chance
+        with open(os.path.join(HydraConfig.get().runtime.output_dir, "result.json"), "w") as f:
+            f.write('{"monitor": 0.1, "warnings": ["warning: the final model predicts ..."]}')
     with open(os.path.join(HydraConfig.get().runtime.output_dir, "runs.txt"), "a") as f:
         f.write(f"{x} {node}\\n")
     print(f"job x={x} done", flush=True)

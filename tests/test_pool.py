@@ -57,6 +57,18 @@ def test_transient_faults_exit_zero(app):
     assert "[pool] 4/4 done · 0 running · 0 failed" in proc.stderr  # the live progress line
 
 
+def test_jobs_that_ended_at_chance_are_named_under_the_table(app):
+    """A job whose result.json carries lepton_jax's chance warning completed, with a metric
+    that reads as any other's: the line under the table names it."""
+    sweep = app.parent / "sweep"
+    proc = run_app(app, "+x=0,1,2,3", "+chance1=1", "+chance3=1", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    assert "jobs 1, 3 ended at chance: each final model predicts one class" in proc.stdout + \
+        proc.stderr
+    proc = run_app(app, "+x=0,1", f"hydra.sweep.dir={app.parent / 'plain'}")
+    assert "ended at chance" not in proc.stdout + proc.stderr
+
+
 def test_fail_fast_cancels_the_rest(app):
     sweep = app.parent / "sweep"
     proc = run_app(app, "+x=0,1,2,3", "+fault0=raise", "hydra.launcher.slots=1",

@@ -189,6 +189,8 @@ def test_a_member_ending_at_chance_logs_its_standalone_runs_warning(tmp_path, ca
     assert len(warning) == 1 and "Check optim.lr (now 2, batch 16)" in warning[0], warning
     assert [line for line in logs[0] if line.startswith("warning")] == warning, logs[0]
     assert not [line for line in logs[1] if "warning" in line], logs[1]
+    kept = [json.loads((tmp_path / "pop" / str(i) / "result.json").read_text()) for i in (0, 1)]
+    assert kept[0]["warnings"] == warning and "warnings" not in kept[1]
     # The population's console names the member, as it names one that diverged.
     assert [line for line in console.splitlines() if "warning" in line] == [
         f"job 0 (optim.lr=2): {warning[0]}"], console

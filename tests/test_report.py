@@ -100,6 +100,26 @@ def test_the_loss_says_what_it_measures(tmp_path, capsys, figures):
     assert curves.get_ylabel() == "train/loss (cross-entropy)"
 
 
+def test_runs_that_ended_at_chance_are_named_under_the_table(tmp_path, capsys):
+    """Their means sit in the table among the others' (0.1 for lr 1.0); the line under it
+    says they ended at chance, per config, from the warnings their result.json keeps."""
+    n = 0
+    for lr, values in ((0.05, [0.95, 0.93]), (1.0, [0.1, 0.12])):
+        for seed, value in enumerate(values):
+            _job(tmp_path, str(n), lr, seed, "val/accuracy", value)
+            if lr == 1.0 and seed == 0:
+                result = json.loads((tmp_path / str(n) / "result.json").read_text())
+                result["warnings"] = ["warning: the final model predicts class 3 for all ..."]
+                (tmp_path / str(n) / "result.json").write_text(json.dumps(result))
+            n += 1
+    report(tmp_path)
+    out = capsys.readouterr().out
+    assert ("ended at chance (each final model predicts one class, or does no better than "
+            "always predicting the most common; their train.log says more): optim.lr=1: 1 of 2 "
+            "runs\n") in out, out
+    assert out.count("ended at chance") == 1
+
+
 def test_the_best_line_shows_integer_fields_as_integers(tmp_path, capsys):
     """Runs that differ in an int field and a float one (a folder of single runs, as
     `outputs/<date>/` holds): the best line had said `trainer.batch_size=7.0`."""

@@ -368,6 +368,10 @@ def test_a_run_ending_at_chance_is_warned_about(tmp_path, capsys):
         return result, capsys.readouterr().out
 
     result, out = trained(lr=2.0)
+    # result.json keeps it (for report and the pool's summary), as the console says it.
+    assert result["warnings"] == [line for line in out.splitlines() if "warning" in line]
+    folder = tmp_path / str(len(list(tmp_path.iterdir())) - 1)
+    assert json.loads((folder / "result.json").read_text())["warnings"] == result["warnings"]
     confusion = np.asarray(result["val"]["confusion"])
     assert (confusion.sum(axis=0) > 0).sum() == 1  # one class for every example
     predicted = int(np.argmax(confusion.sum(axis=0)))
@@ -377,6 +381,7 @@ def test_a_run_ending_at_chance_is_warned_about(tmp_path, capsys):
 
     result, out = trained(lr=0.05)
     assert result["val"]["accuracy"] > 0.8 and "warning" not in out, out
+    assert "warnings" not in result
 
     data = DataSplits(*[np.zeros((6, 2))] * 6, task="classification", num_classes=3,
                       class_values=("cat", "dog", "eel"))

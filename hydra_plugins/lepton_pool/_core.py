@@ -7,6 +7,7 @@ import collections
 import contextlib
 import dataclasses
 import itertools
+import json
 import logging
 import os
 import re
@@ -446,4 +447,19 @@ class _Run:
         print(shown.to_string(index=False, na_rep=""), flush=True)
         if common:
             log.info(f"every job also had: {' '.join(sorted(common))}")
+        chance = [str(job) for job, folder in zip(shown.job, frame.loc[shown.index, "dir"],
+                                                  strict=True) if _warned(folder)]
+        if chance:
+            log.warning(f"job{'s' * (len(chance) > 1)} {', '.join(chance)} ended at chance: "
+                        "each final model predicts one class, or does no better than always "
+                        "predicting the most common (their train.log says more)")
         log.info(f"summary: {self.book.summary}")
+
+
+def _warned(folder: Any) -> bool:
+    """Whether the job dir's result.json carries a warning (lepton_jax's run at chance). A
+    job of another app, or a dir on another machine of a Ray cluster, has none here."""
+    try:
+        return bool(json.loads((Path(str(folder)) / "result.json").read_text()).get("warnings"))
+    except (OSError, ValueError, AttributeError):
+        return False
