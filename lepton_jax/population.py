@@ -22,7 +22,8 @@ from lepton_jax.loop import (Cadence, Evaluator, _read_run, _write_json, best_pa
                              changes_since, chance_warning, check_monitor, data_info,
                              describe_changes, divergence_hint, drive, monitor_value,
                              resolve_steps_per_call, restore_naming_changes, resume_best,
-                             resumes_with_changes, run_header, start_lines, summary_line, wandb_writer)
+                             resumes_with_changes, run_header, start_lines, summary_line,
+                             wandb_writer)
 from lepton_jax.models import build_model, check_data, count_params
 from lepton_jax.optim import hyperparameters, make_optimizer, warmup_steps
 from lepton_jax.parallel import DataParallel, local_devices
