@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from lepton_jax.config import (Config, DataConfig, ModelConfig, OptimConfig, TrainerConfig,
-                               validate_data)
+from lepton_jax.config import (MAX_SEED, Config, DataConfig, ModelConfig, OptimConfig,
+                               TrainerConfig, validate_data)
 from lepton_jax.data import DataSplits, RawData, check_finite, from_table, load_raw, make_splits
 from lepton_jax.data.splits import inputs_label, target_label, to_target_units
 from lepton_jax.errors import UserError
@@ -69,6 +69,8 @@ class Dataset:
     def split(self, val_fraction: float = 0.1, test_fraction: float = 0.1,
               seed: int = 0, standardize: bool = True) -> "Dataset":
         """A copy split with other fractions/seed (standardization from the train split)."""
+        if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:  # its field is split_seed
+            raise UserError(f"split(seed={seed}): the seed must be in [0, {MAX_SEED}]")
         config = dataclasses.replace(self.config, val_fraction=val_fraction,
                                      test_fraction=test_fraction, split_seed=seed,
                                      normalize=standardize)

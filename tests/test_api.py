@@ -301,6 +301,9 @@ def test_wrong_types_from_python_are_refused_naming_the_field(tmp_path):
     digits = Dataset.digits()
     with pytest.raises(UserError, match="val_fraction='test' is not a number"):
         digits.split("test")
+    with pytest.raises(UserError, match=re.escape("split(seed=-1): the seed must be in "
+                                                  "[0, 2147483647]")):
+        digits.split(seed=-1)  # numpy's generator raised a ValueError
     with pytest.raises(UserError, match="limit=2.5 is not an integer or None"):
         Dataset.digits(limit=2.5)
     with pytest.raises(UserError, match="root=3 is not a string or None"):
