@@ -184,18 +184,20 @@ def test_truncated_checkpoint(finished_run, tmp_path):
 
 def test_a_damaged_array_file_is_one_error_without_a_traceback(finished_run, tmp_path):
     """One array file overwritten (the metadata intact): one error saying the array files are
-    damaged. Once (it depends on when the garbage collector runs) asyncio also logged orbax's
-    abandoned reads as "Task exception was never retrieved" with a 60-line traceback under
-    it; `checkpoint._drop_abandoned_reads` collects them quietly."""
+    damaged. orbax's other reads, abandoned in flight, had printed tracebacks under it as
+    they finished or were collected ("Event loop is closed", "Exception ignored in:
+    <coroutine object _read_array_index_and_device_put>", "Task exception was never
+    retrieved"), in 5 of 8 runs: three runs make a pass without the fix unlikely."""
     run_dir = _copy_run(finished_run, tmp_path / "run")
     ckpt = max((p for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()),
                key=lambda p: int(p.name))
     largest = max((f for f in ckpt.rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
     largest.write_bytes(b"\0" * 100)
-    proc = run_cli(*QUICK, f"hydra.run.dir={run_dir}")
-    _check_error(proc, f"checkpoint {ckpt} cannot be restored (")
-    assert "its array files are damaged" in proc.stderr
-    assert "never retrieved" not in proc.stdout + proc.stderr
+    for _ in range(3):
+        proc = run_cli(*QUICK, f"hydra.run.dir={run_dir}")
+        _check_error(proc, f"checkpoint {ckpt} cannot be restored (")  # no "Traceback"
+        assert "its array files are damaged" in proc.stderr
+        assert "Exception ignored" not in proc.stderr and "never retrieved" not in proc.stderr
 
 
 def test_checkpoint_of_another_model_names_the_array_that_differs(finished_run, tmp_path):
