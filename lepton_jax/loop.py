@@ -383,8 +383,8 @@ def chance_warning(result: dict, data: DataSplits, config: Config) -> Optional[s
     if data.task != "classification" or split is None or data.num_classes < 2:
         return None
     confusion = np.asarray(result[split].get("confusion", []))
-    if confusion.ndim != 2 or not confusion.sum():
-        return None
+    if confusion.ndim != 2 or (confusion.sum(axis=1) > 0).sum() < 2:
+        return None  # a split of one class (a tiny one) is all one class predicted right
     common = int(np.argmax(confusion.sum(axis=1)))
     baseline = confusion[common].sum() / confusion.sum()  # always predicting `common`
     accuracy = result[split]["accuracy"]

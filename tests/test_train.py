@@ -394,6 +394,8 @@ def test_a_run_ending_at_chance_is_warned_about(tmp_path, capsys):
     right = [[3, 1, 0], [0, 1, 0], [0, 0, 1]]  # 5 of 6 right: better than cats (4 of 6)
     assert loop.chance_warning({"val": {"accuracy": 5 / 6, "confusion": right}}, data,
                                config=_small()) is None
+    one_class = {"val": {"accuracy": 1.0, "confusion": [[2, 0, 0], [0, 0, 0], [0, 0, 0]]}}
+    assert loop.chance_warning(one_class, data, config=_small()) is None  # all right
     only_test = {"test": {"accuracy": 4 / 6, "confusion": [[4, 0, 0], [1, 0, 0], [1, 0, 0]]}}
     assert "predicts class 'cat' for all 6 test examples" in loop.chance_warning(
         only_test, data, config=_small())
