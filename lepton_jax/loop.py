@@ -635,6 +635,16 @@ def run_header(config: Config, data: DataSplits, num_params: int, devices: int, 
     m, o, t = config.model, config.optim, config.trainer
     model = config_lib.model_label(m)
     target = target_label(data.task, data.num_classes, data.num_outputs)
+    if data.task == "regression" and config.data.task == "auto" and len(data.y_train):
+        # `auto` takes an integer target of more than MAX_AUTO_CLASSES values as numbers:
+        # say so where a 30-class label would otherwise train as regression unremarked (up
+        # to 100 values: integer prices are no labels). Standardized and back, they are
+        # integers to float32 rounding.
+        y = np.round(data.target_units(data.y_train), 3)
+        values = np.unique(y)
+        if len(values) <= 100 and np.array_equal(y, np.round(y)):
+            target += (f" (data.task=auto: an integer target of {len(values)} values; "
+                       "data.task=classification for classes)")
     sizes = " / ".join(f"{len(x):,} {name}" for name, x in
                        (("train", data.x_train), ("val", data.x_val), ("test", data.x_test))
                        if len(x))

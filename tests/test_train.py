@@ -772,3 +772,26 @@ def test_relative_paths_mean_the_launch_folder_with_hydra_job_chdir(tmp_path):
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["config"]["data"]["root"] == str(tmp_path / "data.csv")
     assert (tmp_path / "run" / "result.json").exists()
+
+
+def test_an_integer_target_taken_as_regression_says_how_to_make_it_classes(tmp_path, capsys):
+    """data.task=auto takes an integer target of more than 20 values as numbers: the run's
+    header says so, and how to train them as classes; it says nothing for real numbers, nor
+    once data.task=classification trains 30 classes."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"])
+    frame["label"] = rng.integers(0, 30, 300)
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    frame.assign(label=frame.a * 3.5).to_csv(tmp_path / "reals.csv", index=False)
+
+    def header(name, task="auto"):
+        config = Config(model=ModelConfig(hidden=[8]),
+                        data=DataConfig(name="csv", root=str(tmp_path / name), task=task),
+                        trainer=TrainerConfig(epochs=1, progress="off"))
+        fit(config, tmp_path / f"{name}-{task}")
+        return capsys.readouterr().out.splitlines()[0]
+
+    assert "3 features -> regression (data.task=auto: an integer target of 30 values; " \
+           "data.task=classification for classes) | sgd" in header("labels.csv")
+    assert "3 features -> regression | sgd" in header("reals.csv")
+    assert "3 features -> 30 classes | sgd" in header("labels.csv", "classification")
