@@ -276,6 +276,10 @@ def validate(config: Config, data_given: bool = False) -> Config:
     _positive("optim.lr", config.optim.lr)
     if not 0.0 <= config.optim.momentum < 1.0:
         raise UserError(f"optim.momentum ({config.optim.momentum}) must be in [0, 1)")
+    if config.optim.nesterov and not config.optim.momentum:  # as other settings to no effect
+        raise UserError("optim.nesterov=true has no effect with optim.momentum=0 (Nesterov's "
+                        "look-ahead is along the momentum); set optim.momentum > 0, e.g. 0.9, "
+                        "or optim.nesterov=false")
     _positive("optim.weight_decay", config.optim.weight_decay, allow_zero=True)
     if config.optim.clip_norm is not None:
         _positive("optim.clip_norm", config.optim.clip_norm)

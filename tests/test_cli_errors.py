@@ -39,6 +39,8 @@ def _check_error(proc, message):
     (["+tag=baseline"], "config key 'tag' is not a config field; the config has: model, data,"),
     (["trainer.epochs=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
     (["optim.lr=-0.1"], "optim.lr (-0.1) must be > 0"),
+    (["optim.nesterov=true", "optim.momentum=0"],
+     "optim.nesterov=true has no effect with optim.momentum=0"),
     (["seed=4294967296"], "seed (4294967296) must be in [0, 2147483647]"),
     (["data.split_seed=-1"], "data.split_seed (-1) must be in [0, 2147483647]"),
     (["optim.lr=0"], "optim.lr (0.0) must be > 0"),
