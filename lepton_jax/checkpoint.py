@@ -76,11 +76,7 @@ class Checkpointer:
         kept = self._manager.all_steps()
         if step in kept:
             return
-        for suffix in (_LOSSES, _BEST):  # those of steps orbax removed
-            for old in self.directory.glob("*" + suffix):
-                stem = old.name[:-len(suffix)]
-                if kept and stem.isdigit() and int(stem) < min(kept):
-                    old.unlink(missing_ok=True)
+        self._drop_orphans(kept)
         # Written before the step's folder appears: a run killed just after the save still
         # finds them.
         if train_losses is not None and len(train_losses):
@@ -195,6 +191,18 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+        self._drop_orphans(self._manager.all_steps())  # those of the last save's removal
+
+    def _drop_orphans(self, kept) -> None:
+        """Removes the losses and best parameters kept beside steps orbax removed (older than
+        every step it keeps, `keep_checkpoints`)."""
+        if not kept or not self.directory.is_dir():
+            return
+        for suffix in (_LOSSES, _BEST):
+            for old in self.directory.glob("*" + suffix):
+                stem = old.name[:-len(suffix)]
+                if stem.isdigit() and int(stem) < min(kept):
+                    old.unlink(missing_ok=True)
 
 
 def _quiet_abandoned_reads() -> None:

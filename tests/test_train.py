@@ -795,3 +795,14 @@ def test_an_integer_target_taken_as_regression_says_how_to_make_it_classes(tmp_p
            "data.task=classification for classes) | sgd" in header("labels.csv")
     assert "3 features -> regression | sgd" in header("reals.csv")
     assert "3 features -> 30 classes | sgd" in header("labels.csv", "classification")
+
+
+def test_keep_checkpoints_keeps_that_many_and_nothing_of_the_others(tmp_path):
+    """trainer.keep_checkpoints=2 with a checkpoint every 5 steps: the last two remain, with
+    the losses kept beside a step between evaluations; the files kept beside removed steps
+    go too (those of the step the last save removed had stayed)."""
+    fit(_small(checkpoint_every_steps=5, checkpoint_every_epochs=0, keep_checkpoints=2),
+        tmp_path)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "40", "40.train_losses.json", "44"]
+    assert json.loads((tmp_path / "checkpoints" / "40.train_losses.json").read_text())
