@@ -207,16 +207,22 @@ def resolve_steps_per_call(trainer: TrainerConfig, platform: str, steps_per_epoc
     return steps_per_epoch if fused == "epoch" else fused
 
 
-def check_monitor(monitor: str, data: DataSplits) -> None:
+def check_monitor(monitor: str, data: DataSplits, fractions: tuple = (0.0, 0.0)) -> None:
     """Refuses, before training, a `trainer.monitor` that names no metric this run reports
     (a typo such as val/acc, or val/mse for a classifier): it used to be found only after the
     whole run had trained, when the sweeper asked for the value. So is data without a
-    validation or test split, which leaves nothing to report."""
+    validation or test example, which leaves nothing to report (`fractions`: the config's
+    val and test fractions, to say why)."""
     splits = [s for s in ("val", "test") if len(getattr(data, f"x_{s}"))]
     if not splits:  # it had trained, then failed on `monitor_value` with a KeyError
-        raise UserError("data.val_fraction=0 and data.test_fraction=0 leave no validation or "
-                        "test split to evaluate the run on (its final metrics, the value a "
-                        "sweep ranks); keep one of them above 0")
+        val, test = fractions
+        rows = len(data.x_train)
+        why = ("data.val_fraction=0 and data.test_fraction=0 leave" if not val and not test else
+               f"{rows} rows at data.val_fraction={val} and data.test_fraction={test} leave")
+        raise UserError(f"{why} no validation or test example to evaluate the run on (its "
+                        "final metrics, the value a sweep ranks); "
+                        + ("keep one of them above 0" if not val and not test else
+                           "add rows or raise a fraction"))
     if monitor == "auto":
         return
     known = [f"{split}/{name}" for split in splits for name in REPORTED[data.task]]
@@ -462,7 +468,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     enable_compilation_cache(t.compilation_cache)
     data = load_dataset(config.data) if data is None else data
     check_data(config.model, data.task, data.input_shape)
-    check_monitor(t.monitor, data)
+    check_monitor(t.monitor, data, (config.data.val_fraction, config.data.test_fraction))
     n = len(data.x_train)
     steps_per_epoch = n // t.batch_size
     if steps_per_epoch == 0:

@@ -135,7 +135,8 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
     started = time.perf_counter()
     data = load_dataset(base.data)
     check_data(base.model, data.task, data.input_shape)
-    check_monitor(t.monitor, data)  # a structural field: the members share it
+    check_monitor(t.monitor, data,  # a structural field: the members share it
+                  (configs[0].data.val_fraction, configs[0].data.test_fraction))
     n, members = len(data.x_train), len(configs)
     steps_per_epoch = n // t.batch_size
     if steps_per_epoch == 0:

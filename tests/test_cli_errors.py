@@ -63,7 +63,7 @@ def _check_error(proc, message):
                                   "classification run reports"),
     # It trained, then failed with a KeyError traceback when asked for the monitored value.
     (["data.val_fraction=0", "data.test_fraction=0"],
-     "data.val_fraction=0 and data.test_fraction=0 leave no validation or test split"),
+     "data.val_fraction=0 and data.test_fraction=0 leave no validation or test example"),
 ])
 def test_bad_config(tmp_path, args, message):
     _check_error(run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}"), message)
@@ -85,6 +85,10 @@ def test_corrupted_idx_file(tmp_path, mnist_root):
     ("", [], "is empty"),
     ("a,b,y\n1,2,3\n4,oops,6\n", [], "non-numeric value 'oops' at row 3, column 'b'"),
     ("a,b,y\n1,2,3\n4,5,6\n", ["data.target=label"], "no target column 'label'"),
+    ("a;b;y\n1;2;3\n4;5;6\n", [], "has only one column: its header 'a;b;y' looks separated "
+                                  "by ';'; save it with commas"),
+    ("a,b,y\n1,2,3\n4,5,6\n", [], "2 rows at data.val_fraction=0.1 and "
+     "data.test_fraction=0.1 leave no validation or test example to evaluate the run on"),
 ])
 def test_bad_csv(tmp_path, text, args, message):
     path = tmp_path / "d.csv"

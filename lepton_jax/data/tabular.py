@@ -156,7 +156,12 @@ def read_csv(path: str | None, target: Optional[str] = None, categorical: Sequen
                         f"{path!r}; columns: {', '.join(c for c in columns if c != target)}")
     features = [c for c in columns if c != target]
     if not features:
-        raise UserError(f"CSV file {path!r} has only the target column; it needs features")
+        # One column whose name holds another separator: a file from a locale (or a tool)
+        # that writes `;` or tabs.
+        other = next((sep for sep in (";", "\t", "|") if sep in str(columns[0])), None)
+        hint = (f": its header {columns[0]!r} looks separated by {other!r}; save it with "
+                "commas" if other else "; it needs features")
+        raise UserError(f"CSV file {path!r} has only one column{hint}")
     encoding = {"columns": features,
                 "categories": {c: sorted(frame[c].astype(str).str.strip().unique().tolist())
                                for c in categorical}}
