@@ -243,8 +243,13 @@ class Model:
         """Class labels (original values) or regression values for raw input rows."""
         out = self.outputs(x)
         if self._trained()["task"] == "classification":
-            return np.asarray(self.classes)[out.argmax(axis=-1)]
+            return self._most_probable(out)
         return out[:, 0] if out.shape[1] == 1 else out
+
+    def _most_probable(self, scores: np.ndarray) -> np.ndarray:
+        """A classifier's label of the highest of each row's `scores` (logits, or
+        `predict_proba`'s probabilities: the same class), as `predict` gives it."""
+        return np.asarray(self.classes)[scores.argmax(axis=-1)]
 
     @property
     def classes(self) -> Optional[list]:

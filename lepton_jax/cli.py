@@ -37,7 +37,6 @@ def _predict(argv: list[str]) -> int:
     import os
     from pathlib import Path
 
-    import numpy as np
     import pandas as pd
 
     from lepton_jax.api import Model
@@ -63,8 +62,7 @@ def _predict(argv: list[str]) -> int:
     features = read_features(args.input, info.get("encoding"), info.get("feature_names") or ())
     # With --proba the model runs once: the prediction is the most probable class.
     proba = model.predict_proba(features) if args.proba else None
-    predicted = model.predict(features) if proba is None else \
-        np.asarray(model.classes)[proba.argmax(axis=-1)]
+    predicted = model.predict(features) if proba is None else model._most_probable(proba)
     frame = (pd.DataFrame({"prediction": predicted}) if predicted.ndim == 1  # else a column
              else pd.DataFrame(predicted, columns=[f"prediction_{i}"        # per target
                                                   for i in range(predicted.shape[1])]))

@@ -214,6 +214,11 @@ def best_config(table, maximize: bool):
     return top.drop(drop), tied.drop(columns=drop)
 
 
+def _named(row, by: list) -> str:
+    """A job's config as the lines under the table name it (`optim.lr=0.36`), or `job 3`."""
+    return ", ".join(f"{c}={short_value(row[c])}" for c in by) or f"job {row['job']}"
+
+
 def _unfinished_line(unfinished, by: list) -> str:
     """`not in the table: optim.lr=30: 2 diverged; optim.lr=1: 1 unfinished` (with a newline),
     or nothing when every job finished."""
@@ -221,7 +226,7 @@ def _unfinished_line(unfinished, by: list) -> str:
         return ""
     counts: dict[str, dict[str, int]] = {}
     for _, row in unfinished.iterrows():
-        config = ", ".join(f"{c}={short_value(row[c])}" for c in by) or f"job {row['job']}"
+        config = _named(row, by)
         statuses = counts.setdefault(config, {})
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1
     return "not in the table: " + "; ".join(
@@ -239,9 +244,8 @@ def _chance_line(done, by: list) -> str:
     for _, runs in done.groupby([done[c].astype(str) for c in by] or
                                      [done["job"].astype(str)], sort=False):
         if runs["at_chance"].any():
-            row = runs.iloc[0]
-            named = ", ".join(f"{c}={short_value(row[c])}" for c in by) or f"job {row['job']}"
-            parts.append(f"{named}: {int(runs['at_chance'].sum())} of {len(runs)} runs")
+            parts.append(f"{_named(runs.iloc[0], by)}: {int(runs['at_chance'].sum())} of "
+                         f"{len(runs)} runs")
     return ("ended at chance (each final model predicts one class, or does no better than "
             "always predicting the most common; their train.log says more): "
             + "; ".join(parts) + "\n")

@@ -84,7 +84,7 @@ def create_app(model: Model, token: Optional[str] = None):
             proba = model.predict_proba(rows)  # one run of the model for both answers
         except UserError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
-        return {"predictions": [model.classes[i] for i in proba.argmax(axis=-1)],
+        return {"predictions": model._most_probable(proba).tolist(),
                 "probabilities": proba.tolist(), "classes": model.classes}
 
     return app
