@@ -8,13 +8,22 @@ import pytest
 from lepton_jax.report import report
 
 
-def _job(root, name, lr, seed, monitor, value):
+def _job(root, name, lr, seed, monitor, value, config=None, run=None, result=None):
+    """A finished job's files; `config`: more config fields by dotted name
+    (`{"trainer.batch_size": 7}`), `run` and `result`: more keys of run.json and result.json."""
     job = root / name
     job.mkdir(parents=True)
-    config = {"optim": {"lr": lr}, "seed": seed, "trainer": {"monitor": monitor}}
-    (job / "run.json").write_text(json.dumps({"config": config}))
+    fields = {"optim": {"lr": lr}, "seed": seed, "trainer": {"monitor": monitor}}
+    for key, field_value in (config or {}).items():
+        *parents, last = key.split(".")
+        node = fields
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[last] = field_value
+    (job / "run.json").write_text(json.dumps({"config": fields, **(run or {})}))
     split, metric = monitor.split("/")
-    (job / "result.json").write_text(json.dumps({"monitor": value, split: {metric: value}}))
+    (job / "result.json").write_text(json.dumps({"monitor": value, split: {metric: value},
+                                                 **(result or {})}))
     (job / "metrics.jsonl").write_text(json.dumps({"step": 1, "epoch": 1, "train/loss": 1.0,
                                                    monitor: value}) + "\n")
 
@@ -90,10 +99,7 @@ def test_the_loss_says_what_it_measures(tmp_path, capsys, figures):
     assert figures[0].axes[0].get_ylabel() == "train/loss (MSE on standardized targets)"
     sweep = tmp_path / "sweep"
     for n, lr in enumerate([0.1, 0.2]):
-        _job(sweep, str(n), lr, 0, "val/accuracy", 0.9)
-        record = json.loads((sweep / str(n) / "run.json").read_text())
-        record["data"] = {"task": "classification"}
-        (sweep / str(n) / "run.json").write_text(json.dumps(record))
+        _job(sweep, str(n), lr, 0, "val/accuracy", 0.9, run={"data": {"task": "classification"}})
     figures.clear()
     report(sweep)
     curves = figures[-1].axes[0]
@@ -106,11 +112,10 @@ def test_runs_that_ended_at_chance_are_named_under_the_table(tmp_path, capsys):
     n = 0
     for lr, values in ((0.05, [0.95, 0.93]), (1.0, [0.1, 0.12])):
         for seed, value in enumerate(values):
-            _job(tmp_path, str(n), lr, seed, "val/accuracy", value)
-            if lr == 1.0 and seed == 0:
-                result = json.loads((tmp_path / str(n) / "result.json").read_text())
-                result["warnings"] = ["warning: the final model predicts class 3 for all ..."]
-                (tmp_path / str(n) / "result.json").write_text(json.dumps(result))
+            warned = lr == 1.0 and seed == 0
+            _job(tmp_path, str(n), lr, seed, "val/accuracy", value, result={
+                "warnings": ["warning: the final model predicts class 3 for all ..."]}
+                if warned else None)
             n += 1
     report(tmp_path)
     out = capsys.readouterr().out
@@ -124,10 +129,8 @@ def test_the_best_line_shows_integer_fields_as_integers(tmp_path, capsys):
     """Runs that differ in an int field and a float one (a folder of single runs, as
     `outputs/<date>/` holds): the best line had said `trainer.batch_size=7.0`."""
     for n, (lr, batch, value) in enumerate([(0.01, 7, 0.94), (0.05, 64, 0.88)]):
-        _job(tmp_path, str(n), lr, 0, "val/accuracy", value)
-        record = json.loads((tmp_path / str(n) / "run.json").read_text())
-        record["config"]["trainer"]["batch_size"] = batch
-        (tmp_path / str(n) / "run.json").write_text(json.dumps(record))
+        _job(tmp_path, str(n), lr, 0, "val/accuracy", value,
+             config={"trainer.batch_size": batch})
     report(tmp_path)
     assert "best: optim.lr=0.01, trainer.batch_size=7 — val/accuracy 0.9400 (1 run)" in \
         capsys.readouterr().out
@@ -425,10 +428,8 @@ def test_a_field_plot_draws_one_line_per_value_of_the_other_swept_fields(tmp_pat
     n = 0
     for (model, lr), per_seed in values.items():
         for seed, value in enumerate(per_seed):
-            _job(tmp_path, str(n), lr, seed, "val/accuracy", value)
-            run = json.loads((tmp_path / str(n) / "run.json").read_text())
-            run["config"]["model"] = {"name": model}
-            (tmp_path / str(n) / "run.json").write_text(json.dumps(run))
+            _job(tmp_path, str(n), lr, seed, "val/accuracy", value,
+                 config={"model.name": model})
             n += 1
     report(tmp_path, print_table=False)
     by_title = {fig.axes[0].get_title().split("\n")[0]: fig for fig in figures if fig.axes}
