@@ -1,14 +1,27 @@
-"""Progress display: a rich bar on a terminal (or Jupyter), nothing when output is a log."""
+"""Progress display: a rich bar on a terminal (or Jupyter), nothing when output is a log;
+and, in a pool launcher's worker, the steps done in the file it names."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
+
+# Set by the pool launcher in its workers: the file where a job keeps `{"done": steps,
+# "total": steps}`, from which the launcher's progress line shows running jobs' progress.
+PROGRESS_FILE_ENV = "LEPTON_POOL_PROGRESS_FILE"
+_FILE_EVERY_S = 0.5  # the launcher redraws every 0.1 s; a file per device call would be waste
 
 
 class StepProgress:
     """A bar over training steps; `mode` is auto, rich, plain or off."""
 
     def __init__(self, total: int, completed: int, mode: str, description: str = "train"):
+        self._total, self._done = total, completed
+        self._file = os.environ.get(PROGRESS_FILE_ENV)
+        self._written = -float("inf")
+        self._write_file()
         use_rich = mode == "rich" or (mode == "auto" and is_interactive())
         self._bar = None
         if use_rich:
@@ -24,12 +37,27 @@ class StepProgress:
             self._bar.start()
 
     def advance(self, steps: int, info: str = "") -> None:
+        self._done += steps
+        if self._done >= self._total or time.monotonic() - self._written >= _FILE_EVERY_S:
+            self._write_file()
         if self._bar is not None:
             self._bar.update(self._task, advance=steps, info=info)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+    def _write_file(self) -> None:
+        if not self._file:
+            return
+        self._written = time.monotonic()
+        tmp = f"{self._file}.tmp"
+        try:  # replaced whole, so the launcher never reads half a file
+            with open(tmp, "w") as f:
+                json.dump({"done": self._done, "total": self._total}, f)
+            os.replace(tmp, self._file)
+        except OSError:  # only the launcher's progress line would miss it; training goes on
+            pass
 
 
 def is_interactive() -> bool:

@@ -16,6 +16,8 @@ import pandas as pd
 # hang, or sleep, once or always; each finished run appends a line to runs.txt in its job dir.
 # +slow_report=S: the job's return value takes S seconds to pickle (a slow way back after the
 # task has finished). +chanceX=1: job x writes a result.json saying it ended at chance.
+# +progress=1: the job reports its steps as lepton_jax's training does, 1 then 2 of 4 (a
+# resumed job's start), 1.5 s at each.
 APP = '''
 import os, signal, subprocess, time
 import hydra
@@ -53,6 +55,12 @@ def main(cfg):
         if fault.startswith("hang"):
             time.sleep(3600)
     time.sleep(cfg.get("sleep", 0))
+    if cfg.get("progress"):
+        from lepton_jax.progress import StepProgress
+        progress = StepProgress(4, 1, "off")
+        time.sleep(1.5)
+        progress.advance(1)
+        time.sleep(1.5)
     if cfg.get(f"chance{x}"):  # a result.json as lepton_jax writes one for a run at chance
         with open(os.path.join(HydraConfig.get().runtime.output_dir, "result.json"), "w") as f:
             f.write('{"monitor": 0.1, "warnings": ["warning: the final model predicts ..."]}')

@@ -57,6 +57,56 @@ def test_transient_faults_exit_zero(app):
     assert "[pool] 4/4 done · 0 running · 0 failed" in proc.stderr  # the live progress line
 
 
+def test_the_progress_line_shows_running_jobs_steps_and_an_eta_from_them(app):
+    """Before any job finished, the line said only `0/2 done · 2 running`, for as long as the
+    first jobs trained: a sweep of hour-long jobs showed no progress and no ETA for an hour.
+    Jobs now report their steps (lepton_jax's `StepProgress`, through a file per slot), and the
+    line shows each running job's share and an ETA from the rate of the work done."""
+    sweep = app.parent / "sweep"
+    proc = run_app(app, "+x=0,1", "+progress=1", "hydra.launcher.progress=true",
+                   f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.strip() for line in proc.stderr.splitlines()]  # \r, read as \n
+    assert "[pool] 0/2 done · 2 running (25%, 25%) · 0 failed" in lines  # resumed at step 1
+    # 2 of 4 steps each, 1 of them since the jobs started: as much again to go.
+    eta = [line for line in lines if line.startswith("[pool] 0/2 done · 2 running (50%, 50%)")]
+    assert eta and all(" · ETA 0:0" in line for line in eta), lines
+    # The slots' progress files go with the workers.
+    assert not list((sweep / ".pool").glob("*.progress*"))
+
+
+def test_the_eta_comes_from_running_jobs_steps_done_since_they_started(monkeypatch, capsys):
+    """Work done is jobs finished plus the steps running jobs have trained since the launch
+    (a resumed job starts part-way: its earlier steps are not this launch's rate), and the
+    work left is the rest; a unit of a population counts as its jobs."""
+    from types import SimpleNamespace
+
+    from hydra_plugins.lepton_pool import _core
+
+    now = [100.0]
+    monkeypatch.setattr(_core.time, "monotonic", lambda: now[0])
+    population = _core.Unit(jobs=[(0, []), (1, [])], population=True)
+    resumed = _core.Unit(jobs=[(2, [])])
+    shares = {population.id: 0.0, resumed.id: 0.5}
+    backend = SimpleNamespace(fraction=lambda unit: shares[unit.id])
+    run = _core._Run(None, SimpleNamespace(progress="true"), None, backend, {}, {}, total=4)
+    run.running = {population.id: population, resumed.id: resumed}
+
+    def line(at: float) -> str:
+        now[0] = at
+        run._progress()
+        return capsys.readouterr().err.split("\r")[-1].strip()
+
+    assert line(100.0) == "[pool] 0/4 done · 3 running (0%, 50%) · 0 failed"
+    shares.update({population.id: 0.25, resumed.id: 0.75})
+    # Done: 2 jobs x 0.25 + 0.25 = 0.75 job in 30 s; left: 2 x 0.75 + 0.25 + 1 queued = 2.75.
+    assert line(130.0) == "[pool] 0/4 done · 3 running (25%, 75%) · 0 failed · ETA 1:50"
+    # A job that cannot say (another app, a Ray node) counts whole until it finishes: done
+    # 0.5 job in 30 s, left 1.5 + 1 + 1.
+    shares[resumed.id] = None
+    assert line(130.0).endswith("3 running (25%) · 0 failed · ETA 3:30")
+
+
 def test_jobs_that_ended_at_chance_are_named_under_the_table(app):
     """A job whose result.json carries lepton_jax's chance warning completed, with a metric
     that reads as any other's: the line under the table names it."""

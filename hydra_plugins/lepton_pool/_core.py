@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
 # On Ctrl-C, how long running jobs get to stop their tasks before their workers are killed.
 INTERRUPT_GRACE_S = 3.0
+# Jobs' worth of steps done before their rate gives an ETA: the first steps' rate includes
+# start-up and compilation (a 12 s sweep was first estimated at 6 minutes).
+_ETA_AFTER = 0.1
 _ids = itertools.count()
 
 
@@ -55,6 +58,7 @@ class Unit:
     node: str = ""
     killing: bool = False  # the launcher is killing it (timeout); its fault is on the way
     configs: dict = field(default_factory=dict)  # job number -> config the sweeper composed
+    progress0: Optional[float] = None  # the share of its steps done when first seen running
     id: int = field(default_factory=lambda: next(_ids))
 
     def message(self) -> tuple:
@@ -264,6 +268,7 @@ class _Run:
         self.first_error_shown = False
         self.started = time.monotonic()
         self._eta_done, self._eta_end = 0, 0.0  # jobs done at the last ETA estimate, its end
+        self._width = 0  # of the progress line last drawn
         progress = str(opts.progress).lower()
         self.live = progress == "true" or (progress == "auto" and _interactive())
 
@@ -277,7 +282,7 @@ class _Run:
                 while self.queue and self.backend.free() > 0:
                     unit = self.queue.popleft()
                     unit.attempts += 1
-                    unit.started = time.monotonic()
+                    unit.started, unit.progress0 = time.monotonic(), None
                     self.backend.submit(unit)
                     self.running[unit.id] = unit
                 for unit, kind, value in self.backend.wait(0.1):
@@ -421,18 +426,40 @@ class _Run:
         if not self.live:
             return
         now = time.monotonic()
-        eta = ""
-        if self.done:
+        eta, shares = "", []
+        fraction = getattr(self.backend, "fraction", None)
+        moved = left = 0.0  # jobs' worth of work done since the launch, and still to do
+        for unit in self.running.values():
+            share = fraction(unit) if fraction else None
+            if share is None:
+                left += len(unit.jobs)
+                continue
+            if unit.progress0 is None:  # a resumed job starts part-way
+                unit.progress0 = share
+            shares.append(share)
+            moved += (share - unit.progress0) * len(unit.jobs)
+            left += (1 - share) * len(unit.jobs)
+        left += self.total - self.done - sum(len(u.jobs) for u in self.running.values())
+        if moved >= _ETA_AFTER or (moved > 0 and self.done):
+            # Running jobs report their steps: the rate of all work so far, jobs finished
+            # and the parts of running ones, gives the time left.
+            seconds = (now - self.started) * left / (self.done + moved)
+            eta = f" · ETA {int(seconds // 60)}:{int(seconds % 60):02d}"
+        elif self.done:
             # Re-estimated at each finished job from the rate so far, then counted down (a
             # rate taken at every redraw made the ETA grow while jobs ran).
             if self.done != self._eta_done:
                 self._eta_done = self.done
                 self._eta_end = now + (self.total - self.done) * (now - self.started) / self.done
-            left = max(self._eta_end - now, 0.0)
-            eta = f" · ETA {int(left // 60)}:{int(left % 60):02d}"
-        sys.stderr.write(f"\r[pool] {self.done}/{self.total} done · {len(self.running)} running · "
-                         f"{self.failed} failed{eta}   ")
+            seconds = max(self._eta_end - now, 0.0)
+            eta = f" · ETA {int(seconds // 60)}:{int(seconds % 60):02d}"
+        running = sum(len(u.jobs) for u in self.running.values())
+        at = f" ({', '.join(f'{s:.0%}' for s in shares)})" if 0 < len(shares) <= 4 else ""
+        line = f"[pool] {self.done}/{self.total} done · {running} running{at} · {self.failed} failed{eta}"
+        # Spaces cover what a longer line before it left on the screen.
+        sys.stderr.write(f"\r{line.ljust(self._width)}")
         sys.stderr.flush()
+        self._width = len(line)
 
     def finish_table(self) -> None:
         if not self.rows:

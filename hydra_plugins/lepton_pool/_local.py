@@ -14,11 +14,12 @@ import subprocess
 import sys
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import cloudpickle
 
 from hydra_plugins.lepton_pool._slots import Slot, counted
+from lepton_jax.progress import PROGRESS_FILE_ENV
 
 _BOOT = ("import json, os, sys; sys.path[:0] = json.loads(os.environ.pop('LEPTON_POOL_SYS_PATH')); "
          "from hydra_plugins.lepton_pool._worker import main; main(int(sys.argv[1]))")
@@ -80,9 +81,13 @@ class LocalPool:
             if slot.index not in self.workers:
                 self._start(slot)
 
+    def _progress_file(self, slot: Slot) -> Path:
+        return self.log_dir / f"slot{slot.index}.progress"
+
     def _start(self, slot: Slot) -> _Worker:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **slot.env(self.machine_has_gpus)}
+        env = {**os.environ, **slot.env(self.machine_has_gpus),
+               PROGRESS_FILE_ENV: str(self._progress_file(slot))}
         log = self.log_dir / f"slot{slot.index}.log"
         if not log.exists():
             self.new_logs.append(log)
@@ -95,7 +100,21 @@ class LocalPool:
         worker = self.workers.get(slot.index) or self._start(slot)
         worker.unit = unit
         unit.node = f"{socket.gethostname()}/slot{slot.index}"
+        self._progress_file(slot).unlink(missing_ok=True)  # the slot's previous job's
         worker.conn.send_bytes(cloudpickle.dumps(unit.message()))
+
+    def fraction(self, unit: Any) -> Optional[float]:
+        """The share of its steps the unit's job has done, as the job last wrote it to the
+        slot's progress file (lepton_jax's training does, every 0.5 s); None before it has,
+        or for an app that does not."""
+        for worker in self.workers.values():
+            if worker.unit is unit:
+                try:
+                    progress = json.loads(self._progress_file(worker.slot).read_text())
+                    return min(progress["done"] / progress["total"], 1.0)
+                except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+                    return None
+        return None
 
     def wait(self, timeout: float) -> list[tuple[Any, str, Any]]:
         """[(unit, "ok" | "error" | "fault", outcomes | traceback | reason)]."""
@@ -158,6 +177,9 @@ class LocalPool:
         for worker in self.workers.values():
             worker.kill()
         self.workers.clear()
+        for slot in self.slots:
+            for path in (self._progress_file(slot), Path(f"{self._progress_file(slot)}.tmp")):
+                path.unlink(missing_ok=True)
         if discard_logs:
             for log in self.new_logs:
                 if log.exists() and log.stat().st_size == 0:
