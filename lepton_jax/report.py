@@ -72,7 +72,8 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         print_table: print a table to the console.
 
     Returns:
-        The grouped table (pandas DataFrame): mean, std and count of `metric` per swept config;
+        The grouped table (pandas DataFrame): mean, std and count of `metric` per swept config,
+        and for a validation metric its test counterpart's (`test/accuracy mean`, `... std`);
         for one run, its final metrics per split.
     """
     import matplotlib
@@ -102,6 +103,16 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         table = done[[metric]].agg(["mean", "std", "count"]).T.reset_index(drop=True)
     name = _monitored_name(done) if metric == "monitor" else metric
     label = f"{name} (monitored)" if metric == "monitor" else metric
+    # Configs are chosen on validation; the score to quote for the chosen one is its test
+    # split's, which the table carries beside the ranked metric.
+    held_out = "test/" + name.split("/", 1)[1] if name.startswith("val/") else None
+    if held_out in done and done[held_out].notna().all():
+        scores = (keyed.groupby(by)[held_out] if by else done[held_out]).agg(["mean", "std"])
+        scores = scores.reset_index(drop=True) if by else scores.to_frame().T
+        table[f"{held_out} mean"] = scores["mean"].to_numpy()
+        table[f"{held_out} std"] = scores["std"].to_numpy()
+    else:
+        held_out = None
     maximize = maximized(name)
     best, tied = best_config(table, maximize)
     table.to_csv(root / "report.csv", index=False)
@@ -175,8 +186,14 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         # iterrows gives one dtype per row (floats), so the count is printed as an int.
         # Sampled values (Optuna's 0.036673518333094415) shown to 6 digits; one run has no
         # spread ("–", not pandas' nan); the best line keeps the exact value to copy.
+        def mean_std(row, prefix: str = "") -> str:
+            if row["count"] < 2:
+                return metric_value(row[f"{prefix}mean"])
+            return f"{metric_value(row[f'{prefix}mean'])} ± {metric_value(row[f'{prefix}std'])}"
+
         rows = [[*(short_value(r[c]) for c in by), metric_value(r["mean"]),
-                 metric_value(r["std"]) if r["count"] > 1 else "–", str(int(r["count"]))]
+                 metric_value(r["std"]) if r["count"] > 1 else "–", str(int(r["count"])),
+                 *([mean_std(r, f"{held_out} ")] if held_out else [])]
                 for _, r in table.iterrows()]
         # From the table, by label: a row as a Series is one dtype, which showed an int
         # field of a mostly numeric table as a float (trainer.batch_size=7.0).
@@ -190,9 +207,12 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
             others = "; ".join(config_of(label) for label in tied.index)
             spread += (f" (tied on the mean with {others}; the smaller std, then more runs, "
                        "decided)")
+        if held_out:
+            spread += f"; its {held_out} {mean_std(best, f'{held_out} ')}"
         _print_table(f"{root}: {label}, mean ± std over seeds ({len(done)} of {len(jobs)} "
-                     "jobs finished)", [*by, "mean", "std", "count"], rows,
-                     f"best: {described} — {name} {metric_value(best['mean'])} {spread}\n"
+                     "jobs finished)", [*by, "mean", "std", "count",
+                                        *([f"{held_out} (mean ± std)"] if held_out else [])],
+                     rows, f"best: {described} — {name} {metric_value(best['mean'])} {spread}\n"
                      + _unfinished_line(unfinished, by) + _chance_line(done, by)
                      + _wrote(written))
     return table

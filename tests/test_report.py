@@ -63,6 +63,31 @@ def test_best_config_follows_the_monitored_metric_direction(tmp_path, capsys, mo
     assert (tmp_path / "report_monitor_vs_optim.lr.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_chosen_configs_test_score_is_beside_its_validation_score(tmp_path, capsys):
+    """Configs are ranked on validation; the number a researcher quotes is the chosen config's
+    test score, which the report had left out (report.csv held only the ranked metric). It is
+    now a column of the table and report.csv, and the best line gives the best config's."""
+    val = {0.01: [0.90, 0.92], 0.1: [0.95, 0.97]}
+    test = {0.01: [0.91, 0.89], 0.1: [0.93, 0.96]}
+    n = 0
+    for lr in val:
+        for seed in range(2):
+            _job(tmp_path, str(n), lr, seed, "val/accuracy", val[lr][seed],
+                 result={"test": {"accuracy": test[lr][seed]}})
+            n += 1
+    table = report(tmp_path).set_index("optim.lr")
+    out = capsys.readouterr().out
+    assert table["test/accuracy mean"].to_dict() == pytest.approx({0.01: 0.90, 0.1: 0.945})
+    assert table.at[0.1, "test/accuracy std"] == pytest.approx(np.std([0.93, 0.96], ddof=1))
+    assert "test/accuracy (mean ± std)" in out and "0.9000 ± 0.0141" in out, out
+    assert ("best: optim.lr=0.1 — val/accuracy 0.9600 ± 0.0141 over 2 runs; its test/accuracy "
+            "0.9450 ± 0.0212") in out, out
+    csv = (tmp_path / "report.csv").read_text().splitlines()[0]
+    assert csv == "optim.lr,mean,std,count,test/accuracy mean,test/accuracy std"
+    # Ranked by a test metric itself, or by one a job lacks on test, there is no such column.
+    assert "test/accuracy mean" not in report(tmp_path, metric="test/accuracy")
+
+
 def test_configs_tied_on_the_mean_rank_by_their_spread(tmp_path, capsys):
     """Accuracies over one split are counts: lr 0.03 and 0.1 below both average 177.33/180,
     though pandas' group means differ by 1.1e-16 (the digits_lr_sweep preset's result). The
