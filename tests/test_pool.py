@@ -105,6 +105,10 @@ def test_the_eta_comes_from_running_jobs_steps_done_since_they_started(monkeypat
     # 0.5 job in 30 s, left 1.5 + 1 + 1.
     shares[resumed.id] = None
     assert line(130.0).endswith("3 running (25%) · 0 failed · ETA 3:30")
+    # A population that trains in chunks counts each chunk's steps anew: what the first chunk
+    # did still counts (done 0.5 job; left 2 x 0.9 + 1 + 1), and the ETA goes on from it.
+    shares[population.id] = 0.1
+    assert line(130.0).endswith("3 running (10%) · 0 failed · ETA 3:48")
 
 
 def test_jobs_that_ended_at_chance_are_named_under_the_table(app):

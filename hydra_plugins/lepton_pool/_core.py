@@ -59,6 +59,7 @@ class Unit:
     killing: bool = False  # the launcher is killing it (timeout); its fault is on the way
     configs: dict = field(default_factory=dict)  # job number -> config the sweeper composed
     progress0: Optional[float] = None  # the share of its steps done when first seen running
+    share: float = 0.0  # the share last seen
     id: int = field(default_factory=lambda: next(_ids))
 
     def message(self) -> tuple:
@@ -435,7 +436,12 @@ class _Run:
                 left += len(unit.jobs)
                 continue
             if unit.progress0 is None:  # a resumed job starts part-way
-                unit.progress0 = share
+                unit.progress0 = unit.share = share
+            if share < unit.share:
+                # A new count of steps (a population too big for memory trains in chunks,
+                # each counting its own): the work done before it still counts.
+                unit.progress0 -= unit.share - share
+            unit.share = share
             shares.append(share)
             moved += (share - unit.progress0) * len(unit.jobs)
             left += (1 - share) * len(unit.jobs)
