@@ -89,6 +89,11 @@ def test_limit_keeps_the_first_training_examples_and_the_same_val_and_test():
     np.testing.assert_array_equal(cut.y_train, full.y_train[:300])
     for split in ("x_val", "y_val", "x_test", "y_test"):
         np.testing.assert_array_equal(getattr(cut, split), getattr(full, split))
+    assert len(load_dataset(DataConfig(name="digits", limit=len(full.x_train))).x_train) == 1437
+    # A limit above the training split would keep every row; it was taken silently.
+    with pytest.raises(UserError, match=r"data.limit \(1500\) is more than the 1,437 training "
+                                        r"examples .* use at most 1437, or null to keep all"):
+        load_dataset(DataConfig(name="digits", limit=1500))
 
 
 def test_mnist_real_files(mnist_root):

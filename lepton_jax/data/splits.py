@@ -7,6 +7,8 @@ from typing import Optional
 
 import numpy as np
 
+from lepton_jax.errors import UserError
+
 
 @dataclass(frozen=True)
 class DataSplits:
@@ -82,6 +84,13 @@ def split_arrays(x: np.ndarray, y: np.ndarray, val_fraction: float, test_fractio
     n_test = int(round(len(x) * test_fraction))
     n_val = int(round(len(x) * val_fraction))
     test, val, train = np.split(order, [n_test, n_test + n_val])
+    if limit is not None and limit > len(train):
+        # It would keep them all: a user who read it as the whole dataset's size (1,500 of
+        # digits' 1,797 rows) would train on every row believing otherwise.
+        raise UserError(f"data.limit ({limit}) is more than the {len(train):,} training examples "
+                        f"left after the validation and test splits; it counts training "
+                        f"examples only (validation and test stay whole): use at most "
+                        f"{len(train)}, or null to keep all")
     # Cut the indices, not the gathered rows: a 10,000-image limit on MNIST then copies 10,000
     # images instead of 57,000 (~150 MB less to allocate and touch).
     train = train[:limit]
