@@ -66,14 +66,18 @@ class Dataset:
         raw = from_table(x, y, task, tuple(feature_names))  # which refuses what is not numbers
         return cls(raw, DataConfig(name="arrays", task=raw.task, **split))
 
-    def split(self, val_fraction: float = 0.1, test_fraction: float = 0.1,
-              seed: int = 0, standardize: bool = True) -> "Dataset":
-        """A copy split with other fractions/seed (standardization from the train split)."""
+    def split(self, val_fraction: Optional[float] = None, test_fraction: Optional[float] = None,
+              seed: Optional[int] = None, standardize: Optional[bool] = None) -> "Dataset":
+        """A copy split with other fractions/seed (standardization from the train split); an
+        argument left out keeps this dataset's setting."""
         if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:  # its field is split_seed
             raise UserError(f"split(seed={seed}): the seed must be in [0, {MAX_SEED}]")
-        config = dataclasses.replace(self.config, val_fraction=val_fraction,
-                                     test_fraction=test_fraction, split_seed=seed,
-                                     normalize=standardize)
+        # Defaults of 0.1 and seed 0 had undone what `Dataset.digits(test_fraction=0.3,
+        # split_seed=5)` set, when only val_fraction was given.
+        given = {"val_fraction": val_fraction, "test_fraction": test_fraction,
+                 "split_seed": seed, "normalize": standardize}
+        config = dataclasses.replace(self.config, **{k: v for k, v in given.items()
+                                                     if v is not None})
         return Dataset(self.raw, config)
 
     def splits(self, normalized: bool = True) -> DataSplits:

@@ -201,6 +201,13 @@ def test_dataset_describe_and_split():
         table.loc["test", "examples"] == 1797
     other = d.split(val_fraction=0.2, test_fraction=0.2, seed=1)
     assert other.describe().loc["test", "examples"] == 359
+    # An argument left out keeps the dataset's own setting: split(val_fraction=0.2) had reset
+    # the test share and the split seed to split()'s defaults.
+    set_up = Dataset.digits(test_fraction=0.3, split_seed=5, normalize=False)
+    resplit = set_up.split(val_fraction=0.2)
+    assert resplit.describe()["examples"].tolist() == [899, 359, 539]
+    assert (resplit.config.split_seed, resplit.config.normalize) == (5, False)
+    np.testing.assert_array_equal(resplit.splits().y_test, set_up.splits().y_test)
 
 
 def test_from_arrays_classification(tmp_path):
