@@ -288,6 +288,11 @@ def epoch_axis(ax, longest: int) -> None:
 
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    lo, hi = ax.get_xlim()
+    if math.floor(hi) - math.ceil(lo) < 1:
+        # Too few whole epochs in view for integer ticks: one evaluation at epoch 1 was
+        # ticked 0.945, 0.960, ... From 0, where training starts, epochs 0 and 1 show.
+        ax.set_xlim(left=min(lo, 0.0))
     if longest <= 20:
         for line in ax.get_lines():
             if line.get_marker() in (None, "None", ""):

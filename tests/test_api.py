@@ -80,6 +80,13 @@ def test_history_and_plot(tmp_path):
         assert all(float(t).is_integer() for t in ax.get_xticks())
         assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines())
     assert fig.axes[0].get_ylabel() == "loss (cross-entropy)"
+    # One evaluation: the axis starts at 0 so that epochs 0 and 1 tick it (it was ticked
+    # 0.945, 0.960, ... around the point).
+    one = Trainer(Model.mlp(hidden=(32,)), Dataset.digits(), workdir=tmp_path / "one",
+                  progress="off")
+    one.train(epochs=1)
+    for ax in one.plot().axes:
+        assert [float(t) for t in ax.get_xticks() if 0 <= t <= ax.get_xlim()[1]] == [0.0, 1.0]
 
 
 def test_plot_names_the_loss_and_draws_the_monitored_metric(tmp_path):
