@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         from lepton_jax import train
 
         sys.argv = ["lepton-jax train", *rest]
-        train.main()
+        train.run()
         return 0
     handlers = {"predict": _predict, "serve": _serve, "report": _report}
     if command not in handlers:

@@ -161,13 +161,13 @@ def _fits(value, kind) -> bool:
     return isinstance(value, kind)
 
 
-def _describe(kind) -> str:
+def describe_type(kind) -> str:
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin is Union:
-        return " or ".join("None" if a is type(None) else _describe(a) for a in args)
+        return " or ".join("None" if a is type(None) else describe_type(a) for a in args)
     if origin in (list, List):
         return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(
-            args[0], _describe(args[0]))
+            args[0], describe_type(args[0]))
     return {bool: "True or False", int: "an integer", float: "a number", str: "a string"}.get(
         kind, getattr(kind, "__name__", str(kind)))
 
@@ -206,7 +206,7 @@ def check_types(config, prefix: str = "") -> None:
                 raise UserError(f"{name} is a {type(value).__name__}; pass a {kind.__name__}")
             check_types(value, f"{name}.")
         elif not (_fits(value, kind) or name in _ALSO_INT and _fits(value, int)):
-            wanted = _describe(kind) + (" or an integer" if name in _ALSO_INT else "")
+            wanted = describe_type(kind) + (" or an integer" if name in _ALSO_INT else "")
             raise UserError(f"{name}={value!r} is not {wanted}; pass {wanted}")
 
 

@@ -165,3 +165,76 @@ def _make_dir(key: str, folder: str) -> None:
             made.rmdir()
         except OSError:  # something was written there meanwhile: it stays
             break
+
+
+_GROUPS = ("model", "data", "optim", "trainer", "logger", "experiment")
+_SEARCH_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
+
+
+def check_overrides(args: list[str]) -> None:
+    """Refuses command-line overrides that choose no option of a config group, name no
+    config field or give one a value of the wrong type, with one line, before Hydra composes
+    the config. Hydra's own messages took 7-12 lines with its config search path, and for
+    `optim.lrr=0.1` advised `+optim.lrr=0.1`, which `to_config` then refuses.
+
+    With another config directory or search path (whose groups may hold more), and for
+    overrides Hydra's grammar rejects, Hydra's own checks stay in charge.
+    """
+    if any(a.split("=")[0] in _SEARCH_FLAGS or a.startswith("hydra.searchpath") for a in args):
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    try:
+        overrides = OverridesParser.create().parse_overrides(
+            [a for a in args if "=" in a and not a.startswith("-")])
+    except Exception:  # noqa: BLE001 - Hydra words its own grammar errors
+        return
+    for o in overrides:
+        key = o.key_or_group
+        if o.is_delete() or o.package is not None or key.startswith("hydra"):
+            continue
+        if o.is_sweep_override() and not isinstance(o.value(), ChoiceSweep):
+            values = []  # a range, glob or Optuna interval: its sweeper samples it
+        else:
+            values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+        if key in _GROUPS:
+            _check_choices(key, values)
+        elif not o.is_add():  # `+key=value` is refused by `to_config`, with its reason
+            _check_field(key, values, o.input_line)
+
+
+def _check_choices(group: str, values: list) -> None:
+    import difflib
+
+    folder = Path(__file__).parent / "conf" / group
+    options = sorted(p.stem for p in folder.glob("*.yaml"))
+    for value in values:
+        if isinstance(value, str) and value not in options:
+            near = difflib.get_close_matches(value, options, n=1)
+            fail(f"{group}={value} is not one of the {group} options: {', '.join(options)}"
+                 + (f" ({near[0]}, misspelt?)" if near else ""))
+
+
+def _check_field(key: str, values: list, written: str) -> None:
+    from omegaconf.errors import OmegaConfBaseException
+
+    from lepton_jax.config import describe_type
+    from lepton_jax.sweep import check_key
+
+    try:
+        check_key(Config(), key, source="override")
+    except UserError as e:
+        fail(str(e))
+    kind, node = Config, None
+    for part in key.split("."):
+        node, kind = kind, typing.get_type_hints(kind)[part]
+    checked = OmegaConf.structured(node)
+    for value in values:
+        if isinstance(value, str) and "${" in value:  # an interpolation: resolved later
+            continue
+        try:
+            OmegaConf.update(checked, key.rsplit(".", 1)[-1], value, merge=True)
+        except OmegaConfBaseException:
+            wanted = describe_type(kind)
+            fail(f"{written}: {value!r} is not {wanted}; pass {wanted}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import itertools
 import os
 import time
@@ -53,8 +54,10 @@ def check_key(config: Config, key: str, source: str = "sweep grid") -> None:
             where = ".".join(parts[:i])
             fields = f"{where} has: {', '.join(names)}" if names else \
                 f"{where} is a value, not a group of fields"
+            near = difflib.get_close_matches(part, names, n=1)
             raise UserError(f"{source} key {key!r} is not a config field; "
-                            f"{fields if where else 'the config has: ' + ', '.join(names)}")
+                            f"{fields if where else 'the config has: ' + ', '.join(names)}"
+                            + (f" ({near[0]}, misspelt?)" if near else ""))
         node = getattr(node, part)
 
 

@@ -13,7 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lepton_jax.errors import Interrupted, UserError
-from lepton_jax.hydra_app import fail, register_configs, to_config
+from lepton_jax.hydra_app import check_overrides, fail, register_configs, to_config
 
 register_configs()
 
@@ -72,5 +72,11 @@ def resume_command(hydra_cfg) -> str:
     return " ".join([program, *map(shlex.quote, args)])
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The command line: its overrides checked (`check_overrides`), then Hydra's `main`."""
+    check_overrides(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    run()

@@ -19,7 +19,15 @@ def _check_error(proc, message):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["model=resnet"], "Could not find 'model/resnet'"),
+    # Group options, fields and types on the command line: Hydra's 7-12 lines were one.
+    (["model=resnet"], "model=resnet is not one of the model options: lenet5, linear, "
+                       "logistic, mlp"),
+    (["-m", "model=mlp,lenet", "optim.lr=0.1,abc"],
+     "model=lenet is not one of the model options: lenet5, linear, logistic, mlp (lenet5, "
+     "misspelt?)"),
+    (["-m", "optim.lr=0.1,abc"], "optim.lr=0.1,abc: 'abc' is not a number; pass a number"),
+    (["experiment=mnist"], "experiment=mnist is not one of the experiment options: "
+                           "digits_lr_sweep, mnist_lenet5, mnist_mlp (mnist_mlp, misspelt?)"),
     (["model.name=resnet"], "model.name='resnet' is not known; valid values: lenet5, linear, logistic, mlp"),
     (["model.dropout=1.0"], "model.dropout (1.0) must be in [0, 1)"),
     (["model=lenet5", "model.dropout=0.5"], "model.dropout applies to model=mlp's hidden layers; "
@@ -34,10 +42,13 @@ def _check_error(proc, message):
                             "labels"),
     (["data.name=cifar"], "data.name='cifar' is not known; valid values: csv, digits, mnist"),
     (["optim.name=adamw"], "optim.name='adamw' is not known; valid values: sgd"),
-    (["optim.lrr=0.1"], "Key 'lrr' not in 'OptimConfig'"),
+    (["optim.lrr=0.1"], "override key 'optim.lrr' is not a config field; optim has: name, "
+                        "lr, momentum, nesterov, weight_decay, clip_norm, schedule, "
+                        "warmup_epochs (lr, misspelt?)"),
     (["+optim.lrr=0.1"], "config key 'optim.lrr' is not a config field; optim has: name, lr,"),
     (["+tag=baseline"], "config key 'tag' is not a config field; the config has: model, data,"),
-    (["trainer.epochs=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
+    (["trainer.epochs=abc"], "trainer.epochs=abc: 'abc' is not an integer; pass an integer"),
+    (["model.hidden=[a,b]"], "model.hidden=[a,b]: ['a', 'b'] is not a list of integers"),
     (["optim.lr=-0.1"], "optim.lr (-0.1) must be > 0"),
     (["optim.nesterov=true", "optim.momentum=0"],
      "optim.nesterov=true has no effect with optim.momentum=0"),
@@ -66,8 +77,25 @@ def _check_error(proc, message):
      "data.val_fraction=0 and data.test_fraction=0 leave no validation or test example"),
 ])
 def test_bad_config(tmp_path, args, message):
-    _check_error(run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}"), message)
+    _check_error(run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}",
+                         f"hydra.sweep.dir={tmp_path / 'sweep'}"), message)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before training
+
+
+def test_a_bad_override_is_one_line_from_either_command(tmp_path):
+    """`python -m lepton_jax.train` and `lepton-jax train` check the command line before
+    Hydra composes it: one line, exit 2, no run dir made."""
+    import subprocess
+    import sys
+
+    for command in ([sys.executable, "-m", "lepton_jax.train"],
+                    [str(Path(sys.executable).parent / "lepton-jax"), "train"]):
+        proc = subprocess.run([*command, "optim.lrr=0.1", f"hydra.run.dir={tmp_path / 'run'}"],
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stdout == "", proc
+        assert proc.stderr.startswith("error: override key 'optim.lrr' is not a config field")
+        assert proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_corrupted_idx_file(tmp_path, mnist_root):
