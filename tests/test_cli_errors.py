@@ -281,12 +281,20 @@ def test_pool_sweep_with_a_bad_value_leaves_no_pool_files(tmp_path):
     rejects one, they stop and their empty logs go: the sweep dir holds what Hydra wrote."""
     sweep = tmp_path / "sweep"
     proc = run_cli("-m", "hydra/launcher=pool", "optim.lr=0.1,abc", f"hydra.sweep.dir={sweep}")
+    _check_error(proc, "optim.lr=0.1,abc: 'abc' is not a number")  # before Hydra starts
+    assert not sweep.exists()
+    # With another config dir, the command line is left to Hydra, whose sweeper rejects it.
+    (tmp_path / "conf").mkdir()
+    extra = (f"--config-dir={tmp_path / 'conf'}",)
+    proc = run_cli(*extra, "-m", "hydra/launcher=pool", "optim.lr=0.1,abc",
+                   f"hydra.sweep.dir={sweep}")
     _check_error(proc, "Value 'abc' of type 'str' could not be converted to Float")
     assert not (sweep / ".pool").exists(), sorted(p.name for p in sweep.rglob("*"))
     # An earlier sweep's pool logs in the same dir are never removed.
     (sweep / ".pool").mkdir(parents=True)
     (sweep / ".pool" / "slot0.log").write_text("")
-    proc = run_cli("-m", "hydra/launcher=pool", "optim.lr=0.1,abc", f"hydra.sweep.dir={sweep}")
+    proc = run_cli(*extra, "-m", "hydra/launcher=pool", "optim.lr=0.1,abc",
+                   f"hydra.sweep.dir={sweep}")
     _check_error(proc, "could not be converted to Float")
     assert (sweep / ".pool" / "slot0.log").exists()
     assert not (sweep / ".pool" / "slot1.log").exists()
