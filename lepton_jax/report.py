@@ -172,6 +172,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
             _tick_at_values(ax.xaxis, grid)
         ax.set_xlabel(field)
         ax.set_ylabel(label)
+        _within_bounds(ax, name)
         if field == "seed":
             ax.margins(x=0.15)
         per = ("one colour per {}" if field == "seed" else "one line per {}, mean ± std").format(
@@ -216,6 +217,18 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                      + _unfinished_line(unfinished, by) + _chance_line(done, by)
                      + _wrote(written))
     return table
+
+
+def _within_bounds(ax, metric: str) -> None:
+    """Keeps the y axis inside what the metric can be: a std bar of two seeds, one of which
+    collapsed (accuracy 0.96 and 0.09), reached 1.11 and stretched the axis past an accuracy
+    of 1. Scores lie in [0, 1]; R² is at most 1."""
+    kind = metric.rsplit("/", 1)[-1]
+    if kind not in ("accuracy", "precision", "recall", "f1", "r2"):
+        return
+    lo, hi = ax.get_ylim()
+    margin = 0.02 * (hi - lo)  # a point at 1.0 still shows whole
+    ax.set_ylim(lo if kind == "r2" else max(lo, -margin), min(hi, 1.0 + margin))
 
 
 def best_config(table, maximize: bool):

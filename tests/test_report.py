@@ -88,6 +88,24 @@ def test_the_chosen_configs_test_score_is_beside_its_validation_score(tmp_path, 
     assert "test/accuracy mean" not in report(tmp_path, metric="test/accuracy")
 
 
+def test_a_score_axis_stays_within_what_the_score_can_be(tmp_path, figures):
+    """Two seeds of one lr, one collapsed (0.96 and 0.09): mean ± std spans -0.10 to 1.14,
+    and the axis was stretched past an accuracy of 1. It now ends just above 1 and below 0;
+    a loss axis is left to matplotlib."""
+    for n, (lr, seed, value) in enumerate([(0.02, 0, 0.95), (0.02, 1, 0.96), (0.1, 0, 0.96),
+                                           (0.1, 1, 0.09)]):
+        _job(tmp_path / "acc", str(n), lr, seed, "val/accuracy", value)
+        _job(tmp_path / "loss", str(n), lr, seed, "val/loss", 2 - value)
+    report(tmp_path / "acc", print_table=False)
+    lo, hi = figures[0].axes[0].get_ylim()
+    spread = float(np.std([0.96, 0.09], ddof=1))
+    assert 0.525 + spread > 1.1 and 0.525 - spread < -0.05  # what the bar spans
+    assert -0.05 < lo <= 0.0 and 1.0 <= hi < 1.05
+    figures.clear()
+    report(tmp_path / "loss", print_table=False)
+    assert figures[0].axes[0].get_ylim()[1] > 1.5 + spread
+
+
 def test_configs_tied_on_the_mean_rank_by_their_spread(tmp_path, capsys):
     """Accuracies over one split are counts: lr 0.03 and 0.1 below both average 177.33/180,
     though pandas' group means differ by 1.1e-16 (the digits_lr_sweep preset's result). The
