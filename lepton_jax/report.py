@@ -354,13 +354,17 @@ def _loss_axis_label(jobs) -> str:
     return f"train/loss ({kinds.pop()})" if len(kinds) == 1 and "" not in kinds else "train/loss"
 
 
+_STYLES = ("-", "--", ":", "-.")
+
+
 def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
                  ranked: str = "") -> Path:
     """report_curves.png: train loss and the validation metric per job over epochs.
 
     Jobs are coloured by the first swept field other than the seed (numbers in order on a
     sequential colormap, other values in distinct colours), so a config's seeds share a
-    colour and the trend reads at a glance; a diverged job's curve ends in a black cross, and
+    colour and the trend reads at a glance, and a second one of up to four values gets a
+    line style per value; a diverged job's curve ends in a black cross, and
     a star marks the evaluation whose parameters a `trainer.restore_best` job kept.
     A seeds-only sweep of at most 12 jobs gets one legend entry per job. The validation
     curve is of `ranked`, the metric the table ranks by, when the records hold it."""
@@ -380,6 +384,17 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
             # viridis up to 0.9: its last tenth is too pale to read on white.
             colors[str(v)] = cmap(i / max(len(values) - 1, 1) * 0.9) \
                 if cmap.name == "viridis" else cmap(i)
+    # A second swept field of a few values gets a line style each: coloured by model alone,
+    # a model's learning rates were indistinguishable.
+    second = by[1] if len(by) > 1 else None
+    styles = {}  # str(value) -> line style
+    if second is not None and rows[second].nunique() <= len(_STYLES):
+        seconds = list(rows[second].unique())
+        if all(isinstance(v, numbers.Number) for v in seconds):
+            seconds.sort()
+        styles = {str(v): style for v, style in zip(seconds, _STYLES, strict=False)}
+    else:
+        second = None
     for job, records in curves.items():
         if not records or job not in rows.index:
             continue
@@ -390,8 +405,10 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
             color = None
             label = f"{job}: " + ", ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept)
         epochs = [r["epoch"] for r in records]
+        style = styles.get(str(row[second]), "-") if second else "-"
         for ax, key in zip(axes[0], keys, strict=True):
-            ax.plot(epochs, [r.get(key) for r in records], color=color, alpha=0.75, label=label)
+            ax.plot(epochs, [r.get(key) for r in records], color=color, alpha=0.75, label=label,
+                    linestyle=style)
             if row["status"] == "diverged":
                 ax.plot(epochs[-1:], [records[-1].get(key)], "x", color="black", markersize=8,
                         label="diverged")
@@ -413,13 +430,19 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
             ax.set_yscale("log")
         if diverged and kept:
             _focus(ax, kept)
-    fig.suptitle("learning curves per job" + (f", coloured by {field}" if field else ""))
+    fig.suptitle("learning curves per job" + (f", coloured by {field}" if field else "")
+                 + (f", line style by {second}" if second else ""))
     first = {}  # one legend entry per label: a value's seeds share theirs
     for ax in axes[0]:
         for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
             first.setdefault(name, handle)
-    if field is not None:  # the values' order, then the markers'
-        order = [f"{field}={v}" for v in values] + ["diverged", "kept (restore_best)"]
+    if field is not None:  # the values' order, then the styles', then the markers'
+        from matplotlib.lines import Line2D
+
+        for value, style in styles.items():
+            first[f"{second}={value}"] = Line2D([], [], color="grey", linestyle=style)
+        order = [f"{field}={v}" for v in values] + [f"{second}={v}" for v in styles] + \
+            ["diverged", "kept (restore_best)"]
         first = {name: first[name] for name in order if name in first}
     names, handles = list(first), list(first.values())
     if handles and (field is not None or len(curves) <= 12):

@@ -357,6 +357,27 @@ def test_learning_curves_are_coloured_by_the_swept_value_and_mark_divergence(tmp
     assert len(crosses) == 1 and crosses[0].get_color() == "black"
 
 
+def test_a_second_swept_field_gets_a_line_style_per_value(tmp_path, figures):
+    """Coloured by the model alone, a model's learning rates drew alike; the second swept
+    field now gets a line style per value, named in the legend and the title."""
+    n = 0
+    for model in ("mlp", "lenet5"):
+        for lr in (0.1, 0.02):
+            for seed in (0, 1):
+                _job(tmp_path, str(n), lr, seed, "val/accuracy", 0.9, config={"model.name": model})
+                n += 1
+    report(tmp_path, print_table=False)
+    curves = figures[-1]
+    # The fields in run.json's order (these hand-written ones: optim before model).
+    assert curves._suptitle.get_text() == ("learning curves per job, coloured by optim.lr, "
+                                           "line style by model.name")
+    styles = [(ln.get_color(), ln.get_linestyle()) for ln in curves.axes[0].get_lines()]
+    assert len(set(styles)) == 4 and styles[0] == styles[1] and styles[0] != styles[2]
+    assert [style for _, style in styles] == ["-"] * 4 + ["--"] * 4  # mlp, then lenet5
+    legend = [t.get_text() for t in curves.legends[0].get_texts()]
+    assert legend == ["optim.lr=0.02", "optim.lr=0.1", "model.name=mlp", "model.name=lenet5"]
+
+
 def test_a_diverged_job_does_not_flatten_the_others_curves(tmp_path, figures):
     """A job whose val/mse reached 1e36 before it diverged set the scale, and every other
     job's curve lay flat at the bottom: the axes now span the other jobs' values, and the
