@@ -8,6 +8,7 @@ import os
 import sys
 import typing
 from pathlib import Path
+from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.experimental.callback import Callback
@@ -168,6 +169,7 @@ def _make_dir(key: str, folder: str) -> None:
 
 
 _GROUPS = ("model", "data", "optim", "trainer", "logger", "experiment")
+_PLUGIN_GROUPS = ("hydra/launcher", "hydra/sweeper")
 _SEARCH_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
 
 
@@ -190,9 +192,20 @@ def check_overrides(args: list[str]) -> None:
             [a for a in args if "=" in a and not a.startswith("-")])
     except Exception:  # noqa: BLE001 - Hydra words its own grammar errors
         return
+    plugins = {o.key_or_group: o.value() for o in overrides
+               if o.key_or_group in _PLUGIN_GROUPS and isinstance(o.value(), str)}
     for o in overrides:
         key = o.key_or_group
-        if o.is_delete() or o.package is not None or key.startswith("hydra"):
+        if o.is_delete() or o.package is not None:
+            continue
+        if key in _PLUGIN_GROUPS:
+            _check_choices(key, [o.value()], _plugin_options(key))
+            continue
+        group = key.split(".")[:2]
+        if len(group) == 2 and "/".join(group) in plugins and not o.is_add():
+            _check_plugin_key("/".join(group), plugins["/".join(group)], key)
+            continue
+        if key.startswith("hydra"):
             continue
         if o.is_sweep_override() and not isinstance(o.value(), ChoiceSweep):
             values = []  # a range, glob or Optuna interval: its sweeper samples it
@@ -204,11 +217,48 @@ def check_overrides(args: list[str]) -> None:
             _check_field(key, values, o.input_line)
 
 
-def _check_choices(group: str, values: list) -> None:
+def _plugin_options(group: str) -> list[str]:
+    """The options of a Hydra plugin group (`hydra/launcher`: basic, joblib, pool, ...), from
+    the plugins installed (Hydra scans them once per process; its run reuses the scan)."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()
+    return sorted(name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)
+                  if name.endswith(".yaml"))
+
+
+def _check_plugin_key(group: str, choice: str, key: str) -> None:
+    """`hydra.launcher.vectorise=true` with `hydra/launcher=pool` chosen on the command line:
+    a key the chosen plugin's config lacks."""
     import difflib
 
-    folder = Path(__file__).parent / "conf" / group
-    options = sorted(p.stem for p in folder.glob("*.yaml"))
+    from hydra.core.config_store import ConfigStore
+
+    try:
+        node = ConfigStore.instance().load(f"{group}/{choice}.yaml").node
+    except Exception:  # noqa: BLE001 - not a stored config: Hydra reports it
+        return
+    parts = key.split(".")[2:]
+    for i, part in enumerate(parts):
+        if not OmegaConf.is_dict(node) or node._is_missing() or node._is_none() or \
+                not node.keys():
+            return  # a value, or a mapping of any keys (Optuna's `params`): Hydra checks it
+        names = [k for k in node.keys() if k not in ("_target_", "defaults")]
+        if part not in names:
+            where = ".".join(key.split(".")[:2 + i])
+            near = difflib.get_close_matches(part, names, n=1)
+            fail(f"{where}.{part} is not an option of {group}={choice}; {where} takes: "
+                 f"{', '.join(names) or 'no options'}"
+                 + (f" ({near[0]}, misspelt?)" if near else ""))
+        node = node._get_node(part)
+
+
+def _check_choices(group: str, values: list, options: Optional[list] = None) -> None:
+    import difflib
+
+    if options is None:
+        options = sorted(p.stem for p in (Path(__file__).parent / "conf" / group).glob("*.yaml"))
     for value in values:
         if isinstance(value, str) and value not in options:
             near = difflib.get_close_matches(value, options, n=1)

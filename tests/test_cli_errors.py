@@ -28,6 +28,14 @@ def _check_error(proc, message):
     (["-m", "optim.lr=0.1,abc"], "optim.lr=0.1,abc: 'abc' is not a number; pass a number"),
     (["experiment=mnist"], "experiment=mnist is not one of the experiment options: "
                            "digits_lr_sweep, mnist_lenet5, mnist_mlp (mnist_mlp, misspelt?)"),
+    (["-m", "hydra/launcher=pol"], "hydra/launcher=pol is not one of the hydra/launcher "
+                                   "options: basic, joblib, pool (pool, misspelt?)"),
+    (["-m", "hydra/launcher=pool", "hydra.launcher.vectorise=true"],
+     "hydra.launcher.vectorise is not an option of hydra/launcher=pool; hydra.launcher takes: "
+     "backend, slots,"),
+    (["-m", "hydra/launcher=pool", "hydra.launcher.ray.adress=x"],
+     "hydra.launcher.ray.adress is not an option of hydra/launcher=pool; hydra.launcher.ray "
+     "takes: address, num_cpus, num_gpus, connect_timeout, init (address, misspelt?)"),
     (["model.name=resnet"], "model.name='resnet' is not known; valid values: lenet5, linear, logistic, mlp"),
     (["model.dropout=1.0"], "model.dropout (1.0) must be in [0, 1)"),
     (["model=lenet5", "model.dropout=0.5"], "model.dropout applies to model=mlp's hidden layers; "
@@ -80,6 +88,26 @@ def test_bad_config(tmp_path, args, message):
     _check_error(run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}",
                          f"hydra.sweep.dir={tmp_path / 'sweep'}"), message)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before training
+
+
+def test_the_command_line_check_passes_what_hydra_takes(tmp_path):
+    """What the check cannot judge is left to Hydra: sweeps its sweeper samples, Optuna's
+    open `params` mapping, a sampler group's keys, interpolations, another config dir."""
+    import subprocess
+    import sys
+
+    args = ["hydra/sweeper=optuna", "hydra.sweeper.params.optim.lr=interval(0.01,0.1)",
+            "hydra.sweeper.sampler.seed=3", "optim.lr=tag(log,interval(0.001,1.0))",
+            "seed=range(0,3)", "model.hidden=[512,512]", "data.root=null", "model=mlp,lenet5",
+            "experiment=mnist_lenet5", "+experiment=mnist_mlp", "hydra/launcher=pool",
+            "hydra.launcher.ray.address=null", "trainer.steps_per_call=25",
+            "optim.momentum=${optim.lr}", "~optim.clip_norm", "+hydra.job.env_set.X=1"]
+    code = ("import sys; from lepton_jax.hydra_app import check_overrides; "
+            "check_overrides(sys.argv[1:]); check_overrides(['-cd', 'x', 'model=lenet']); "
+            "print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.stdout == "ok\n", proc.stderr
 
 
 def test_a_bad_override_is_one_line_from_either_command(tmp_path):
