@@ -128,8 +128,14 @@ def test_fail_fast_cancels_the_rest(app):
     proc = run_app(app, "+x=0,1,2,3", "+fault0=raise", "hydra.launcher.slots=1",
                    "hydra.launcher.fail_fast=true", f"hydra.sweep.dir={sweep}")
     assert proc.returncode != 0
-    assert list(summary(sweep).status) == ["FAILED", "CANCELLED", "CANCELLED", "CANCELLED"]
+    table = summary(sweep)
+    assert list(table.status) == ["FAILED", "CANCELLED", "CANCELLED", "CANCELLED"]
     assert runs(sweep) == {}
+    # The cancelled jobs never started: no duration (it was the monotonic clock's reading,
+    # 57481 s on one machine) and no attempt; the table shows blanks, not "None".
+    assert list(table.attempts) == [1, 0, 0, 0]
+    assert float(table.duration_s.iloc[0]) >= 0 and list(table.duration_s.iloc[1:]) == [""] * 3
+    assert "None" not in proc.stdout
 
 
 def test_max_failure_rate_aborts_a_hopeless_sweep(app):

@@ -348,7 +348,9 @@ class _Run:
         value = ret._return_value
         row = {"job": num, "overrides": " ".join(overrides), "status": status,
                "metric": metric_of(value) if ok else None,
-               "duration_s": round(time.monotonic() - unit.started, 3), "node": unit.node,
+               # A job given up before it started has no duration (it was counted from 0).
+               "duration_s": round(time.monotonic() - unit.started, 3) if unit.attempts
+               else None, "node": unit.node,
                "attempts": unit.attempts, "dir": outcome.job_dir}
         self.results[num], self.rows[num] = ret, row
         if status in ("INTERRUPTED", "CANCELLED"):
@@ -477,7 +479,8 @@ class _Run:
         common = set.intersection(*map(set, split)) if len(shown) > 1 else set()
         shown = shown.assign(overrides=[" ".join(o for o in items if o not in common)
                                         for items in split])
-        print(shown.to_string(index=False, na_rep=""), flush=True)
+        # Blank, not "None", where a job has no metric or duration.
+        print(shown.astype(object).where(shown.notna(), "").to_string(index=False), flush=True)
         if common:
             log.info(f"every job also had: {' '.join(sorted(common))}")
         chance = [str(job) for job, folder in zip(shown.job, frame.loc[shown.index, "dir"],
