@@ -8,6 +8,15 @@ class UserError(Exception):
     """
 
 
+def misspelt(name: str, valid) -> str:
+    """A message's tail naming the valid name closest to a mistyped one (` (lr,
+    misspelt?)`), or "" when none is close."""
+    import difflib
+
+    near = difflib.get_close_matches(name, list(valid), n=1)
+    return f" ({near[0]}, misspelt?)" if near else ""
+
+
 def os_reason(error: OSError, path) -> str:
     """An OSError as a message's parenthesis: 'Not a directory: /a/file/x'."""
     return f"{error.strerror or type(error).__name__}: {error.filename or path}"

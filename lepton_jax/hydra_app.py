@@ -15,7 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from lepton_jax.config import Config
-from lepton_jax.errors import UserError, os_reason
+from lepton_jax.errors import UserError, misspelt, os_reason
 
 
 def register_configs() -> None:
@@ -231,8 +231,6 @@ def _plugin_options(group: str) -> list[str]:
 def _check_plugin_key(group: str, choice: str, key: str) -> None:
     """`hydra.launcher.vectorise=true` with `hydra/launcher=pool` chosen on the command line:
     a key the chosen plugin's config lacks."""
-    import difflib
-
     from hydra.core.config_store import ConfigStore
 
     try:
@@ -247,23 +245,18 @@ def _check_plugin_key(group: str, choice: str, key: str) -> None:
         names = [k for k in node.keys() if k not in ("_target_", "defaults")]
         if part not in names:
             where = ".".join(key.split(".")[:2 + i])
-            near = difflib.get_close_matches(part, names, n=1)
             fail(f"{where}.{part} is not an option of {group}={choice}; {where} takes: "
-                 f"{', '.join(names) or 'no options'}"
-                 + (f" ({near[0]}, misspelt?)" if near else ""))
+                 f"{', '.join(names) or 'no options'}{misspelt(part, names)}")
         node = node._get_node(part)
 
 
 def _check_choices(group: str, values: list, options: Optional[list] = None) -> None:
-    import difflib
-
     if options is None:
         options = sorted(p.stem for p in (Path(__file__).parent / "conf" / group).glob("*.yaml"))
     for value in values:
         if isinstance(value, str) and value not in options:
-            near = difflib.get_close_matches(value, options, n=1)
             fail(f"{group}={value} is not one of the {group} options: {', '.join(options)}"
-                 + (f" ({near[0]}, misspelt?)" if near else ""))
+                 f"{misspelt(value, options)}")
 
 
 def _check_field(key: str, values: list, written: str) -> None:

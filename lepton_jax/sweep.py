@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
 import os
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from lepton_jax.config import Config, check_types, native, native_value
-from lepton_jax.errors import UserError
+from lepton_jax.errors import UserError, misspelt
 
 
 _handed_out: set[Path] = set()  # default directories given to this process's trainers and sweeps
@@ -54,10 +53,9 @@ def check_key(config: Config, key: str, source: str = "sweep grid") -> None:
             where = ".".join(parts[:i])
             fields = f"{where} has: {', '.join(names)}" if names else \
                 f"{where} is a value, not a group of fields"
-            near = difflib.get_close_matches(part, names, n=1)
             raise UserError(f"{source} key {key!r} is not a config field; "
                             f"{fields if where else 'the config has: ' + ', '.join(names)}"
-                            + (f" ({near[0]}, misspelt?)" if near else ""))
+                            f"{misspelt(part, names)}")
         node = getattr(node, part)
 
 
