@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 # Set by the pool launcher in its workers: the file where a job keeps `{"done": steps,
 # "total": steps}`, from which the launcher's progress line shows running jobs' progress.
@@ -70,3 +71,13 @@ def is_interactive() -> bool:
         return get_ipython() is not None and "IPKernelApp" in get_ipython().config
     except Exception:
         return False
+
+
+def read_progress(path) -> "float | None":
+    """The share of its steps a job has done, from the file `StepProgress` keeps; None
+    before it has written one (or where it is not readable here)."""
+    try:
+        progress = json.loads(Path(path).read_text())
+        return min(progress["done"] / progress["total"], 1.0)
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return None

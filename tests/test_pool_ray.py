@@ -60,10 +60,16 @@ def test_private_instance_on_loopback_and_gpu_check(tmp_path, cluster):
     """Without an address the launcher starts its own Ray on 127.0.0.1; asking for more GPUs
     than any node has is refused before anything runs."""
     app = write_app(tmp_path)
-    proc = run_app(app, "+x=0,1", "hydra.launcher.backend=ray", f"hydra.sweep.dir={tmp_path / 's'}")
+    proc = run_app(app, "+x=0,1", "hydra.launcher.backend=ray", f"hydra.sweep.dir={tmp_path / 's'}",
+                   "+progress=1", "hydra.launcher.progress=true")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = summary(tmp_path / "s")
     assert list(table.metric) == [0.0, 10.0] and all(n.startswith("127.0.0.1/") for n in table.node)
+    # Ray tasks on this machine report their steps to the progress line, as local slots do.
+    lines = proc.stderr.splitlines()
+    assert any(" running (25%" in line for line in lines), lines
+    assert any(" running (50%" in line and " · ETA " in line for line in lines), lines
+    assert not list((tmp_path / "s" / ".pool").glob("unit*"))
     proc = run_app(app, "+x=0", *_ray_flags(cluster), "hydra.launcher.ray.num_gpus=1",
                    f"hydra.sweep.dir={tmp_path / 'g'}")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -476,14 +476,18 @@ def test_report_groups_over_seeds_and_draws_plots(tmp_path, capsys):
                vectorize=True)
     assert cli(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    table = (tmp_path / "report.csv").read_text().splitlines()
-    assert len(table) == 3  # header + one row per lr, seeds averaged
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "report.csv").set_index("optim.lr")
+    assert list(table.index) == [0.02, 0.08]  # one row per lr, seeds averaged
     for lr in (0.02, 0.08):
-        accs = df[df["optim.lr"] == lr]["val/accuracy"]
-        row = next(r for r in table[1:] if r.startswith(str(lr)))
-        mean, std, count = map(float, row.split(",")[1:])
-        assert mean == pytest.approx(accs.mean()) and std == pytest.approx(accs.std())
-        assert count == 3
+        runs = df[df["optim.lr"] == lr]
+        row = table.loc[lr]
+        assert row["mean"] == pytest.approx(runs["val/accuracy"].mean())
+        assert row["std"] == pytest.approx(runs["val/accuracy"].std()) and row["count"] == 3
+        # Beside it, the test split's score of the same runs.
+        assert row["test/accuracy mean"] == pytest.approx(runs["test/accuracy"].mean())
+        assert row["test/accuracy std"] == pytest.approx(runs["test/accuracy"].std())
     best = df.groupby("optim.lr")["val/accuracy"].mean().idxmax()
     assert f"best: optim.lr={best}" in out
     for png in ("report_monitor_vs_optim.lr.png", "report_monitor_vs_seed.png",

@@ -241,7 +241,7 @@ def _backend(opts: DictConfig, ctx: bytes, sweep_dir: Path) -> Any:
     if opts.backend == "ray":
         from hydra_plugins.lepton_pool._ray import RayPool
 
-        return RayPool(opts, ctx)
+        return RayPool(opts, ctx, sweep_dir / ".pool")
     from hydra_plugins.lepton_pool._local import LocalPool
 
     gpus = visible_gpus()

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import cloudpickle
 
 from hydra_plugins.lepton_pool._slots import Slot, counted
-from lepton_jax.progress import PROGRESS_FILE_ENV
+from lepton_jax.progress import PROGRESS_FILE_ENV, read_progress
 
 _BOOT = ("import json, os, sys; sys.path[:0] = json.loads(os.environ.pop('LEPTON_POOL_SYS_PATH')); "
          "from hydra_plugins.lepton_pool._worker import main; main(int(sys.argv[1]))")
@@ -109,11 +109,7 @@ class LocalPool:
         or for an app that does not."""
         for worker in self.workers.values():
             if worker.unit is unit:
-                try:
-                    progress = json.loads(self._progress_file(worker.slot).read_text())
-                    return min(progress["done"] / progress["total"], 1.0)
-                except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
-                    return None
+                return read_progress(self._progress_file(worker.slot))
         return None
 
     def wait(self, timeout: float) -> list[tuple[Any, str, Any]]:

@@ -11,18 +11,22 @@ import logging
 import os
 import socket
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import cloudpickle
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.lepton_pool._slots import PoolError, counted
+from lepton_jax.progress import PROGRESS_FILE_ENV, read_progress
 
 log = logging.getLogger(__name__)
 
 
-def _task(ctx_bytes: bytes, message: tuple) -> tuple:
-    """Runs in a Ray worker: one job or one population, in the launcher's cwd."""
+def _task(ctx_bytes: bytes, message: tuple, progress_file: str) -> tuple:
+    """Runs in a Ray worker: one job or one population, in the launcher's cwd. The job
+    reports its steps to `progress_file` (read by the launcher where it can see the file:
+    this machine, or a filesystem the nodes share)."""
     import ray
 
     from hydra_plugins.lepton_pool import _job
@@ -30,11 +34,13 @@ def _task(ctx_bytes: bytes, message: tuple) -> tuple:
     ctx = cloudpickle.loads(ctx_bytes)
     cwd = os.getcwd()
     _job.enter(ctx)
+    os.environ[PROGRESS_FILE_ENV] = progress_file
     try:
         kind, payload = message
         outcomes = ([_job.run_one(ctx, *payload)] if kind == "job"
                     else _job.run_population(ctx, payload))
     finally:
+        os.environ.pop(PROGRESS_FILE_ENV, None)  # Ray reuses the worker for other tasks
         os.chdir(cwd)
     return outcomes, ray.get_runtime_context().get_node_id()
 
@@ -94,7 +100,8 @@ def _loopback_only() -> None:
 
 
 class RayPool:
-    def __init__(self, opts: DictConfig, ctx: bytes):
+    def __init__(self, opts: DictConfig, ctx: bytes, progress_dir: Path):
+        self.progress_dir = progress_dir
         if opts.ray.address in (None, "", "local"):
             _loopback_only()
         try:
@@ -130,8 +137,20 @@ class RayPool:
         # Tasks beyond the cluster's capacity would wait in Ray's queue while their timeout runs.
         return self.capacity - len(self.running)
 
+    def _progress_file(self, unit: Any) -> Path:
+        return self.progress_dir / f"unit{unit.id}.progress"
+
     def submit(self, unit: Any) -> None:
-        self.running[self.remote.remote(self.ctx, unit.message())] = unit
+        self.progress_dir.mkdir(parents=True, exist_ok=True)
+        progress = self._progress_file(unit)
+        progress.unlink(missing_ok=True)  # an earlier attempt's
+        self.running[self.remote.remote(self.ctx, unit.message(), str(progress))] = unit
+
+    def fraction(self, unit: Any) -> Optional[float]:
+        """The share of its steps the unit's job has done (`_local.LocalPool.fraction`);
+        None where its node's files are not this machine's."""
+        return read_progress(self._progress_file(unit)) if unit in self.running.values() \
+            else None
 
     def wait(self, timeout: float) -> list[tuple[Any, str, Any]]:
         from ray import exceptions as rex
@@ -172,6 +191,8 @@ class RayPool:
         for ref in list(self.running):
             self.ray.cancel(ref, force=True)
         self.running.clear()
+        for path in self.progress_dir.glob("unit*.progress*"):
+            path.unlink(missing_ok=True)
 
     def description(self) -> str:
         nodes = sum(1 for n in self.ray.nodes() if n["Alive"])
