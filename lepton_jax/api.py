@@ -117,8 +117,15 @@ class Dataset:
         return pd.DataFrame(rows).set_index("split")
 
     def __repr__(self) -> str:
+        # How it splits, which `split()` and the keyword arguments change: the examples alone
+        # did not say what `split(val_fraction=0.2)` or `limit=5000` had done.
+        c = self.config
+        test = "test=official" if self.raw.test is not None else \
+            f"test_fraction={c.test_fraction:g}"
+        limit = f", limit={c.limit}" if c.limit is not None else ""
         return (f"Dataset({self.raw.name}, {len(self.raw.x)} examples, task={self.task}, "
-                f"input_shape={tuple(self.raw.x.shape[1:])})")
+                f"input_shape={tuple(self.raw.x.shape[1:])}, val_fraction={c.val_fraction:g}, "
+                f"{test}, split_seed={c.split_seed}{limit})")
 
 
 def _check_pixels(x: np.ndarray, pixels: Optional[str], shape: tuple) -> np.ndarray:

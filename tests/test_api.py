@@ -212,6 +212,8 @@ def test_dataset_describe_and_split():
     # the test share and the split seed to split()'s defaults.
     set_up = Dataset.digits(test_fraction=0.3, split_seed=5, normalize=False)
     resplit = set_up.split(val_fraction=0.2)
+    assert repr(resplit) == ("Dataset(digits, 1797 examples, task=classification, input_shape="
+                             "(28, 28, 1), val_fraction=0.2, test_fraction=0.3, split_seed=5)")
     assert resplit.describe()["examples"].tolist() == [899, 359, 539]
     assert (resplit.config.split_seed, resplit.config.normalize) == (5, False)
     np.testing.assert_array_equal(resplit.splits().y_test, set_up.splits().y_test)
