@@ -144,13 +144,91 @@ class OutputDirCheck(Callback):
     launcher option) leaves no empty sweep dir."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        _make_dir("hydra.run.dir", config.hydra.run.dir)
+        # Absolute: with hydra.job.chdir=true the job runs inside the run dir.
+        _start.new_dirs = [p.absolute() for p in _make_dir("hydra.run.dir", config.hydra.run.dir)]
+        subdir = config.hydra.output_subdir
+        _start.hydra_dir = Path(config.hydra.run.dir, subdir).absolute() if subdir else None
+        _start.kept = {f: f.read_bytes() for f in _start.hydra_dir.glob("*")
+                       if f.is_file()} if _start.hydra_dir and _start.hydra_dir.is_dir() else None
+        _start.log = Path(config.hydra.run.dir, "train.log").absolute()
+        _start.log_existed = _start.log.exists()
+        _start.run_json = _stamp(Path(config.hydra.run.dir, "run.json"))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         _make_dir("hydra.sweep.dir", config.hydra.sweep.dir)
 
 
-def _make_dir(key: str, folder: str) -> None:
+class _RunStart:
+    """What a run's start found, so that a run refused before training can undo what the
+    start wrote: the folders it created (its run dir first, then parents such as
+    outputs/<date>), and an existing run dir's Hydra snapshot (`.hydra/`'s files)."""
+
+    new_dirs: list[Path] = []
+    hydra_dir: Optional[Path] = None
+    kept: Optional[dict[Path, bytes]] = None  # None: there was no snapshot folder
+    log: Optional[Path] = None  # the job log Hydra writes in the run dir
+    log_existed = False
+    run_json: Optional[tuple] = None  # run.json's stamp: `fit` rewrites it as training starts
+
+
+def _stamp(path: Path) -> Optional[tuple]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+_start = _RunStart()
+
+
+def discard_refused_run() -> None:
+    """Undoes what the start of a run refused before training wrote. A run dir it created
+    goes, when it holds only what Hydra wrote there (`.hydra/`, `train.log`), with the
+    parents created with it that are left empty: each refused command left an
+    `outputs/<date>/<time>` that looked like a run. In a run dir that existed (a resumed
+    run's), Hydra's snapshot is put back as it was: the refused overrides had replaced the
+    run's own in `.hydra/overrides.yaml`. Once training has started (`fit` has written
+    run.json), as in a run that diverged, nothing is undone."""
+    import shutil
+
+    if _start.log is None or _stamp(_start.log.parent / "run.json") != _start.run_json:
+        return  # training started (a run that diverged): what it wrote stays
+    run_dir = _start.new_dirs[0] if _start.new_dirs else None
+    if run_dir is not None and (not run_dir.is_dir() or {p.name for p in run_dir.iterdir()}
+                                - {".hydra", "train.log"}):
+        return
+    for handler in logging.getLogger().handlers[:]:  # Hydra's train.log handler
+        if isinstance(handler, logging.FileHandler) and \
+                Path(handler.baseFilename) == _start.log:
+            handler.close()
+            logging.getLogger().removeHandler(handler)
+    if run_dir is None:  # the run dir was there: only what this start added or changed
+        if not _start.log_existed and _start.log is not None:
+            _start.log.unlink(missing_ok=True)
+        hydra_dir = _start.hydra_dir
+        if hydra_dir is None or not hydra_dir.is_dir():
+            return
+        if _start.kept is None:
+            shutil.rmtree(hydra_dir, ignore_errors=True)
+            return
+        for f in hydra_dir.glob("*"):
+            if f.is_file() and f not in _start.kept:
+                f.unlink()
+        for f, content in _start.kept.items():
+            f.write_bytes(content)
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in _start.new_dirs[1:]:
+        try:
+            parent.rmdir()
+        except OSError:  # something else is in it
+            break
+
+
+def _make_dir(key: str, folder: str) -> list[Path]:
+    """Creates and removes `folder` to see that it can be made; returns the folders that
+    did not exist, innermost first."""
     path = Path(folder)
     if path.exists() and not path.is_dir():
         fail(f"{key}={folder} is a file, not a directory; choose another directory with "
@@ -166,6 +244,7 @@ def _make_dir(key: str, folder: str) -> None:
             made.rmdir()
         except OSError:  # something was written there meanwhile: it stays
             break
+    return missing
 
 
 _GROUPS = ("model", "data", "optim", "trainer", "logger", "experiment")

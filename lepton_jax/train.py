@@ -13,7 +13,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lepton_jax.errors import Interrupted, UserError
-from lepton_jax.hydra_app import check_overrides, fail, register_configs, to_config
+from lepton_jax.hydra_app import (check_overrides, discard_refused_run, fail,
+                                  register_configs, to_config)
 
 register_configs()
 
@@ -42,6 +43,7 @@ def main(cfg: DictConfig) -> float:
         result = fit(to_config(cfg), hydra_cfg.runtime.output_dir)
     except UserError as e:
         if hydra_cfg.mode != RunMode.MULTIRUN:
+            discard_refused_run()
             fail(str(e))
         if hydra_cfg.launcher._target_.startswith(_POOL):
             raise  # the pool records the failed job, shows its line and goes on

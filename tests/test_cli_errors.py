@@ -87,7 +87,9 @@ def _check_error(proc, message):
 def test_bad_config(tmp_path, args, message):
     _check_error(run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}",
                          f"hydra.sweep.dir={tmp_path / 'sweep'}"), message)
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before training
+    # Refused before training, and the run dir Hydra made for it is gone: each refused
+    # command left an outputs/<date>/<time> with .hydra/ and train.log, looking like a run.
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_command_line_check_passes_what_hydra_takes(tmp_path):
@@ -192,11 +194,18 @@ def finished_run(tmp_path_factory):
 
 
 def test_bad_input_leaves_existing_run_untouched(finished_run):
-    before = _digest(finished_run)
+    """Hydra's snapshot and log included: the refused overrides had replaced the run's own
+    in .hydra/overrides.yaml."""
+    def everything(run_dir: Path) -> dict:
+        return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+    before = everything(finished_run)
+    assert ".hydra/overrides.yaml" in before and "train.log" in before
     _check_error(run_cli(*QUICK, "optim.lr=-1", f"hydra.run.dir={finished_run}"), "optim.lr")
     _check_error(run_cli(*QUICK, "trainer.resume=false", f"hydra.run.dir={finished_run}"),
                  "already holds checkpoints")
-    assert _digest(finished_run) == before
+    assert everything(finished_run) == before
 
 
 def _copy_run(src: Path, dst: Path) -> Path:
@@ -205,6 +214,15 @@ def _copy_run(src: Path, dst: Path) -> Path:
             (dst / p.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
             (dst / p.relative_to(src)).write_bytes(p.read_bytes())
     return dst
+
+
+def test_a_run_that_trained_before_failing_keeps_its_snapshot(finished_run, tmp_path):
+    """Only a run refused before training has its start undone: one resumed with a rate
+    that diverges trained, and Hydra's snapshot names the overrides it trained with."""
+    run_dir = _copy_run(finished_run, tmp_path / "run")
+    _check_error(run_cli("trainer.epochs=3", "trainer.batch_size=256", "optim.lr=50",
+                         f"hydra.run.dir={run_dir}"), "training diverged at step")
+    assert "- optim.lr=50" in (run_dir / ".hydra" / "overrides.yaml").read_text()
 
 
 def test_refusal_right_after_opening_the_checkpoints_is_quiet(finished_run, tmp_path):
