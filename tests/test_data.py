@@ -334,3 +334,18 @@ def test_download_verifies_each_file_and_falls_back_to_the_next_mirror(tmp_path,
                                         r"HTTP Error 404"):
         load_mnist(tmp_path / "nowhere", fetch=True)
     assert not list((tmp_path / "nowhere").iterdir())  # nothing half-written
+
+
+def test_a_first_row_of_numbers_is_data_even_when_it_repeats_a_value(tmp_path):
+    """Prediction rows of pixels have no header. pandas renames a repeated column name (a
+    second "0" becomes "0.1"), which is not a number, so a first row holding any value twice
+    was taken for a header: `lepton-jax predict` wrote 19,999 predictions for 20,000 rows.
+    (A repeated "0" becomes "0.1", a number, which hid it in small tests; "0.5.1" is not.)"""
+    from lepton_jax.data.tabular import read_features
+
+    rows = np.array([[0.5, 0.5, 0.0, 1.0], [0.25, 0.5, 0.75, 1.0], [1.0, 0.0, 0.0, 0.0]])
+    np.savetxt(tmp_path / "rows.csv", rows, delimiter=",", fmt="%g")
+    np.testing.assert_array_equal(read_features(str(tmp_path / "rows.csv")), rows)
+    named = tmp_path / "named.csv"  # a header naming the columns is still a header
+    named.write_text("a,b,c,d\n" + "\n".join(",".join(f"{v:g}" for v in r) for r in rows))
+    np.testing.assert_array_equal(read_features(str(named)), rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import difflib
 import io
 import re
@@ -35,7 +36,9 @@ def _read_frame(path: str | None, what: str, stdin_ok: bool = False,
         file = io.StringIO(file.read() if file is sys.stdin else file.read_text())
     try:
         frame = pd.read_csv(file, skipinitialspace=True)
-        if header_optional and all(_is_number(c) for c in frame.columns):
+        # From the line as written: pandas renames a repeated name (a second "0.5" becomes
+        # "0.5.1"), and a row of pixels, which repeat, was taken for a header and lost.
+        if header_optional and all(_is_number(c) for c in _first_row(file)):
             file.seek(0)
             frame = pd.read_csv(file, skipinitialspace=True, header=None)
             frame.columns = range(frame.shape[1])
@@ -55,6 +58,11 @@ def _read_frame(path: str | None, what: str, stdin_ok: bool = False,
                         f"{row + frame.attrs.get('first_line', 2)}, column "
                         f"{frame.columns[col]!r}; fill it or drop the row")
     return frame
+
+
+def _first_row(file: io.StringIO) -> list[str]:
+    file.seek(0)
+    return next(csv.reader(file, skipinitialspace=True), [])
 
 
 def _is_number(text: str) -> bool:
