@@ -175,6 +175,9 @@ def test_mnist_missing_root():
      "has a column without a header name \\(column 1: 0, 1, 2, ...; a DataFrame's index saved "
      "by to_csv\\?\\)"),
     ("a,b,y\n1,2,3\n4,5,inf\n", "infinite value 'inf' at row 3, column 'y'"),
+    # pandas renamed the second to x.1: a feature no one named, for serve's named rows.
+    ("x,y,x\n1,2,3\n4,5,6\n", "CSV file '.*' names two columns 'x' \\(columns 1 and 3\\); "
+                             "give each column its own name"),
     ("a,b,y\n1,2,3\n4,5,6\n7,1e39,9\n",
      "CSV file '.*': an infinite value \\(or a number beyond float32's range, ±3.4e38\\) at "
      "row 4, column 'b' \\(1 row holds"),
@@ -349,3 +352,6 @@ def test_a_first_row_of_numbers_is_data_even_when_it_repeats_a_value(tmp_path):
     named = tmp_path / "named.csv"  # a header naming the columns is still a header
     named.write_text("a,b,c,d\n" + "\n".join(",".join(f"{v:g}" for v in r) for r in rows))
     np.testing.assert_array_equal(read_features(str(named)), rows)
+    named.write_text("a,b,a,d\n0,1,2,3\n")
+    with pytest.raises(UserError, match="input CSV '.*' names two columns 'a' \\(columns 1 and 3"):
+        read_features(str(named))

@@ -32,7 +32,8 @@ def _read_frame(path: str | None, what: str, stdin_ok: bool = False,
             raise UserError(f"{what} {path!r} is a folder; point it at the CSV file inside it")
         if not file.exists():  # a pipe (`<(...)`, /dev/stdin) exists without being a file
             raise UserError(f"{what} {path!r} does not exist; check the path")
-    if header_optional:  # read once, so that standard input or a pipe can be parsed again
+    if header_optional or file is sys.stdin:  # read once: standard input or a pipe, or a
+        # first row that may not be a header, is parsed again
         file = io.StringIO(file.read() if file is sys.stdin else file.read_text())
     try:
         frame = pd.read_csv(file, skipinitialspace=True)
@@ -51,6 +52,13 @@ def _read_frame(path: str | None, what: str, stdin_ok: bool = False,
                         "same number of fields as the header") from None
     if len(frame) == 0:
         raise UserError(f"{what} {path!r} has a header but no data rows")
+    if "first_line" not in frame.attrs:  # a header: pandas renames a repeated name (x.1)
+        header = _first_row(file) if isinstance(file, io.StringIO) else _first_line(file)
+        repeated = next((name for i, name in enumerate(header) if name in header[:i]), None)
+        if repeated is not None:
+            at = [i + 1 for i, name in enumerate(header) if name == repeated]
+            raise UserError(f"{what} {path!r} names two columns {repeated!r} (columns "
+                            f"{at[0]} and {at[1]}); give each column its own name")
     frame.columns = [str(c) for c in frame.columns]
     if frame.isna().any().any():
         row, col = np.argwhere(frame.isna().to_numpy())[0]
@@ -63,6 +71,11 @@ def _read_frame(path: str | None, what: str, stdin_ok: bool = False,
 def _first_row(file: io.StringIO) -> list[str]:
     file.seek(0)
     return next(csv.reader(file, skipinitialspace=True), [])
+
+
+def _first_line(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        return next(csv.reader(f, skipinitialspace=True), [])
 
 
 def _is_number(text: str) -> bool:
