@@ -355,3 +355,21 @@ def test_a_first_row_of_numbers_is_data_even_when_it_repeats_a_value(tmp_path):
     named.write_text("a,b,a,d\n0,1,2,3\n")
     with pytest.raises(UserError, match="input CSV '.*' names two columns 'a' \\(columns 1 and 3"):
         read_features(str(named))
+
+
+def test_a_csv_that_is_not_utf8_is_one_error_and_a_byte_order_mark_is_dropped(tmp_path):
+    """A Latin-1 export ("Nîmes") raised UnicodeDecodeError's traceback; Excel's UTF-8 CSV
+    starts with a byte-order mark, which must not become part of the first column's name."""
+    from lepton_jax.data.tabular import read_csv, read_features
+
+    text = "size,city,y\n" + "".join(f"{i},{c},{i % 2}\n" for i, c in
+                                     enumerate(["Paris", "Lyon", "Nîmes", "Paris"] * 3))
+    (tmp_path / "latin.csv").write_bytes(text.encode("latin-1"))
+    with pytest.raises(UserError, match=r"CSV file '.*latin.csv' is not UTF-8 text: byte 0xee on "
+                                        r"line 4 .* save it as UTF-8"):
+        read_csv(str(tmp_path / "latin.csv"), "y", ["city"])
+    with pytest.raises(UserError, match="input CSV '.*latin.csv' is not UTF-8 text"):
+        read_features(str(tmp_path / "latin.csv"))
+    (tmp_path / "bom.csv").write_bytes(text.encode("utf-8-sig"))
+    x, y, names, encoding = read_csv(str(tmp_path / "bom.csv"), "y", ["city"])
+    assert names[0] == "size" and encoding["columns"][0] == "size" and len(x) == 12

@@ -32,9 +32,7 @@ def _read_frame(path: str | None, what: str, stdin_ok: bool = False,
             raise UserError(f"{what} {path!r} is a folder; point it at the CSV file inside it")
         if not file.exists():  # a pipe (`<(...)`, /dev/stdin) exists without being a file
             raise UserError(f"{what} {path!r} does not exist; check the path")
-    if header_optional or file is sys.stdin:  # read once: standard input or a pipe, or a
-        # first row that may not be a header, is parsed again
-        file = io.StringIO(file.read() if file is sys.stdin else file.read_text())
+    file = io.StringIO(_text(file, path, what))  # read once: parsed again where need be
     try:
         frame = pd.read_csv(file, skipinitialspace=True)
         # From the line as written: pandas renames a repeated name (a second "0.5" becomes
@@ -53,7 +51,7 @@ def _read_frame(path: str | None, what: str, stdin_ok: bool = False,
     if len(frame) == 0:
         raise UserError(f"{what} {path!r} has a header but no data rows")
     if "first_line" not in frame.attrs:  # a header: pandas renames a repeated name (x.1)
-        header = _first_row(file) if isinstance(file, io.StringIO) else _first_line(file)
+        header = _first_row(file)
         repeated = next((name for i, name in enumerate(header) if name in header[:i]), None)
         if repeated is not None:
             at = [i + 1 for i, name in enumerate(header) if name == repeated]
@@ -73,9 +71,20 @@ def _first_row(file: io.StringIO) -> list[str]:
     return next(csv.reader(file, skipinitialspace=True), [])
 
 
-def _first_line(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        return next(csv.reader(f, skipinitialspace=True), [])
+def _text(file, path: str, what: str) -> str:
+    """The file (or standard input) as UTF-8 text, a byte-order mark dropped. Another
+    encoding (a Latin-1 export's "Nîmes") raised UnicodeDecodeError's traceback."""
+    if file is sys.stdin and not hasattr(sys.stdin, "buffer"):
+        return sys.stdin.read()  # already text (a notebook's or a test's stdin)
+    raw = sys.stdin.buffer.read() if file is sys.stdin else file.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise UserError(f"{what} {path!r} is not UTF-8 text: byte 0x{raw[e.start]:02x} on line "
+                        f"{line} is not valid there (a Latin-1 or Windows-1252 export?); save "
+                        f"it as UTF-8 (Excel: \"CSV UTF-8\"; pandas: to_csv(..., "
+                        f"encoding=\"utf-8\"))") from None
 
 
 def _is_number(text: str) -> bool:
