@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import time
 from pathlib import Path
@@ -651,6 +652,12 @@ def run_header(config: Config, data: DataSplits, num_params: int, devices: int, 
         if len(values) <= 100 and np.array_equal(y, np.round(y)):
             target += (f" (data.task=auto: an integer target of {len(values)} values; "
                        "data.task=classification for classes)")
+    elif data.task == "classification" and config.data.task == "auto" and \
+            config.data.name == "csv" and len(data.class_values or ()) > 2 and \
+            all(isinstance(v, numbers.Integral) for v in data.class_values):
+        # And the other way: a rating of 1 to 5 trained as 5 unordered classes unremarked.
+        target += (f" (data.task=auto: an integer target of {len(data.class_values)} values; "
+                   "data.task=regression for a quantity)")
     sizes = " / ".join(f"{len(x):,} {name}" for name, x in
                        (("train", data.x_train), ("val", data.x_val), ("test", data.x_test))
                        if len(x))

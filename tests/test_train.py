@@ -774,7 +774,7 @@ def test_relative_paths_mean_the_launch_folder_with_hydra_job_chdir(tmp_path):
     assert (tmp_path / "run" / "result.json").exists()
 
 
-def test_an_integer_target_taken_as_regression_says_how_to_make_it_classes(tmp_path, capsys):
+def test_an_integer_target_says_how_auto_took_it_and_how_to_take_it_otherwise(tmp_path, capsys):
     """data.task=auto takes an integer target of more than 20 values as numbers: the run's
     header says so, and how to train them as classes; it says nothing for real numbers, nor
     once data.task=classification trains 30 classes."""
@@ -795,6 +795,14 @@ def test_an_integer_target_taken_as_regression_says_how_to_make_it_classes(tmp_p
            "data.task=classification for classes) | sgd" in header("labels.csv")
     assert "3 features -> regression | sgd" in header("reals.csv")
     assert "3 features -> 30 classes | sgd" in header("labels.csv", "classification")
+    # The other way: a rating of 1 to 5 trains as 5 classes, and the header says how to
+    # predict it as a number; two classes (0/1 labels) need no word.
+    frame.assign(label=rng.integers(1, 6, 300)).to_csv(tmp_path / "ratings.csv", index=False)
+    frame.assign(label=rng.integers(0, 2, 300)).to_csv(tmp_path / "binary.csv", index=False)
+    assert "3 features -> 5 classes (data.task=auto: an integer target of 5 values; " \
+           "data.task=regression for a quantity) | sgd" in header("ratings.csv")
+    assert "3 features -> 2 classes | sgd" in header("binary.csv")
+    assert "3 features -> regression | sgd" in header("ratings.csv", "regression")
 
 
 def test_keep_checkpoints_keeps_that_many_and_nothing_of_the_others(tmp_path):
