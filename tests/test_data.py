@@ -165,6 +165,24 @@ def test_mnist_missing_root():
         load_mnist("/nonexistent/mnist")
 
 
+def test_a_column_of_words_gets_the_fix_that_suits_it(tmp_path):
+    """One-hot encoding was the fix offered for every column of words: for dates it would
+    make a column per day, for ids one per row."""
+    path = tmp_path / "d.csv"
+    rows = range(60)
+    path.write_text("day,x,y\n" + "".join(f"2024-01-{1 + i % 28:02d},{i},{i % 2}\n" for i in rows))
+    with pytest.raises(UserError, match=r"column 'day'; every cell must be a number \(it holds "
+                                        r"dates: convert them to numbers"):
+        load_dataset(DataConfig(name="csv", root=str(path)))
+    path.write_text("name,x,y\n" + "".join(f"user{i},{i},{i % 2}\n" for i in rows))
+    with pytest.raises(UserError, match=r"\(it holds 60 distinct values in 60 rows, like an id "
+                                        r"or free text: drop the column"):
+        load_dataset(DataConfig(name="csv", root=str(path)))
+    path.write_text("city,x,y\n" + "".join(f"{'PLN'[i % 3]}city,{i},{i % 2}\n" for i in rows))
+    with pytest.raises(UserError, match=r"\(or name the column in data.categorical to one-hot"):
+        load_dataset(DataConfig(name="csv", root=str(path)))
+
+
 @pytest.mark.parametrize("text,message", [
     ("", "is empty"),
     ("a,b,y\n1,2,3\n4,x,6\n", "non-numeric value 'x' at row 3, column 'b'"),

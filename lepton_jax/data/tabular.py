@@ -95,14 +95,34 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _text_column_fix(values: pd.Series) -> str:
+    """The fix for a column of words: one-hot encoding suits categories, not dates or ids,
+    which it was suggested for too (a date column would become a column per day)."""
+    import warnings
+
+    # A thousand are enough to tell, and parsing mixed date formats is slow.
+    words = values[pd.to_numeric(values, errors="coerce").isna()].astype(str).head(1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dates = pd.to_datetime(words, errors="coerce", format="mixed").notna().mean()
+    if dates >= 0.9:
+        return ("(it holds dates: convert them to numbers, such as days since the first or the "
+                "day of the week, or drop the column)")
+    distinct = values.nunique()
+    if distinct > max(20, len(values) // 2):
+        return (f"(it holds {distinct:,} distinct values in {len(values):,} rows, like an id or "
+                "free text: drop the column; one-hot encoding it would give most rows a "
+                "column of their own)")
+    return "(or name the column in data.categorical to one-hot encode it)"
+
+
 def _numeric(frame: pd.DataFrame, column: str, path: str, what: str) -> np.ndarray:
     values = pd.to_numeric(frame[column], errors="coerce")
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise UserError(f"{what} {path!r} has a non-numeric value {frame[column].iloc[row]!r} "
                         f"at row {row + frame.attrs.get('first_line', 2)}, column {column!r}; "
-                        "every cell must be a number "
-                        "(or name the column in data.categorical to one-hot encode it)")
+                        f"every cell must be a number {_text_column_fix(frame[column])}")
     values = values.to_numpy(np.float64)
     if np.isinf(values).any():
         row = int(np.flatnonzero(np.isinf(values))[0])
