@@ -559,6 +559,10 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
     if split is not None:
         written.append(_plot_confusion(root, result[split], split,
                                        run.get("data", {}).get("class_values") or [], plt))
+    note = ""
+    if run.get("data", {}).get("task") == "regression" and divergence is None and splits:
+        plotted, note = _plot_predictions(root, run, splits[-1], plt)
+        written += [plotted] if plotted else []
 
     if print_table and divergence is not None:
         step, loss = divergence
@@ -571,8 +575,65 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
         _print_table(f"{root}: one run, {result.get('steps')} steps, {result.get('epochs')} "
                      "epochs", [c if c != "loss" or not kind.endswith("targets") else
                                 "loss (standardized)" for c in table.columns], rows,
-                     _wrote(written))
+                     note + _wrote(written))
     return table
+
+
+def _plot_predictions(root: Path, run: dict, split: str, plt) -> tuple[Optional[Path], str]:
+    """report_predictions.png: a regression run's predictions on `split` against the true
+    targets, one panel per target (up to four), the diagonal where they would be equal: the
+    regression's counterpart of a classifier's confusion matrix. The model is the run dir's
+    (`Model.load`) and the split is cut again from the run's data config; data that cannot be
+    read here (moved, or arrays from a notebook) leaves the plot out, with a line saying why.
+
+    Returns:
+        The PNG's path (or None), and the line saying why it is missing ("" when drawn).
+    """
+    import numpy as np
+
+    from lepton_jax.api import Dataset, Model
+    from lepton_jax.config import DataConfig
+
+    data = dict(run.get("config", {}).get("data", {}))
+    if data.get("name") not in ("csv", "digits", "mnist"):
+        return None, "no predictions plot: the run's data came from arrays, not a file\n"
+    folder = data.get("root")
+    if folder and not Path(folder).is_absolute() and not Path(folder).exists():
+        launched = _launch_dir(root)  # Hydra's record of where the command ran
+        if launched is not None and (launched / folder).exists():
+            data["root"] = str(launched / folder)
+    try:
+        raw = Dataset._load(DataConfig(**data)).splits(normalized=False)
+        model = Model.load(root)
+    except (UserError, TypeError) as e:
+        return None, f"no predictions plot: the run's data or model cannot be read here ({e})\n"
+    x, y = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")
+    predicted = model.predict(x).reshape(len(y), -1)
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    shown = min(y.shape[1], 4)
+    fig, axes = plt.subplots(1, shown, figsize=(4.2 * shown, 4), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        true, guess = y[:, i], predicted[:, i]
+        ax.scatter(true, guess, s=8, alpha=0.5)
+        lo, hi = min(true.min(), guess.min()), max(true.max(), guess.max())
+        ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1, label="predicted = true")
+        r2 = 1 - ((true - guess) ** 2).sum() / max(((true - true.mean()) ** 2).sum(), 1e-300)
+        ax.set_title(f"target {i}: R² {r2:.4f}" if y.shape[1] > 1 else f"R² {r2:.4f}",
+                     fontsize=10)
+        ax.set_xlabel(f"true ({split})")
+        ax.set_ylabel("predicted")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{root.name}: {split} predictions against the true targets")
+    return _save(fig, root / "report_predictions.png", plt, bbox_inches="tight"), ""
+
+
+def _launch_dir(run_dir: Path) -> Optional[Path]:
+    try:
+        from omegaconf import OmegaConf
+
+        return Path(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
+    except Exception:  # noqa: BLE001 - not a Hydra run (a notebook's), or no record
+        return None
 
 
 def _plot_confusion(root: Path, metrics: dict, split: str, class_values: list, plt) -> Path:

@@ -555,3 +555,35 @@ def test_errors_spanning_decades_are_drawn_on_a_log_axis(tmp_path, capsys, figur
                   and f._suptitle.get_text().startswith("learning curves"))
     assert [(ax.get_ylabel(), ax.get_yscale()) for ax in curves.axes] == \
         [("train/loss", "log"), ("val/mse", "log")]
+
+
+def test_a_regression_runs_predictions_are_drawn_against_the_true_targets(tmp_path, capsys,
+                                                                          figures):
+    """A classifier's run dir gets its confusion matrix; a regression's had nothing to look
+    at. report_predictions.png scatters the test predictions of the run's own model (its
+    files, reloaded) against the targets: their MSE is the test MSE the run reported. Data
+    that cannot be read any more leaves the plot out, saying why."""
+    import pandas as pd
+
+    from lepton_jax import Config, DataConfig, ModelConfig, TrainerConfig, fit
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"])
+    frame["price"] = frame @ [100.0, -50.0, 20.0] + 1000 + rng.normal(scale=5.0, size=300)
+    frame.to_csv(tmp_path / "prices.csv", index=False)
+    config = Config(model=ModelConfig(name="linear"),
+                    data=DataConfig(name="csv", root=str(tmp_path / "prices.csv")),
+                    trainer=TrainerConfig(epochs=5, progress="off"))
+    run = tmp_path / "run"
+    result = fit(config, run)
+    capsys.readouterr()
+    report(run)
+    assert "report_predictions.png" in capsys.readouterr().out
+    assert (run / "report_predictions.png").read_bytes()[:4] == b"\x89PNG"
+    true, predicted = figures[-1].axes[0].collections[0].get_offsets().T
+    assert len(true) == 30  # the test split
+    assert np.mean((true - predicted) ** 2) == pytest.approx(result["test"]["mse"], rel=1e-4)
+    (tmp_path / "prices.csv").rename(tmp_path / "moved.csv")
+    report(run)
+    out = capsys.readouterr().out
+    assert "no predictions plot: the run's data or model cannot be read here (CSV file" in out
