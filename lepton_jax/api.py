@@ -411,6 +411,7 @@ class Trainer:
                  workdir: Optional[str | os.PathLike] = None, progress: str = "auto",
                  patience: int = 0, restore_best: bool = False, overrides: Sequence[str] = (),
                  warmup_epochs: float = 0.0):
+        _check_arguments(model, dataset)
         if model.task and model.task != dataset.task:
             hint = ("Model.logistic_regression()" if dataset.task == "classification"
                     else "Model.linear_regression()")
@@ -508,6 +509,30 @@ class Trainer:
         if path is not None:
             fig.savefig(path, dpi=120)
         return fig
+
+
+def _check_arguments(model, dataset) -> None:
+    """Trainer(model, dataset) given something else: arrays, `Model.mlp` uncalled, or the two
+    swapped, raised AttributeError from deep inside (`'numpy.ndarray' object has no
+    attribute 'splits'`)."""
+    for name, value, kind, how in (
+            ("model", model, Model, "Model.mlp(), Model.lenet5(), Model.linear_regression() "
+                                    "or Model.logistic_regression()"),
+            ("dataset", dataset, Dataset, "Dataset.from_arrays(x, y), Dataset.load_csv(path), "
+                                          "Dataset.digits() or Dataset.mnist(root)")):
+        if isinstance(value, kind):
+            continue
+        if callable(value) and getattr(value, "__self__", None) is kind:
+            got = f"{kind.__name__}.{value.__name__} itself; call it: {kind.__name__}." \
+                  f"{value.__name__}(...)"
+        elif isinstance(value, Model if kind is Dataset else Dataset):
+            got = f"a {type(value).__name__}: the arguments are Trainer(model, dataset)"
+        else:
+            module = type(value).__module__.split(".")[0]
+            named = type(value).__name__ if module == "builtins" else \
+                f"{module}.{type(value).__name__}"
+            got = f"a {named}; pass {how}"
+        raise UserError(f"Trainer's {name} is {got}")
 
 
 def _default_batch(n_train: int) -> int:

@@ -544,6 +544,22 @@ def test_several_regression_targets_train_one_output_each(tmp_path):
     np.testing.assert_allclose(written.to_numpy(), predicted[:4], rtol=1e-6)
 
 
+def test_trainer_given_something_else_than_a_model_and_a_dataset_says_what_to_pass():
+    """Arrays for the dataset, `Model.mlp` uncalled, or the two swapped raised AttributeError
+    from deep inside (`'numpy.ndarray' object has no attribute 'splits'`)."""
+    x, y = np.zeros((10, 2)), np.arange(10) % 2
+    data = Dataset.from_arrays(x, y)
+    for args, message in [
+            ((Model.mlp(), x), "Trainer's dataset is a numpy.ndarray; pass "
+                               "Dataset.from_arrays(x, y), Dataset.load_csv(path)"),
+            ((Model.mlp, data), "Trainer's model is Model.mlp itself; call it: Model.mlp(...)"),
+            ((data, Model.mlp()), "Trainer's model is a Dataset: the arguments are "
+                                  "Trainer(model, dataset)"),
+            (("mlp", data), "Trainer's model is a str; pass Model.mlp(), Model.lenet5()")]:
+        with pytest.raises(UserError, match=re.escape(message)):
+            Trainer(*args)
+
+
 def test_trainer_overrides_cannot_change_the_model_or_the_data():
     """The Model and Dataset objects define `model.*` and `data.*`: an override of them
     trained (and recorded) a hidden-8 MLP, or "mnist", while the objects said otherwise, and
