@@ -289,6 +289,9 @@ class Model:
 
         if split not in SPLITS:
             raise UserError(f"evaluate(split={split!r}): use 'train', 'val' or 'test'")
+        if not isinstance(dataset, Dataset):  # arrays raised AttributeError ('splits')
+            raise UserError(f"evaluate's dataset is a {_type_name(dataset)}; pass a Dataset "
+                            "(Dataset.from_arrays(x, y) for arrays)")
         raw = dataset.splits(normalized=False)
         x, y = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")
         if len(y) == 0:
@@ -528,11 +531,14 @@ def _check_arguments(model, dataset) -> None:
         elif isinstance(value, Model if kind is Dataset else Dataset):
             got = f"a {type(value).__name__}: the arguments are Trainer(model, dataset)"
         else:
-            module = type(value).__module__.split(".")[0]
-            named = type(value).__name__ if module == "builtins" else \
-                f"{module}.{type(value).__name__}"
-            got = f"a {named}; pass {how}"
+            got = f"a {_type_name(value)}; pass {how}"
         raise UserError(f"Trainer's {name} is {got}")
+
+
+def _type_name(value) -> str:
+    """`numpy.ndarray`, `pandas.DataFrame`; a builtin type by its own name (`str`)."""
+    module = type(value).__module__.split(".")[0]
+    return type(value).__name__ if module == "builtins" else f"{module}.{type(value).__name__}"
 
 
 def _default_batch(n_train: int) -> int:

@@ -227,6 +227,16 @@ def validate_data(data: DataConfig, prefix: str = "data.") -> DataConfig:
     return data
 
 
+def require_config(config, where: str) -> None:
+    """`fit(dict, ...)` or `sweep(grid, config)` raised TypeError from dataclasses; a config
+    is the typed `Config`."""
+    if not isinstance(config, Config):
+        swapped = " (a dict of dotted keys is the grid: sweep(config, grid))" \
+            if isinstance(config, dict) and where == "sweep" else ""
+        raise UserError(f"{where}'s config is a {type(config).__name__}; pass a "
+                        f"lepton_jax.Config, e.g. Config(optim=OptimConfig(lr=0.1)){swapped}")
+
+
 def validate(config: Config, data_given: bool = False) -> Config:
     """Checks every value a run depends on before any work starts.
 

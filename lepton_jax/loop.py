@@ -463,6 +463,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
         UserError: for bad configs or inputs (before anything is written), DivergedError
             when the loss turns non-finite.
     """
+    config_lib.require_config(config, "fit")
     config = config_lib.validate(config, data_given=data is not None)
     t = config.trainer
     started = time.perf_counter()

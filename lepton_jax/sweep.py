@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from lepton_jax.config import Config, check_types, native, native_value
+from lepton_jax.config import Config, check_types, native, native_value, require_config
 from lepton_jax.errors import UserError, misspelt
 
 
@@ -121,6 +121,10 @@ def sweep(config: Config, grid: Mapping[str, Sequence[Any]],
 
     from lepton_jax.loop import fit
 
+    require_config(config, "sweep")
+    if not isinstance(grid, Mapping):
+        raise UserError(f"sweep's grid is a {type(grid).__name__}; pass a dict of dotted keys "
+                        "to lists of values, e.g. {\"optim.lr\": [0.01, 0.1]}")
     points = grid_points(grid)
     root = Path(workdir) if workdir else fresh_dir("lepton_sweeps")
     configs = [with_overrides(config, p) for p in points]  # every key and type checked first

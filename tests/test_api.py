@@ -546,7 +546,8 @@ def test_several_regression_targets_train_one_output_each(tmp_path):
 
 def test_trainer_given_something_else_than_a_model_and_a_dataset_says_what_to_pass():
     """Arrays for the dataset, `Model.mlp` uncalled, or the two swapped raised AttributeError
-    from deep inside (`'numpy.ndarray' object has no attribute 'splits'`)."""
+    from deep inside (`'numpy.ndarray' object has no attribute 'splits'`); so did arrays for
+    `evaluate`, and a dict for `fit`'s or `sweep`'s config a TypeError."""
     x, y = np.zeros((10, 2)), np.arange(10) % 2
     data = Dataset.from_arrays(x, y)
     for args, message in [
@@ -558,6 +559,20 @@ def test_trainer_given_something_else_than_a_model_and_a_dataset_says_what_to_pa
             (("mlp", data), "Trainer's model is a str; pass Model.mlp(), Model.lenet5()")]:
         with pytest.raises(UserError, match=re.escape(message)):
             Trainer(*args)
+    from lepton_jax import Config, fit, sweep
+
+    with pytest.raises(UserError, match=re.escape("evaluate's dataset is a numpy.ndarray; pass a "
+                                                  "Dataset (Dataset.from_arrays(x, y)")):
+        Model.mlp().evaluate(x)
+    with pytest.raises(UserError, match=re.escape("fit's config is a dict; pass a "
+                                                  "lepton_jax.Config, e.g. Config(optim=")):
+        fit({"optim": {"lr": 0.1}}, "unused")
+    with pytest.raises(UserError, match=re.escape("sweep's config is a dict; pass a lepton_jax."
+                                                  "Config, e.g. Config(optim=OptimConfig(lr=0.1)"
+                                                  ") (a dict of dotted keys is the grid")):
+        sweep({"optim.lr": [0.1]}, Config())
+    with pytest.raises(UserError, match="sweep's grid is a list; pass a dict of dotted keys"):
+        sweep(Config(), [0.1, 0.2])
 
 
 def test_trainer_overrides_cannot_change_the_model_or_the_data():
