@@ -349,7 +349,8 @@ class Model:
     def _from_run(cls, run_dir: Path) -> "Model":
         run_file = run_dir / "run.json"
         if not run_file.exists():
-            raise UserError(f"{run_dir} is not a lepton_jax run directory (no run.json)")
+            raise UserError(f"{run_dir} is not a lepton_jax run directory (no run.json)"
+                            + _sweep_hint(run_dir))
         run = json.loads(run_file.read_text())
         from lepton_jax.checkpoint import Checkpointer
 
@@ -533,6 +534,31 @@ def _check_arguments(model, dataset) -> None:
         else:
             got = f"a {_type_name(value)}; pass {how}"
         raise UserError(f"Trainer's {name} is {got}")
+
+
+def _sweep_hint(folder: Path) -> str:
+    """For a sweep directory given where a run's is wanted: its best finished job, by the
+    metric the jobs were ranked on, to pass instead."""
+    from lepton_jax.config import maximized, monitor_name
+
+    scores = []
+    for result_file in folder.glob("*/result.json"):
+        try:
+            result = json.loads(result_file.read_text())
+            config = json.loads((result_file.parent / "run.json").read_text())["config"]
+            name = monitor_name(config["trainer"]["monitor"],
+                                "classification" if "accuracy" in result.get("test", result.get(
+                                    "val", {})) else "regression", "val" in result)
+            scores.append((float(result["monitor"]), name, result_file.parent))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # unfinished or diverged
+    if not scores:
+        return ""
+    name = scores[0][1]
+    value, _, best = (max if maximized(name) else min)(
+        (s for s in scores if s[1] == name), key=lambda s: s[0])
+    return (f"; it holds {len(scores)} finished runs (a sweep's jobs?): pass one of them, such "
+            f"as the best by {name}, {best} ({value:.4g})")
 
 
 def _type_name(value) -> str:

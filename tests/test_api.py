@@ -575,6 +575,29 @@ def test_trainer_given_something_else_than_a_model_and_a_dataset_says_what_to_pa
         sweep(Config(), [0.1, 0.2])
 
 
+def test_a_sweep_dir_given_for_a_run_names_its_best_job(tmp_path):
+    """`lepton-jax predict SWEEP_DIR` (or serve, or Model.load) said only "no run.json"; it
+    now names the best finished job to pass, by the metric the jobs were ranked on."""
+    for job, monitor, value in [("0", "auto", 0.91), ("1", "auto", 0.97), ("2", "auto", None),
+                                ("3", "auto", 0.95)]:
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "run.json").write_text(json.dumps(
+            {"config": {"trainer": {"monitor": monitor}}}))
+        if value is not None:  # job 2 did not finish
+            (tmp_path / job / "result.json").write_text(json.dumps(
+                {"monitor": value, "val": {"accuracy": value}, "test": {"accuracy": value}}))
+    with pytest.raises(UserError, match=re.escape(
+            f"{tmp_path} is not a lepton_jax run directory (no run.json); it holds 3 finished "
+            f"runs (a sweep's jobs?): pass one of them, such as the best by val/accuracy, "
+            f"{tmp_path / '1'} (0.97)")):
+        Model.load(tmp_path)
+    for job in "013":  # a loss is lowest at its best
+        (tmp_path / job / "run.json").write_text(json.dumps(
+            {"config": {"trainer": {"monitor": "val/loss"}}}))
+    with pytest.raises(UserError, match=re.escape(f"best by val/loss, {tmp_path / '0'} (0.91)")):
+        Model.load(tmp_path)
+
+
 def test_trainer_overrides_cannot_change_the_model_or_the_data():
     """The Model and Dataset objects define `model.*` and `data.*`: an override of them
     trained (and recorded) a hidden-8 MLP, or "mnist", while the objects said otherwise, and
