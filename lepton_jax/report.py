@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from lepton_jax.config import flat_dict, maximized, monitor_name
-from lepton_jax.errors import UserError
+from lepton_jax.errors import UserError, misspelt
 from lepton_jax.writers import diverged_at, metric_value, read_records, short_value
 
 
@@ -56,8 +56,12 @@ def load_jobs(sweep_dir: Path):
         if (job / "metrics.jsonl").exists():
             curves[job.name] = [r for r in records if "train/loss" in r]
     if not rows:
+        # outputs/ or multirun/ itself: its runs lie a level further down, under dates
+        below = sorted({p.parent.parent for p in sweep_dir.glob("*/*/run.json")})
+        hint = f"; its runs are a level down: point it at one of {', '.join(map(str, below[:3]))}" \
+            + (", ..." if len(below) > 3 else "") if below else ""
         raise UserError(f"{sweep_dir} holds no job directories with run.json; point report at "
-                        "a sweep directory (multirun/<date>/<time> or a sweep() workdir)")
+                        f"a sweep directory (multirun/<date>/<time> or a sweep() workdir){hint}")
     return pd.DataFrame(rows), curves
 
 
@@ -87,8 +91,9 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         return _report_run(root, curves.get(root.name, []), print_table, plt, metric)
     metric = metric or "monitor"
     if metric not in jobs:
+        known = [c for c in jobs.columns if "/" in c]
         raise UserError(f"metric {metric!r} is not in the results; try one of "
-                        f"{', '.join(c for c in jobs.columns if '/' in c)}")
+                        f"{', '.join(known)}{misspelt(metric, known)}")
     config_cols = [c for c in jobs.columns if "." in c or c == "seed"]
     swept = [c for c in config_cols
              if jobs[c].astype(str).nunique() > 1 and not c.startswith("data.root")]
@@ -522,7 +527,8 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
         known = sorted({k for r in records for k in r} - {"step", "epoch", "event", "train/loss"})
         if metric not in known:
             raise UserError(f"metric {metric!r} is not in {root / 'metrics.jsonl'}; try one "
-                            f"of {', '.join(known) or '(no validation metrics recorded)'}")
+                            f"of {', '.join(known) or '(no validation metrics recorded)'}"
+                            f"{misspelt(metric, known)}")
         keys = [metric]
     splits = [s for s in ("val", "test") if s in result]
     # A diverged run (a standalone one writes no result.json; a population member's says

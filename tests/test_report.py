@@ -206,7 +206,16 @@ def test_a_missing_or_empty_sweep_dir_is_one_clear_error(tmp_path, capsys):
     assert cli(["report", str(tmp_path / "file.csv")]) == 2
     assert f"error: {tmp_path / 'file.csv'} is not a directory" in capsys.readouterr().err
     assert cli(["report", str(tmp_path)]) == 2
-    assert "holds no job directories with run.json" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds no job directories with run.json" in err and "a level down" not in err
+    # outputs/ itself: its runs are under dates, a level further down.
+    _job(tmp_path / "outputs" / "2026-11-29", "10-00-00", 0.1, 0, "val/accuracy", 0.9)
+    assert cli(["report", str(tmp_path / "outputs")]) == 2
+    assert ("; its runs are a level down: point it at one of "
+            f"{tmp_path / 'outputs' / '2026-11-29'}\n") in capsys.readouterr().err
+    # A mistyped metric gets the near one.
+    assert cli(["report", str(tmp_path / "outputs" / "2026-11-29"), "--metric", "val/acc"]) == 2
+    assert "try one of val/accuracy (val/accuracy, misspelt?)" in capsys.readouterr().err
 
 
 def test_a_diverged_run_directory_says_where_it_diverged(tmp_path, capsys, figures):
