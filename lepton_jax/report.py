@@ -38,7 +38,10 @@ def load_jobs(sweep_dir: Path):
     for run_file in run_files:
         job = run_file.parent
         run = json.loads(run_file.read_text())
-        row = {"job": job.name, **flat_dict(run["config"]),
+        # A list (model.hidden) as the override writes it, [64,32]: a sweep over widths
+        # crashed grouping and plotting, which need values they can hash.
+        row = {"job": job.name, **{k: "[" + ",".join(map(str, v)) + "]" if isinstance(v, list)
+                                   else v for k, v in flat_dict(run["config"]).items()},
                "task": run.get("data", {}).get("task")}
         result_file = job / "result.json"
         result = json.loads(result_file.read_text()) if result_file.exists() else {}
@@ -81,6 +84,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         for one run, its final metrics per split.
     """
     import matplotlib
+    import pandas as pd
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -101,6 +105,18 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     done = jobs[jobs["status"] == "done"]
     if done.empty:
         raise UserError(f"no finished job in {root}; nothing to report")
+    if metric == "monitor":
+        # A folder of unlike runs (a classifier's accuracy beside a regression's MSE) would
+        # rank numbers that mean different things.
+        kinds = done.groupby([done["task"].astype(str), done.get(
+            "trainer.monitor", pd.Series("auto", index=done.index)).astype(str)]).size()
+        if len(kinds) > 1:
+            said = "; ".join(
+                f"{monitor_name(monitor, task, True) if task != 'None' else monitor} of "
+                f"{count} {task} run{'s' * (count != 1)}"
+                for (task, monitor), count in kinds.items())
+            raise UserError(f"the runs in {root} monitor unlike metrics ({said}); report a "
+                            "folder of like runs, or rank them all by one metric with --metric")
     if by:
         keyed = done.assign(**{c: done[c].astype(str) for c in by if done[c].dtype == object})
         table = keyed.groupby(by)[metric].agg(["mean", "std", "count"]).reset_index()

@@ -1,10 +1,12 @@
 """`lepton-jax report` on sweep directories written by hand (no training)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
+from lepton_jax.errors import UserError
 from lepton_jax.report import report
 
 
@@ -104,6 +106,24 @@ def test_a_score_axis_stays_within_what_the_score_can_be(tmp_path, figures):
     figures.clear()
     report(tmp_path / "loss", print_table=False)
     assert figures[0].axes[0].get_ylim()[1] > 1.5 + spread
+
+
+def test_a_sweep_over_a_list_field_reports_and_unlike_runs_are_refused(tmp_path, capsys):
+    """`-m 'model.hidden=[32],[64,32]'` crashed report (a list cannot be hashed to group);
+    the widths are now written as the override writes them. A folder of a classifier's and
+    a regression's runs would rank an accuracy against an MSE: it is refused."""
+    for n, (hidden, value) in enumerate([([32], 0.90), ([32], 0.92), ([64, 32], 0.95)]):
+        _job(tmp_path / "widths", str(n), 0.1, n, "val/accuracy", value,
+             config={"model.hidden": hidden}, run={"data": {"task": "classification"}})
+    table = report(tmp_path / "widths").set_index("model.hidden")
+    assert table["mean"].to_dict() == pytest.approx({"[32]": 0.91, "[64,32]": 0.95})
+    assert "best: model.hidden=[64,32] — val/accuracy 0.9500" in capsys.readouterr().out
+    _job(tmp_path / "widths", "3", 0.1, 0, "val/mse", 3.0, run={"data": {"task": "regression"}})
+    with pytest.raises(UserError, match=re.escape(
+            f"the runs in {tmp_path / 'widths'} monitor unlike metrics (val/accuracy of 3 "
+            "classification runs; val/mse of 1 regression run); report a folder of like runs, "
+            "or rank them all by one metric with --metric")):
+        report(tmp_path / "widths")
 
 
 def test_configs_tied_on_the_mean_rank_by_their_spread(tmp_path, capsys):
