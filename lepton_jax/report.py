@@ -65,7 +65,15 @@ def load_jobs(sweep_dir: Path):
             + (", ..." if len(below) > 3 else "") if below else ""
         raise UserError(f"{sweep_dir} holds no job directories with run.json; point report at "
                         f"a sweep directory (multirun/<date>/<time> or a sweep() workdir){hint}")
-    return pd.DataFrame(rows), curves
+    jobs = pd.DataFrame(rows)
+    for column in [c for c in jobs.columns if "." in c or c == "seed"]:
+        given = [v for v in jobs[column] if v is not None and v == v]
+        if given and len(given) < len(jobs):
+            # `optim.clip_norm=null,1.0`: null was NaN, which grouping drops and counting
+            # skips, so the sweep read as one config. Values as the override writes them.
+            jobs[column] = [short_value(v) if v is not None and v == v else "null"
+                            for v in jobs[column]]
+    return jobs, curves
 
 
 def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,

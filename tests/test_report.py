@@ -110,7 +110,7 @@ def test_a_score_axis_stays_within_what_the_score_can_be(tmp_path, figures):
 
 def test_a_sweep_over_a_list_field_reports_and_unlike_runs_are_refused(tmp_path, capsys):
     """`-m 'model.hidden=[32],[64,32]'` crashed report (a list cannot be hashed to group);
-    the widths are now written as the override writes them. A folder of a classifier's and
+    the widths are now written as the override writes them, and so is a null. A folder of a classifier's and
     a regression's runs would rank an accuracy against an MSE: it is refused."""
     for n, (hidden, value) in enumerate([([32], 0.90), ([32], 0.92), ([64, 32], 0.95)]):
         _job(tmp_path / "widths", str(n), 0.1, n, "val/accuracy", value,
@@ -118,6 +118,14 @@ def test_a_sweep_over_a_list_field_reports_and_unlike_runs_are_refused(tmp_path,
     table = report(tmp_path / "widths").set_index("model.hidden")
     assert table["mean"].to_dict() == pytest.approx({"[32]": 0.91, "[64,32]": 0.95})
     assert "best: model.hidden=[64,32] — val/accuracy 0.9500" in capsys.readouterr().out
+    # `optim.clip_norm=null,1.0`: null was NaN, which pandas' grouping and counting skip, so
+    # the sweep read as one config.
+    for n, (clip, value) in enumerate([(None, 0.90), (None, 0.92), (1.0, 0.95), (1.0, 0.97)]):
+        _job(tmp_path / "clips", str(n), 0.1, n % 2, "val/accuracy", value,
+             config={"optim.clip_norm": clip}, run={"data": {"task": "classification"}})
+    table = report(tmp_path / "clips").set_index("optim.clip_norm")
+    assert table["mean"].to_dict() == pytest.approx({"1": 0.96, "null": 0.91})
+    assert "best: optim.clip_norm=1 — val/accuracy 0.9600" in capsys.readouterr().out
     _job(tmp_path / "widths", "3", 0.1, 0, "val/mse", 3.0, run={"data": {"task": "regression"}})
     with pytest.raises(UserError, match=re.escape(
             f"the runs in {tmp_path / 'widths'} monitor unlike metrics (val/accuracy of 3 "
