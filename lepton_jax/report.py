@@ -116,13 +116,14 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     if metric == "monitor":
         # A folder of unlike runs (a classifier's accuracy beside a regression's MSE) would
         # rank numbers that mean different things.
-        kinds = done.groupby([done["task"].astype(str), done.get(
-            "trainer.monitor", pd.Series("auto", index=done.index)).astype(str)]).size()
+        monitors = done.get("trainer.monitor", pd.Series("auto", index=done.index))
+        resolved = [monitor_name(str(m), t, True) if t in ("classification", "regression")
+                    else str(m) for m, t in zip(monitors, done["task"], strict=True)]
+        kinds = pd.Series(1, index=pd.MultiIndex.from_arrays(
+            [done["task"].astype(str).to_numpy(), resolved])).groupby(level=[0, 1]).size()
         if len(kinds) > 1:
-            said = "; ".join(
-                f"{monitor_name(monitor, task, True) if task != 'None' else monitor} of "
-                f"{count} {task} run{'s' * (count != 1)}"
-                for (task, monitor), count in kinds.items())
+            said = "; ".join(f"{monitor} of {count} {task} run{'s' * (count != 1)}"
+                             for (task, monitor), count in kinds.items())
             raise UserError(f"the runs in {root} monitor unlike metrics ({said}); report a "
                             "folder of like runs, or rank them all by one metric with --metric")
     if by:
