@@ -115,9 +115,9 @@ def test_a_sweep_over_a_list_field_reports_and_unlike_runs_are_refused(tmp_path,
     for n, (hidden, value) in enumerate([([32], 0.90), ([32], 0.92), ([64, 32], 0.95)]):
         _job(tmp_path / "widths", str(n), 0.1, n, "val/accuracy", value,
              config={"model.hidden": hidden}, run={"data": {"task": "classification"}})
-    # `auto` and `val/accuracy` name the same metric for a classifier: like runs.
-    run_file = tmp_path / "widths" / "0" / "run.json"
-    run_file.write_text(run_file.read_text().replace('"val/accuracy"', '"auto"'))
+    for n in range(3):  # as runs record it; `auto` is val/accuracy for a classifier
+        run_file = tmp_path / "widths" / str(n) / "run.json"
+        run_file.write_text(run_file.read_text().replace('"val/accuracy"', '"auto"'))
     table = report(tmp_path / "widths").set_index("model.hidden")
     assert table["mean"].to_dict() == pytest.approx({"[32]": 0.91, "[64,32]": 0.95})
     assert "best: model.hidden=[64,32] — val/accuracy 0.9500" in capsys.readouterr().out
