@@ -63,8 +63,10 @@ def test_the_progress_line_shows_running_jobs_steps_and_an_eta_from_them(app):
     Jobs now report their steps (lepton_jax's `StepProgress`, through a file per slot), and the
     line shows each running job's share and an ETA from the rate of the work done."""
     sweep = app.parent / "sweep"
+    # A relative sweep dir, and jobs run inside their job dirs: the file's path must not
+    # depend on the job's working directory.
     proc = run_app(app, "+x=0,1", "+progress=1", "hydra.launcher.progress=true",
-                   f"hydra.sweep.dir={sweep}")
+                   "hydra.sweep.dir=sweep", "hydra.job.chdir=true")
     assert proc.returncode == 0, proc.stderr
     lines = [line.strip() for line in proc.stderr.splitlines()]  # \r, read as \n
     assert "[pool] 0/2 done · 2 running (25%, 25%) · 0 failed" in lines  # resumed at step 1

@@ -82,7 +82,8 @@ class LocalPool:
                 self._start(slot)
 
     def _progress_file(self, slot: Slot) -> Path:
-        return self.log_dir / f"slot{slot.index}.progress"
+        # Absolute: a job run with hydra.job.chdir=true writes it from inside its job dir.
+        return (self.log_dir / f"slot{slot.index}.progress").absolute()
 
     def _start(self, slot: Slot) -> _Worker:
         self.log_dir.mkdir(parents=True, exist_ok=True)

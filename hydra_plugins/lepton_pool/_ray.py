@@ -138,7 +138,8 @@ class RayPool:
         return self.capacity - len(self.running)
 
     def _progress_file(self, unit: Any) -> Path:
-        return self.progress_dir / f"unit{unit.id}.progress"
+        # Absolute: a job run with hydra.job.chdir=true writes it from inside its job dir.
+        return (self.progress_dir / f"unit{unit.id}.progress").absolute()
 
     def submit(self, unit: Any) -> None:
         self.progress_dir.mkdir(parents=True, exist_ok=True)
