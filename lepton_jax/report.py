@@ -242,7 +242,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
             spread += f"; its {held_out} {mean_std(best, f'{held_out} ')}"
         _print_table(f"{root}: {label}, mean ± std over seeds ({len(done)} of {len(jobs)} "
                      "jobs finished)", [*by, "mean", "std", "count",
-                                        *([f"{held_out} (mean ± std)"] if held_out else [])],
+                                        *([held_out] if held_out else [])],
                      rows, f"best: {described} — {name} {metric_value(best['mean'])} {spread}\n"
                      + _unfinished_line(unfinished, by) + _chance_line(done, by)
                      + _wrote(written))
