@@ -236,8 +236,13 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                   else "(1 run)")
         if len(tied):
             others = "; ".join(config_of(label) for label in tied.index)
-            spread += (f" (tied on the mean with {others}; the smaller std, then more runs, "
-                       "decided)")
+            # Say what decided: single runs (Optuna's points) have no std to compare.
+            stds = tied["std"].fillna(float("inf"))
+            own = best["std"] if best["std"] == best["std"] else float("inf")
+            why = ("the smaller std decided" if (stds > own).all() else
+                   "more runs decided" if (tied["count"] < best["count"]).all() else
+                   "named the first in the table")
+            spread += f" (tied on the mean with {others}; {why})"
         if held_out:
             spread += f"; its {held_out} {mean_std(best, f'{held_out} ')}"
         _print_table(f"{root}: {label}, mean ± std over seeds ({len(done)} of {len(jobs)} "

@@ -154,7 +154,13 @@ def test_configs_tied_on_the_mean_rank_by_their_spread(tmp_path, capsys):
     report(tmp_path)
     out = capsys.readouterr().out
     assert ("best: optim.lr=0.1 — val/accuracy 0.9852 ± 0.0032 over 3 runs (tied on the mean "
-            "with optim.lr=0.03; the smaller std, then more runs, decided)") in out, out
+            "with optim.lr=0.03; the smaller std decided)") in out, out
+    # Single runs (Optuna's points) have no std: the line said the std decided all the same.
+    for n, lr in enumerate((0.02, 0.05)):
+        _job(tmp_path / "single", str(n), lr, 0, "val/accuracy", 0.95)
+    report(tmp_path / "single")
+    assert ("best: optim.lr=0.02 — val/accuracy 0.9500 (1 run) (tied on the mean with "
+            "optim.lr=0.05; named the first in the table)") in capsys.readouterr().out
 
 
 def test_the_loss_says_what_it_measures(tmp_path, capsys, figures):
