@@ -58,12 +58,32 @@ class Dataset:
 
     @classmethod
     def from_arrays(cls, x, y, task: str = "auto", feature_names: Sequence[str] = (),
-                    **split) -> "Dataset":
+                    categorical: Sequence[str] = (), **split) -> "Dataset":
         """Feature rows `x` and targets `y`; integer targets with few values are classes.
-        A DataFrame's column names are the feature names unless `feature_names` are given."""
+        A DataFrame's column names are the feature names unless `feature_names` are given;
+        its `categorical` columns are one-hot encoded as `load_csv` encodes a CSV's (and
+        `Model.predict` of a DataFrame of raw columns repeats it)."""
         if not feature_names and hasattr(x, "columns"):
             feature_names = [str(c) for c in x.columns]
-        raw = from_table(x, y, task, tuple(feature_names))  # which refuses what is not numbers
+        encoding = None
+        if categorical:
+            from lepton_jax.data.tabular import (categorical_encoding, encode_features,
+                                                 encoded_names)
+
+            if not hasattr(x, "columns"):
+                raise UserError(f"from_arrays(categorical={list(categorical)}) names DataFrame "
+                                f"columns, but x is a {_type_name(x)}; pass a DataFrame")
+            frame = x.rename(columns=str)
+            unknown = [c for c in categorical if c not in frame.columns]
+            if unknown:
+                raise UserError(f"from_arrays(categorical=...) names {unknown}, which are not "
+                                f"columns of x; it has: {', '.join(frame.columns)}")
+            encoding = categorical_encoding(frame, list(frame.columns), categorical)
+            frame.attrs["first_line"] = 0  # a bad cell's row is the frame's own position
+            x = encode_features(frame, encoding, "DataFrame", "from_arrays")
+            feature_names = encoded_names(encoding)
+        # from_table refuses what is not numbers
+        raw = from_table(x, y, task, tuple(feature_names), encoding=encoding)
         return cls(raw, DataConfig(name="arrays", task=raw.task, **split))
 
     def split(self, val_fraction: Optional[float] = None, test_fraction: Optional[float] = None,

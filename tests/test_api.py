@@ -598,6 +598,35 @@ def test_a_sweep_dir_given_for_a_run_names_its_best_job(tmp_path):
         Model.load(tmp_path)
 
 
+def test_a_dataframes_categorical_columns_are_one_hot_encoded_as_a_csvs(tmp_path):
+    """`from_arrays(frame, y)` refused a column of words with "Dataset.load_csv one-hot
+    encodes ..."; `categorical=` now encodes it as `load_csv` encodes the same CSV (the same
+    arrays, names and categories), and the model predicts a DataFrame of raw columns."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"size": rng.normal(size=200),
+                          "city": rng.choice(["Paris", "Lyon", "Nice"], 200)})
+    frame["y"] = np.where((frame.city == "Paris") | (frame["size"] > 1), "yes", "no")
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    arrays = Dataset.from_arrays(frame[["size", "city"]], frame.y, categorical=["city"])
+    csv = Dataset.load_csv(tmp_path / "d.csv", target="y", categorical=["city"])
+    for name in ("x_train", "y_train", "x_test"):
+        np.testing.assert_array_equal(getattr(arrays.splits(), name), getattr(csv.splits(), name))
+    assert arrays.splits().feature_names == ("size", "city=Lyon", "city=Nice", "city=Paris")
+    model = Model.logistic_regression()
+    Trainer(model, arrays, lr=0.5, workdir=tmp_path / "run", progress="off").train(epochs=10)
+    rows = frame[["city", "size"]].head(20)  # raw columns, in any order
+    encoded = np.column_stack([rows["size"], *(rows.city == c for c in ("Lyon", "Nice", "Paris"))])
+    np.testing.assert_array_equal(model.predict(rows), model.predict(encoded))
+    assert model.evaluate(arrays)["accuracy"] > 0.8
+    with pytest.raises(UserError, match=r"names \['town'\], which are not columns of x; it has: "
+                                        r"size, city"):
+        Dataset.from_arrays(frame[["size", "city"]], frame.y, categorical=["town"])
+    with pytest.raises(UserError, match="names DataFrame columns, but x is a numpy.ndarray"):
+        Dataset.from_arrays(np.zeros((4, 2)), [0, 1, 0, 1], categorical=["city"])
+
+
 def test_trainer_overrides_cannot_change_the_model_or_the_data():
     """The Model and Dataset objects define `model.*` and `data.*`: an override of them
     trained (and recorded) a hidden-8 MLP, or "mnist", while the objects said otherwise, and

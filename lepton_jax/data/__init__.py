@@ -91,8 +91,9 @@ def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: 
     except (ValueError, TypeError) as e:  # text cells, or rows of different lengths
         raise UserError(f"{source}: the features must be an array of numbers, one row per "
                         f"example, all rows of one length ({str(e).split('. ')[0]}); encode "
-                        "text columns as numbers first (Dataset.load_csv one-hot encodes the "
-                        "columns named in categorical=)") from None
+                        "text columns as numbers first, or name them in categorical= (of "
+                        "Dataset.from_arrays with a DataFrame, or Dataset.load_csv) to one-hot "
+                        "encode them") from None
     if x.ndim == 1:
         x = x[:, None]
     elif x.ndim == 3:  # (examples, height, width): grayscale images, given their channel axis

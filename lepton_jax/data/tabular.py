@@ -169,6 +169,15 @@ def encode_features(frame: pd.DataFrame, encoding: dict, path: str, what: str) -
         return np.concatenate(parts, axis=1).astype(np.float32)
 
 
+def categorical_encoding(frame: pd.DataFrame, features: Sequence[str],
+                         categorical: Sequence[str]) -> dict:
+    """How `encode_features` turns the raw `features` columns into numbers: the
+    `categorical` ones one-hot, over their categories (sorted, as text)."""
+    return {"columns": list(features),
+            "categories": {c: sorted(frame[c].astype(str).str.strip().unique().tolist())
+                           for c in categorical}}
+
+
 def encoded_names(encoding: dict) -> tuple:
     names = []
     for column in encoding["columns"]:
@@ -212,9 +221,7 @@ def read_csv(path: str | None, target: Optional[str] = None, categorical: Sequen
         hint = (f": its header {columns[0]!r} looks separated by {other!r}; save it with "
                 "commas" if other else "; it needs features")
         raise UserError(f"CSV file {path!r} has only one column{hint}")
-    encoding = {"columns": features,
-                "categories": {c: sorted(frame[c].astype(str).str.strip().unique().tolist())
-                               for c in categorical}}
+    encoding = categorical_encoding(frame, features, categorical)
     x = encode_features(frame, encoding, path, "CSV file")
     if frame[target].dtype == bool:  # True/False: labels given back as booleans
         y = frame[target].to_numpy(bool)
