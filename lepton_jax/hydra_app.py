@@ -273,6 +273,10 @@ def check_overrides(args: list[str]) -> None:
         return
     plugins = {o.key_or_group: o.value() for o in overrides
                if o.key_or_group in _PLUGIN_GROUPS and isinstance(o.value(), str)}
+    for o in overrides:  # a preset's launcher or sweeper (digits_lr_sweep chooses the pool)
+        if o.key_or_group == "experiment" and isinstance(o.value(), str):
+            for group, choice in _preset_plugins(o.value()).items():
+                plugins.setdefault(group, choice)
     for o in overrides:
         key = o.key_or_group
         if o.is_delete() or o.package is not None:
@@ -296,6 +300,23 @@ def check_overrides(args: list[str]) -> None:
             _check_field(key, values, o.input_line)
 
 
+def _preset_plugins(name: str) -> dict:
+    """The Hydra plugins an experiment preset chooses in its defaults list
+    (`override /hydra/launcher: pool`)."""
+    path = Path(__file__).parent / "conf" / "experiment" / f"{name}.yaml"
+    try:
+        defaults = OmegaConf.load(path).get("defaults") or []
+    except Exception:  # noqa: BLE001 - no such preset: refused by name, or left to Hydra
+        return {}
+    chosen = {}
+    for item in defaults:
+        for key, value in (item.items() if OmegaConf.is_dict(item) else ()):
+            group = str(key).removeprefix("override ").strip().lstrip("/")
+            if group in _PLUGIN_GROUPS and isinstance(value, str):
+                chosen[group] = value
+    return chosen
+
+
 def _plugin_options(group: str) -> list[str]:
     """The options of a Hydra plugin group (`hydra/launcher`: basic, joblib, pool, ...), from
     the plugins installed (Hydra scans them once per process; its run reuses the scan)."""
@@ -311,7 +332,9 @@ def _check_plugin_key(group: str, choice: str, key: str) -> None:
     """`hydra.launcher.vectorise=true` with `hydra/launcher=pool` chosen on the command line:
     a key the chosen plugin's config lacks."""
     from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
 
+    Plugins.instance()  # plugins register their configs when scanned
     try:
         node = ConfigStore.instance().load(f"{group}/{choice}.yaml").node
     except Exception:  # noqa: BLE001 - not a stored config: Hydra reports it

@@ -33,6 +33,10 @@ def _check_error(proc, message):
     (["-m", "hydra/launcher=pool", "hydra.launcher.vectorise=true"],
      "hydra.launcher.vectorise is not an option of hydra/launcher=pool; hydra.launcher takes: "
      "backend, slots,"),
+    # The pool chosen by an experiment preset, not on the command line.
+    (["-m", "experiment=digits_lr_sweep", "hydra.launcher.vectorise=false"],
+     "hydra.launcher.vectorise is not an option of hydra/launcher=pool; hydra.launcher takes: "
+     "backend, slots,"),
     (["-m", "hydra/launcher=pool", "hydra.launcher.ray.adress=x"],
      "hydra.launcher.ray.adress is not an option of hydra/launcher=pool; hydra.launcher.ray "
      "takes: address, num_cpus, num_gpus, connect_timeout, init (address, misspelt?)"),
@@ -103,6 +107,7 @@ def test_the_command_line_check_passes_what_hydra_takes(tmp_path):
             "seed=range(0,3)", "model.hidden=[512,512]", "data.root=null", "model=mlp,lenet5",
             "experiment=mnist_lenet5", "+experiment=mnist_mlp", "hydra/launcher=pool",
             "hydra.launcher.ray.address=null", "trainer.steps_per_call=25",
+            "experiment=digits_lr_sweep", "hydra.launcher.vectorize=false",
             "optim.momentum=${optim.lr}", "~optim.clip_norm", "+hydra.job.env_set.X=1"]
     code = ("import sys; from lepton_jax.hydra_app import check_overrides; "
             "check_overrides(sys.argv[1:]); check_overrides(['-cd', 'x', 'model=lenet']); "
