@@ -629,6 +629,7 @@ def _plot_predictions(root: Path, run: dict, split: str, plt) -> tuple[Optional[
 
     from lepton_jax.api import Dataset, Model
     from lepton_jax.config import DataConfig
+    from lepton_jax.metrics import regression_metrics
 
     data = dict(run.get("config", {}).get("data", {}))
     if data.get("name") not in ("csv", "digits", "mnist"):
@@ -653,7 +654,7 @@ def _plot_predictions(root: Path, run: dict, split: str, plt) -> tuple[Optional[
         ax.scatter(true, guess, s=8, alpha=0.5)
         lo, hi = min(true.min(), guess.min()), max(true.max(), guess.max())
         ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1, label="predicted = true")
-        r2 = 1 - ((true - guess) ** 2).sum() / max(((true - true.mean()) ** 2).sum(), 1e-300)
+        r2 = regression_metrics(true, guess)["r2"]
         ax.set_title(f"target {i}: R² {r2:.4f}" if y.shape[1] > 1 else f"R² {r2:.4f}",
                      fontsize=10)
         ax.set_xlabel(f"true ({split})")
