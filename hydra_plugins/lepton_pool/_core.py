@@ -429,8 +429,9 @@ class _Run:
         if not self.live:
             return
         now = time.monotonic()
-        eta, shares = "", []
+        seconds, shares = None, []  # the time left, the running units' shares of their steps
         fraction = getattr(self.backend, "fraction", None)
+        running = sum(len(u.jobs) for u in self.running.values())
         moved = left = 0.0  # jobs' worth of work done since the launch, and still to do
         for unit in self.running.values():
             share = fraction(unit) if fraction else None
@@ -447,12 +448,11 @@ class _Run:
             shares.append(share)
             moved += (share - unit.progress0) * len(unit.jobs)
             left += (1 - share) * len(unit.jobs)
-        left += self.total - self.done - sum(len(u.jobs) for u in self.running.values())
+        left += self.total - self.done - running
         if moved >= _ETA_AFTER or (moved > 0 and self.done):
             # Running jobs report their steps: the rate of all work so far, jobs finished
             # and the parts of running ones, gives the time left.
             seconds = (now - self.started) * left / (self.done + moved)
-            eta = f" · ETA {int(seconds // 60)}:{int(seconds % 60):02d}"
         elif self.done:
             # Re-estimated at each finished job from the rate so far, then counted down (a
             # rate taken at every redraw made the ETA grow while jobs ran).
@@ -460,8 +460,7 @@ class _Run:
                 self._eta_done = self.done
                 self._eta_end = now + (self.total - self.done) * (now - self.started) / self.done
             seconds = max(self._eta_end - now, 0.0)
-            eta = f" · ETA {int(seconds // 60)}:{int(seconds % 60):02d}"
-        running = sum(len(u.jobs) for u in self.running.values())
+        eta = "" if seconds is None else f" · ETA {int(seconds // 60)}:{int(seconds % 60):02d}"
         at = f" ({', '.join(f'{s:.0%}' for s in shares)})" if 0 < len(shares) <= 4 else ""
         line = f"[pool] {self.done}/{self.total} done · {running} running{at} · {self.failed} failed{eta}"
         # Spaces cover what a longer line before it left on the screen.
