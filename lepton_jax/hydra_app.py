@@ -204,7 +204,7 @@ def discard_refused_run() -> None:
             handler.close()
             logging.getLogger().removeHandler(handler)
     if run_dir is None:  # the run dir was there: only what this start added or changed
-        if not _start.log_existed and _start.log is not None:
+        if not _start.log_existed:
             _start.log.unlink(missing_ok=True)
         hydra_dir = _start.hydra_dir
         if hydra_dir is None or not hydra_dir.is_dir():
@@ -247,6 +247,7 @@ def _make_dir(key: str, folder: str) -> list[Path]:
     return missing
 
 
+_CONF = Path(__file__).parent / "conf"
 _GROUPS = ("model", "data", "optim", "trainer", "logger", "experiment")
 _PLUGIN_GROUPS = ("hydra/launcher", "hydra/sweeper")
 _SEARCH_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
@@ -284,9 +285,9 @@ def check_overrides(args: list[str]) -> None:
         if key in _PLUGIN_GROUPS:
             _check_choices(key, [o.value()], _plugin_options(key))
             continue
-        group = key.split(".")[:2]
-        if len(group) == 2 and "/".join(group) in plugins and not o.is_add():
-            _check_plugin_key("/".join(group), plugins["/".join(group)], key)
+        plugin = "/".join(key.split(".")[:2])  # hydra.launcher.x -> hydra/launcher
+        if plugin in plugins and not o.is_add():
+            _check_plugin_key(plugin, plugins[plugin], key)
             continue
         if key.startswith("hydra"):
             continue
@@ -303,7 +304,7 @@ def check_overrides(args: list[str]) -> None:
 def _preset_plugins(name: str) -> dict:
     """The Hydra plugins an experiment preset chooses in its defaults list
     (`override /hydra/launcher: pool`)."""
-    path = Path(__file__).parent / "conf" / "experiment" / f"{name}.yaml"
+    path = _CONF / "experiment" / f"{name}.yaml"
     try:
         defaults = OmegaConf.load(path).get("defaults") or []
     except Exception:  # noqa: BLE001 - no such preset: refused by name, or left to Hydra
@@ -317,26 +318,26 @@ def _preset_plugins(name: str) -> dict:
     return chosen
 
 
-def _plugin_options(group: str) -> list[str]:
-    """The options of a Hydra plugin group (`hydra/launcher`: basic, joblib, pool, ...), from
-    the plugins installed (Hydra scans them once per process; its run reuses the scan)."""
-    from hydra.core.config_store import ConfigStore
+def _plugin_store() -> ConfigStore:
+    """Hydra's config store once the installed plugins have registered their configs (Hydra
+    scans them once per process; its run reuses the scan)."""
     from hydra.core.plugins import Plugins
 
     Plugins.instance()
-    return sorted(name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)
+    return ConfigStore.instance()
+
+
+def _plugin_options(group: str) -> list[str]:
+    """The options of a Hydra plugin group (`hydra/launcher`: basic, joblib, pool, ...)."""
+    return sorted(name.removesuffix(".yaml") for name in _plugin_store().list(group)
                   if name.endswith(".yaml"))
 
 
 def _check_plugin_key(group: str, choice: str, key: str) -> None:
     """`hydra.launcher.vectorise=true` with `hydra/launcher=pool` chosen on the command line:
     a key the chosen plugin's config lacks."""
-    from hydra.core.config_store import ConfigStore
-    from hydra.core.plugins import Plugins
-
-    Plugins.instance()  # plugins register their configs when scanned
     try:
-        node = ConfigStore.instance().load(f"{group}/{choice}.yaml").node
+        node = _plugin_store().load(f"{group}/{choice}.yaml").node
     except Exception:  # noqa: BLE001 - not a stored config: Hydra reports it
         return
     parts = key.split(".")[2:]
@@ -354,7 +355,7 @@ def _check_plugin_key(group: str, choice: str, key: str) -> None:
 
 def _check_choices(group: str, values: list, options: Optional[list] = None) -> None:
     if options is None:
-        options = sorted(p.stem for p in (Path(__file__).parent / "conf" / group).glob("*.yaml"))
+        options = sorted(p.stem for p in (_CONF / group).glob("*.yaml"))
     for value in values:
         if isinstance(value, str) and value not in options:
             fail(f"{group}={value} is not one of the {group} options: {', '.join(options)}"
