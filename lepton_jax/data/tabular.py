@@ -35,9 +35,10 @@ def _read_frame(path: str | None, what: str, stdin_ok: bool = False,
     file = io.StringIO(_text(file, path, what))  # read once: parsed again where need be
     try:
         frame = pd.read_csv(file, skipinitialspace=True)
-        # From the line as written: pandas renames a repeated name (a second "0.5" becomes
-        # "0.5.1"), and a row of pixels, which repeat, was taken for a header and lost.
-        if header_optional and all(_is_number(c) for c in _first_row(file)):
+        # Judged from the line as written: pandas renames a repeated name (a second "0.5"
+        # becomes "0.5.1"), and a row of pixels, which repeat, was taken for a header and lost.
+        first = _first_row(file)
+        if header_optional and all(_is_number(c) for c in first):
             file.seek(0)
             frame = pd.read_csv(file, skipinitialspace=True, header=None)
             frame.columns = range(frame.shape[1])
@@ -51,10 +52,9 @@ def _read_frame(path: str | None, what: str, stdin_ok: bool = False,
     if len(frame) == 0:
         raise UserError(f"{what} {path!r} has a header but no data rows")
     if "first_line" not in frame.attrs:  # a header: pandas renames a repeated name (x.1)
-        header = _first_row(file)
-        repeated = next((name for i, name in enumerate(header) if name in header[:i]), None)
+        repeated = next((name for i, name in enumerate(first) if name in first[:i]), None)
         if repeated is not None:
-            at = [i + 1 for i, name in enumerate(header) if name == repeated]
+            at = [i + 1 for i, name in enumerate(first) if name == repeated]
             raise UserError(f"{what} {path!r} names two columns {repeated!r} (columns "
                             f"{at[0]} and {at[1]}); give each column its own name")
     frame.columns = [str(c) for c in frame.columns]
