@@ -183,11 +183,12 @@ def test_csv_root_that_is_a_folder(tmp_path):
     _check_error(proc, f"CSV file '{tmp_path}' is a folder; point it at the CSV file inside it")
 
 
-def _digest(run_dir: Path) -> dict:
-    """Contents of everything our code wrote (Hydra's own .hydra/ and log excluded)."""
+def _digest(run_dir: Path, hydra_files: bool = False) -> dict:
+    """Contents of everything our code wrote (Hydra's own .hydra/ and log excluded unless
+    `hydra_files`)."""
     return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(run_dir.rglob("*"))
-            if p.is_file() and ".hydra" not in p.parts and p.suffix != ".log"}
+            if p.is_file() and (hydra_files or ".hydra" not in p.parts and p.suffix != ".log")}
 
 
 @pytest.fixture(scope="module")
@@ -201,16 +202,12 @@ def finished_run(tmp_path_factory):
 def test_bad_input_leaves_existing_run_untouched(finished_run):
     """Hydra's snapshot and log included: the refused overrides had replaced the run's own
     in .hydra/overrides.yaml."""
-    def everything(run_dir: Path) -> dict:
-        return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(run_dir.rglob("*")) if p.is_file()}
-
-    before = everything(finished_run)
+    before = _digest(finished_run, hydra_files=True)
     assert ".hydra/overrides.yaml" in before and "train.log" in before
     _check_error(run_cli(*QUICK, "optim.lr=-1", f"hydra.run.dir={finished_run}"), "optim.lr")
     _check_error(run_cli(*QUICK, "trainer.resume=false", f"hydra.run.dir={finished_run}"),
                  "already holds checkpoints")
-    assert everything(finished_run) == before
+    assert _digest(finished_run, hydra_files=True) == before
 
 
 def _copy_run(src: Path, dst: Path) -> Path:
