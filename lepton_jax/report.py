@@ -6,6 +6,7 @@ import json
 import math
 import numbers
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -209,7 +210,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
             ", ".join(others))
         ax.set_title(f"{label} vs {field}" + (f"\n{per}"
                                                if others else ""), fontsize=10 if others else None)
-        written.append(_save(fig, root / f"report_{metric.replace('/', '_')}_vs_{field}.png",
+        written.append(_save(fig, root / f"report_{name.replace('/', '_')}_vs_{field}.png",
                              plt))
     written.append(_plot_curves(root, jobs, curves, swept, by, plt, name))
 
@@ -524,6 +525,11 @@ def _print_table(header: str, columns: list, rows: list, footer: str = "") -> No
 
     console = Console()
     console.print(header, soft_wrap=True, markup=False)
+    # Rich shortens a header that does not fit to "optim.mome…"; a table too wide for the
+    # console breaks its dotted names after the last dot instead ("optim." over "momentum").
+    widths = [max(len(col), *(len(row[i]) for row in rows)) for i, col in enumerate(columns)]
+    if sum(widths) + 3 * len(columns) + 1 > console.width:
+        columns = [re.sub(r"^(.*[./])(?=.)", "\\1\n", col) for col in columns]
     t = Table()
     for col in columns:
         t.add_column(col, justify="left" if col == "split" else "right")

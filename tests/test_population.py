@@ -490,7 +490,7 @@ def test_report_groups_over_seeds_and_draws_plots(tmp_path, capsys):
         assert row["test/accuracy std"] == pytest.approx(runs["test/accuracy"].std())
     best = df.groupby("optim.lr")["val/accuracy"].mean().idxmax()
     assert f"best: optim.lr={best}" in out
-    for png in ("report_monitor_vs_optim.lr.png", "report_monitor_vs_seed.png",
+    for png in ("report_val_accuracy_vs_optim.lr.png", "report_val_accuracy_vs_seed.png",
                 "report_curves.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 

@@ -1,6 +1,7 @@
 """`lepton-jax report` on sweep directories written by hand (no training)."""
 
 import json
+import itertools
 import re
 
 import numpy as np
@@ -56,13 +57,15 @@ def test_best_config_follows_the_monitored_metric_direction(tmp_path, capsys, mo
     out = capsys.readouterr().out
     assert f"{monitor} (monitored), mean ± std over seeds (4 of 4 jobs finished)" in out
     assert f"best: optim.lr={best_lr} — {monitor} " in out
-    assert (f"wrote report.csv, report_monitor_vs_optim.lr.png, report_monitor_vs_seed.png, "
+    # The plots are named after the metric they show, not "monitor".
+    plot = f"report_{monitor.replace('/', '_')}_vs_optim.lr.png"
+    assert (f"wrote report.csv, {plot}, report_{monitor.replace('/', '_')}_vs_seed.png, "
             f"report_curves.png in {tmp_path}") in out
     assert table.set_index("optim.lr")["mean"].to_dict() == pytest.approx({0.01: 0.85, 0.1: 0.25})
     stars = [line for line in figures[0].axes[0].get_lines() if line.get_marker() == "*"]
     assert [(list(s.get_xdata()), list(s.get_ydata())) for s in stars] == [
         ([best_lr], [pytest.approx({0.01: 0.85, 0.1: 0.25}[best_lr])])]
-    assert (tmp_path / "report_monitor_vs_optim.lr.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_chosen_configs_test_score_is_beside_its_validation_score(tmp_path, capsys):
@@ -91,6 +94,29 @@ def test_the_chosen_configs_test_score_is_beside_its_validation_score(tmp_path, 
     assert csv == "optim.lr,mean,std,count,test/accuracy mean,test/accuracy std"
     # Ranked by a test metric itself, or by one a job lacks on test, there is no such column.
     assert "test/accuracy mean" not in report(tmp_path, metric="test/accuracy")
+
+
+def test_a_wide_tables_headers_break_at_the_dot_instead_of_being_cut(tmp_path, capsys):
+    """Three optimizer fields swept: in 80 columns rich had cut the headers to "optim.mome…"
+    and "optim.weig…", and folded each test cell over two lines. The dotted names now break
+    after their last dot, so every name is whole and every cell on one line."""
+    grid = itertools.product((0.02, 0.1), (0.0, 0.9), (0.0, 1e-4), range(2))
+    for n, (lr, momentum, decay, seed) in enumerate(grid):
+        _job(tmp_path, str(n), lr, seed, "val/accuracy", 0.9 + 0.005 * n,
+             config={"optim.momentum": momentum, "optim.weight_decay": decay},
+             result={"test": {"accuracy": 0.8 + 0.01 * n}})
+    report(tmp_path)
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line[:1] in "┏┃┡│└"]
+    assert "…" not in out and max(map(len, table)) <= 80, out
+    headers = [cell.strip() for line in table if line.startswith("┃")
+               for cell in line.strip("┃").split("┃")]
+    columns = ["".join(pair) for pair in zip(headers[:len(headers) // 2],
+                                             headers[len(headers) // 2:], strict=True)]
+    assert columns == ["optim.lr", "optim.momentum", "optim.weight_decay", "mean", "std",
+                       "count", "test/accuracy"], out
+    rows = [line for line in table if line.startswith("│")]
+    assert len(rows) == 8 and all(" ± " in row for row in rows), out
 
 
 def test_a_score_axis_stays_within_what_the_score_can_be(tmp_path, figures):
