@@ -7,6 +7,7 @@ import math
 import numbers
 import os
 import re
+import textwrap
 from pathlib import Path
 from typing import Optional
 
@@ -151,12 +152,12 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
 
     unfinished = jobs[jobs["status"] != "done"]
     for field in swept:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        numeric = jobs[field].map(lambda v: isinstance(v, (int, float))).all()
-        x = done[field] if numeric else done[field].astype(str)
         # With other fields swept too, one line per combination of their values: a mean over
         # other configs would read as a spread over seeds.
         others = [c for c in by if c != field]
+        fig, ax = plt.subplots(figsize=(8, 3.5) if others else (5, 3.5))
+        numeric = jobs[field].map(lambda v: isinstance(v, (int, float))).all()
+        x = done[field] if numeric else done[field].astype(str)
         series = (list(done.assign(_x=x).groupby([done[c].astype(str) for c in others],
                                                  sort=True))
                   if others else [((), done.assign(_x=x))])
@@ -182,8 +183,12 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
             at = table.at[best.name, field]
             ax.plot([at if numeric else str(at)], [best["mean"]], "*", color="gold",
                     markeredgecolor="black", markersize=15, zorder=4, label="best")
-        if len(series) <= 10:
-            ax.legend(fontsize=7 if others else 8)
+        if len(series) <= 10 and others:
+            # A line per combination of the other fields: labels too long to sit over the
+            # data, so the legend goes beside the axes (the saved area grows to hold it).
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+        elif len(series) <= 10:
+            ax.legend(fontsize=8)
         # A grid spanning ≥ 8× (lr 0.01…0.08) is usually geometric: read it on a log axis.
         if numeric and jobs[field].nunique() > 2 and (jobs[field] > 0).all() and \
                 jobs[field].max() / jobs[field].min() >= 8:
@@ -208,10 +213,10 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
             ax.margins(x=0.15)
         per = ("one colour per {}" if field == "seed" else "one line per {}, mean ± std").format(
             ", ".join(others))
-        ax.set_title(f"{label} vs {field}" + (f"\n{per}"
+        ax.set_title(f"{label} vs {field}" + (f"\n{textwrap.fill(per, 60)}"
                                                if others else ""), fontsize=10 if others else None)
         written.append(_save(fig, root / f"report_{name.replace('/', '_')}_vs_{field}.png",
-                             plt))
+                             plt, bbox_inches="tight"))
     written.append(_plot_curves(root, jobs, curves, swept, by, plt, name))
 
     if print_table:

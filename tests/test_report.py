@@ -96,10 +96,13 @@ def test_the_chosen_configs_test_score_is_beside_its_validation_score(tmp_path, 
     assert "test/accuracy mean" not in report(tmp_path, metric="test/accuracy")
 
 
-def test_a_wide_tables_headers_break_at_the_dot_instead_of_being_cut(tmp_path, capsys):
+def test_a_wide_tables_headers_break_at_the_dot_instead_of_being_cut(tmp_path, capsys,
+                                                                     figures):
     """Three optimizer fields swept: in 80 columns rich had cut the headers to "optim.mome…"
     and "optim.weig…", and folded each test cell over two lines. The dotted names now break
-    after their last dot, so every name is whole and every cell on one line."""
+    after their last dot, so every name is whole and every cell on one line. In the plots,
+    the legend naming the other fields' combinations had covered the lines; it now lies
+    beside the axes."""
     grid = itertools.product((0.02, 0.1), (0.0, 0.9), (0.0, 1e-4), range(2))
     for n, (lr, momentum, decay, seed) in enumerate(grid):
         _job(tmp_path, str(n), lr, seed, "val/accuracy", 0.9 + 0.005 * n,
@@ -117,6 +120,13 @@ def test_a_wide_tables_headers_break_at_the_dot_instead_of_being_cut(tmp_path, c
                        "count", "test/accuracy"], out
     rows = [line for line in table if line.startswith("│")]
     assert len(rows) == 8 and all(" ± " in row for row in rows), out
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    for fig in figures[:4]:  # against optim.lr, momentum, weight_decay and the seed
+        ax = fig.axes[0]
+        renderer = FigureCanvasAgg(fig).get_renderer()  # a closed figure has no canvas left
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert legend.x0 > ax.get_window_extent(renderer).x1, ax.get_title()
 
 
 def test_a_score_axis_stays_within_what_the_score_can_be(tmp_path, figures):
