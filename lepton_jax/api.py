@@ -502,7 +502,7 @@ class Trainer:
             matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from lepton_jax.report import epoch_axis, error_axis, loss_label, mark_kept
+        from lepton_jax.report import epoch_axis, error_axis, log_axis, loss_label, mark_kept
 
         h = self.history()
         if h.empty:
@@ -513,7 +513,7 @@ class Trainer:
             ax_loss.plot(h["epoch"], h["val/loss"], label="val loss")
         kind = loss_label(self.dataset.task, self.config.data.normalize_target)
         ax_loss.set_ylabel(f"loss ({kind})")
-        ax_loss.set_yscale("log")
+        log_axis(ax_loss)
         ax_loss.legend()
         # The run's trainer.monitor first, as `lepton-jax report` on its run dir draws it.
         metric = next((m for m in (self.config.trainer.monitor, "val/accuracy", "val/r2",

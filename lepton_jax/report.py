@@ -353,6 +353,23 @@ def epoch_axis(ax, longest: int) -> None:
                 line.set_marker(".")
 
 
+def log_axis(ax) -> None:
+    """A log y axis whose ticks read as plain numbers (0.4, 0.5, 1, 0.01): within a decade,
+    where matplotlib labels the ticks between powers of ten, it had written 4×10⁻¹ or, for
+    a loss from 0.50 to 0.45, 5e-01 on each of six ticks."""
+    from matplotlib import ticker
+
+    class Plain(ticker.LogFormatterSciNotation):  # its choice of ticks to label, as numbers
+        def __call__(self, x, pos=None):
+            if not super().__call__(x, pos):
+                return ""
+            return re.sub(r"e\+?(-?)0*(?=\d)", r"e\1", f"{x:.3g}")  # 1e+08 as 1e8, 1e-05 as 1e-5
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(Plain())
+    ax.yaxis.set_minor_formatter(Plain(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
 def error_axis(ax, key: str, values: Optional[list] = None) -> None:
     """A log axis for an error or loss (`val/mse`, `val/loss`) whose plotted values (or
     `values`) span more than a decade: on a linear one a first epoch's 5e8 flattens every
@@ -363,7 +380,7 @@ def error_axis(ax, key: str, values: Optional[list] = None) -> None:
         values = [v for line in ax.get_lines() for v in line.get_ydata()
                   if isinstance(v, (int, float)) and v == v]
     if values and min(values) > 0 and max(values) > 10 * min(values):
-        ax.set_yscale("log")
+        log_axis(ax)
 
 
 def mark_kept(ax, records: list[dict], key: str, step: Optional[int], color, label: str,
@@ -468,7 +485,7 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
         if key != "train/loss":
             error_axis(ax, key, kept or None)
         else:
-            ax.set_yscale("log")
+            log_axis(ax)
         if diverged and kept:
             _focus(ax, kept)
     fig.suptitle("learning curves per job" + (f", coloured by {field}" if field else "")
@@ -584,7 +601,7 @@ def _report_run(root: Path, records: list, print_table: bool, plt,
     fig, axes = plt.subplots(1, 1 + bool(keys), figsize=(5 + 4 * bool(keys), 3.5), squeeze=False)
     epochs = [r["epoch"] for r in records]
     axes[0, 0].plot(epochs, [r["train/loss"] for r in records], marker=".")
-    axes[0, 0].set_yscale("log")
+    log_axis(axes[0, 0])
     kind = loss_label(run.get("data", {}).get("task"),
                       run.get("config", {}).get("data", {}).get("normalize_target"))
     axes[0, 0].set_ylabel(f"train/loss ({kind})" if kind else "train/loss")

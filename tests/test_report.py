@@ -672,3 +672,36 @@ def test_a_regression_runs_predictions_are_drawn_against_the_true_targets(tmp_pa
     report(run)
     out = capsys.readouterr().out
     assert "no predictions plot: the run's data or model cannot be read here (CSV file" in out
+
+
+@pytest.mark.parametrize("values,expected", [
+    ((0.82, 0.39), ["0.4", "0.5", "0.6", "0.7", "0.8"]),  # within a decade: its ticks between
+    ((2.3, 0.01), ["0.01", "0.1", "1"]),                  # powers of ten: its powers of ten
+    ((2e8, 3e3), ["1e4", "1e5", "1e6", "1e7", "1e8"])])
+def test_a_log_axis_reads_as_plain_numbers(values, expected):
+    """A loss falling from 0.82 to 0.39 (digits, 20 epochs) was ticked 4×10⁻¹ ... 8×10⁻¹ on
+    the run's and `Trainer.plot`'s log axis; and one from 0.50 to 0.45 had six ticks each
+    reading 5e-01. The ticks now read as the numbers they are."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lepton_jax.report import log_axis
+
+    fig, ax = plt.subplots()
+    ax.plot(np.geomspace(*values, 20))
+    log_axis(ax)
+    fig.canvas.draw()
+    lo, hi = sorted(values)
+    labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True)
+              if lo <= t.get_position()[1] <= hi and t.get_text()]
+    assert sorted(labels, key=float) == expected
+    fig, ax = plt.subplots()
+    ax.plot(np.linspace(0.5, 0.45, 20))
+    log_axis(ax)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True)
+              if 0.45 <= t.get_position()[1] <= 0.5 and t.get_text()]
+    assert len(set(labels)) == len(labels) >= 3 and all(0.45 <= float(v) <= 0.5 for v in labels)
+    plt.close("all")
