@@ -13,7 +13,8 @@ from typing import Optional
 
 from lepton_jax.config import flat_dict, maximized, monitor_name
 from lepton_jax.errors import UserError, misspelt
-from lepton_jax.writers import diverged_at, metric_value, read_records, short_value
+from lepton_jax.writers import (at_chance_reason, diverged_at, metric_value, read_records,
+                                short_value)
 
 
 def _monitored_name(done) -> str:
@@ -317,11 +318,10 @@ def _chance_line(done, by: list) -> str:
     parts = []
     for _, runs in done.groupby([done[c].astype(str) for c in by] or
                                      [done["job"].astype(str)], sort=False):
-        if runs["at_chance"].any():
-            parts.append(f"{_named(runs.iloc[0], by)}: {int(runs['at_chance'].sum())} of "
-                         f"{len(runs)} runs")
-    return ("ended at chance (each final model predicts one class, or does no better than "
-            "always predicting the most common; their train.log says more): "
+        if runs["at_chance"].any():  # "1 of 1 runs" of a config run once says nothing
+            parts.append(_named(runs.iloc[0], by) + (
+                f": {int(runs['at_chance'].sum())} of {len(runs)} runs" if len(runs) > 1 else ""))
+    return (f"ended at chance ({at_chance_reason(int(done['at_chance'].sum()))}): "
             + "; ".join(parts) + "\n")
 
 

@@ -23,6 +23,15 @@ def metric_value(value: float) -> str:
     return f"{value:.4f}" if size == 0 or 1e-3 <= size < 1e4 or size != size else f"{value:.4g}"
 
 
+def at_chance_reason(runs: int) -> str:
+    """Why runs are named as ended at chance (`loop.chance_warning`), in the singular for one."""
+    if runs == 1:
+        return ("its final model predicts one class, or does no better than always predicting "
+                "the most common (its train.log says more)")
+    return ("each one's final model predicts one class, or does no better than always "
+            "predicting the most common (their train.log files say more)")
+
+
 class MetricWriter(Protocol):
     def write_scalars(self, step: int, scalars: dict) -> None: ...
     def flush(self) -> None: ...

@@ -119,8 +119,8 @@ def test_jobs_that_ended_at_chance_are_named_under_the_table(app):
     sweep = app.parent / "sweep"
     proc = run_app(app, "+x=0,1,2,3", "+chance1=1", "+chance3=1", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr
-    assert "jobs 1, 3 ended at chance: each final model predicts one class" in proc.stdout + \
-        proc.stderr
+    assert "jobs 1, 3 ended at chance: each one's final model predicts one class" in \
+        proc.stdout + proc.stderr
     proc = run_app(app, "+x=0,1", f"hydra.sweep.dir={app.parent / 'plain'}")
     assert "ended at chance" not in proc.stdout + proc.stderr
 

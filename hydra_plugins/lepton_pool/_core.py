@@ -485,9 +485,10 @@ class _Run:
         chance = [str(job) for job, folder in zip(shown.job, frame.loc[shown.index, "dir"],
                                                   strict=True) if _warned(folder)]
         if chance:
+            from lepton_jax.writers import at_chance_reason
+
             log.warning(f"job{'s' * (len(chance) > 1)} {', '.join(chance)} ended at chance: "
-                        "each final model predicts one class, or does no better than always "
-                        "predicting the most common (their train.log says more)")
+                        f"{at_chance_reason(len(chance))}")
         log.info(f"summary: {self.book.summary}")
 
 
