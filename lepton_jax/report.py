@@ -445,7 +445,7 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
     # A second swept field of a few values gets a line style each: coloured by model alone,
     # a model's learning rates were indistinguishable.
     second = by[1] if len(by) > 1 else None
-    styles = {}  # str(value) -> line style
+    styles, seconds = {}, []  # str(value) -> line style
     if second is not None and rows[second].nunique() <= len(_STYLES):
         seconds = list(rows[second].unique())
         if all(isinstance(v, numbers.Number) for v in seconds):
@@ -458,10 +458,11 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
             continue
         row = rows.loc[job]
         if field is not None:
-            color, label = colors[str(row[field])], f"{field}={row[field]}"
+            color, label = colors[str(row[field])], f"{field}={short_value(row[field])}"
         else:
             color = None
-            label = f"{job}: " + ", ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept)
+            label = f"{job}: " + ", ".join(f"{c.split('.')[-1]}={short_value(row[c])}"
+                                           for c in swept)
         epochs = [r["epoch"] for r in records]
         style = styles.get(str(row[second]), "-") if second else "-"
         for ax, key in zip(axes[0], keys, strict=True):
@@ -497,10 +498,12 @@ def _plot_curves(root: Path, jobs, curves: dict, swept: list, by: list, plt,
     if field is not None:  # the values' order, then the styles', then the markers'
         from matplotlib.lines import Line2D
 
-        for value, style in styles.items():
-            first[f"{second}={value}"] = Line2D([], [], color="grey", linestyle=style)
-        order = [f"{field}={v}" for v in values] + [f"{second}={v}" for v in styles] + \
-            ["diverged", "kept (restore_best)"]
+        # Values as the table shows them: Optuna's 0.006921920510935365 as 0.00692192.
+        for value in seconds:
+            first[f"{second}={short_value(value)}"] = Line2D([], [], color="grey",
+                                                            linestyle=styles[str(value)])
+        order = [f"{field}={short_value(v)}" for v in values] + \
+            [f"{second}={short_value(v)}" for v in seconds] + ["diverged", "kept (restore_best)"]
         first = {name: first[name] for name in order if name in first}
     names, handles = list(first), list(first.values())
     if handles and (field is not None or len(curves) <= 12):

@@ -716,3 +716,15 @@ def test_a_log_axis_reads_as_plain_numbers(values, expected):
               if 0.45 <= t.get_position()[1] <= 0.5 and t.get_text()]
     assert len(set(labels)) == len(labels) >= 3 and all(0.45 <= float(v) <= 0.5 for v in labels)
     plt.close("all")
+
+
+def test_the_curves_legend_writes_sampled_values_as_the_table_does(tmp_path, figures):
+    """Optuna's points: the curves' legend had read optim.lr=0.006921920510935365, where the
+    table reads 0.00692192; a second field's line styles likewise."""
+    lrs = (0.006921920510935365, 0.7845308392754554)
+    for n, (lr, momentum) in enumerate(itertools.product(lrs, (0.0, 0.8999999999999999))):
+        _job(tmp_path, str(n), lr, 0, "val/accuracy", 0.9, config={"optim.momentum": momentum})
+    report(tmp_path)
+    curves = next(fig for fig in figures if fig.legends)
+    assert [t.get_text() for t in curves.legends[0].get_texts()] == [
+        "optim.lr=0.00692192", "optim.lr=0.784531", "optim.momentum=0", "optim.momentum=0.9"]
