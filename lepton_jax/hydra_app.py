@@ -137,6 +137,23 @@ def direction_mismatch(config: DictConfig) -> str:
             f"hydra.sweeper.direction={wanted}")
 
 
+class ReportHint(Callback):
+    """After a multirun, one line naming the command that tables its results: Hydra's basic
+    launcher ends a sweep with the last job's done line, and nothing said how the jobs
+    compare or where to look."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        import shlex
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        finished = sum(1 for _ in sweep_dir.glob("*/result.json"))
+        if finished > 1:
+            logging.getLogger(__name__).info(
+                f"{finished} finished jobs in {sweep_dir}; `lepton-jax report "
+                f"{shlex.quote(str(sweep_dir))}` groups them over seeds, names the best "
+                "config and plots them")
+
+
 class OutputDirCheck(Callback):
     """Checks that the run (or sweep) directory can be created before Hydra creates it, so
     that one it cannot (a path through a file, no permission) is one error line instead of

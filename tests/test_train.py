@@ -446,10 +446,15 @@ def test_hydra_job_returns_monitored_metric(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_with_basic_launcher(tmp_path):
+    """Two jobs with their own results; the multirun's last line names the command that
+    compares them (Hydra's basic launcher had ended with the last job's done line)."""
     proc = run_cli("-m", "optim.lr=0.02,0.05", "trainer.epochs=1", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     results = [json.loads((tmp_path / str(i) / "result.json").read_text()) for i in (0, 1)]
     assert results[0]["val"] != results[1]["val"]
+    last = (proc.stdout + proc.stderr).strip().splitlines()[-1]
+    assert last.endswith(f"2 finished jobs in {tmp_path}; `lepton-jax report {tmp_path}` groups "
+                         "them over seeds, names the best config and plots them"), last
 
 
 def test_entry_point_and_package_load_jax_only_when_training():
