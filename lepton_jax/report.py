@@ -310,7 +310,7 @@ def _unfinished_line(unfinished, by: list) -> str:
 
 
 def _chance_line(done, by: list) -> str:
-    """`ended at chance: optim.lr=0.36: 2 of 2 runs; ...` (with a newline) for finished jobs
+    """`ended at chance: optim.lr=0.36 (2 of 2 runs); ... — why` (with a newline) for jobs
     whose final model did no better than predicting one class (`loop.chance_warning`), or
     nothing. Their means sit in the table among the others'; this says why they are low."""
     if "at_chance" not in done or not done["at_chance"].any():
@@ -320,9 +320,10 @@ def _chance_line(done, by: list) -> str:
                                      [done["job"].astype(str)], sort=False):
         if runs["at_chance"].any():  # "1 of 1 runs" of a config run once says nothing
             parts.append(_named(runs.iloc[0], by) + (
-                f": {int(runs['at_chance'].sum())} of {len(runs)} runs" if len(runs) > 1 else ""))
-    return (f"ended at chance ({at_chance_reason(int(done['at_chance'].sum()))}): "
-            + "; ".join(parts) + "\n")
+                f" ({int(runs['at_chance'].sum())} of {len(runs)} runs)" if len(runs) > 1
+                else ""))
+    return (f"ended at chance: {'; '.join(parts)} — "
+            f"{at_chance_reason(int(done['at_chance'].sum()))}\n")
 
 
 def _tick_at_values(axis, values: list) -> None:

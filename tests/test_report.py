@@ -238,9 +238,9 @@ def test_runs_that_ended_at_chance_are_named_under_the_table(tmp_path, capsys):
             n += 1
     report(tmp_path)
     out = capsys.readouterr().out
-    assert ("ended at chance (its final model predicts one class, or does no better than "
-            "always predicting the most common (its train.log says more)): optim.lr=1: 1 of 2 "
-            "runs\n") in out, out
+    assert ("ended at chance: optim.lr=1 (1 of 2 runs) — its final model predicts one class, "
+            "or does no better than always predicting the most common (its train.log says "
+            "more)\n") in out, out
     assert out.count("ended at chance") == 1
     # Configs run once each (Optuna's points): "1 of 1 runs" said nothing; two runs are
     # spoken of in the plural.
@@ -250,9 +250,9 @@ def test_runs_that_ended_at_chance_are_named_under_the_table(tmp_path, capsys):
     _job(tmp_path / "once", "2", 0.05, 0, "val/accuracy", 0.95)
     report(tmp_path / "once")
     out = capsys.readouterr().out
-    assert ("ended at chance (each one's final model predicts one class, or does no better "
-            "than always predicting the most common (their train.log files say more)): "
-            "optim.lr=2; optim.lr=3\n") in out, out
+    assert ("ended at chance: optim.lr=2; optim.lr=3 — each one's final model predicts one "
+            "class, or does no better than always predicting the most common (their train.log "
+            "files say more)\n") in out, out
 
 
 def test_the_best_line_shows_integer_fields_as_integers(tmp_path, capsys):
