@@ -295,7 +295,7 @@ def _named(row, by: list) -> str:
 
 
 def _unfinished_line(unfinished, by: list) -> str:
-    """`not in the table: optim.lr=30: 2 diverged; optim.lr=1: 1 unfinished` (with a newline),
+    """`not in the table: optim.lr=30 (2 diverged); optim.lr=1 (1 unfinished)` (a newline after),
     or nothing when every job finished."""
     if unfinished.empty:
         return ""
@@ -305,7 +305,7 @@ def _unfinished_line(unfinished, by: list) -> str:
         statuses = counts.setdefault(config, {})
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1
     return "not in the table: " + "; ".join(
-        f"{config}: " + ", ".join(f"{n} {status}" for status, n in statuses.items())
+        f"{config} (" + ", ".join(f"{n} {status}" for status, n in statuses.items()) + ")"
         for config, statuses in counts.items()) + "\n"
 
 

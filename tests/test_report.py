@@ -516,7 +516,7 @@ def test_diverged_and_unfinished_jobs_are_named_and_drawn_where_they_were_swept(
     report(tmp_path)
     out = capsys.readouterr().out
     assert "(2 of 5 jobs finished)" in out
-    assert "not in the table: optim.lr=30: 2 diverged; optim.lr=3: 1 unfinished\n" in out, out
+    assert "not in the table: optim.lr=30 (2 diverged); optim.lr=3 (1 unfinished)\n" in out, out
     lr_ax = next(f.axes[0] for f in figures
                  if f.axes[0].get_title() == "val/accuracy (monitored) vs optim.lr")
     crosses = [c for c in lr_ax.collections if c.get_label() == "diverged or unfinished"]
