@@ -158,12 +158,28 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         others = [c for c in by if c != field]
         fig, ax = plt.subplots(figsize=(8, 3.5) if others else (5, 3.5))
         numeric = jobs[field].map(lambda v: isinstance(v, (int, float))).all()
-        x = done[field] if numeric else done[field].astype(str)
+        # Names (model=mlp,lenet5) and seeds are labels, not a scale: each gets a place on
+        # the axis, and the lines of the other fields' combinations sit side by side within
+        # it (drawn at one x, lr 0.03's bars and points hid under lr 0.1's).
+        labelled = not numeric or field == "seed"
+        if labelled:
+            values = list(dict.fromkeys(jobs[field]))
+            if numeric:
+                values.sort()
+            place = {str(v): i for i, v in enumerate(values)}
+            x = done[field].astype(str).map(place)
+        else:
+            x = done[field]
         series = (list(done.assign(_x=x).groupby([done[c].astype(str) for c in others],
                                                  sort=True))
                   if others else [((), done.assign(_x=x))])
+
+        def shift(k: int) -> float:  # where series k sits within a label's place
+            return (k - (len(series) - 1) / 2) * 0.6 / len(series) if labelled else 0.0
+
         colors = plt.get_cmap("tab10" if len(series) <= 10 else "viridis")
         for k, (_, runs) in enumerate(series):
+            runs = runs.assign(_x=runs["_x"] + shift(k)) if labelled else runs
             named = ", ".join(f"{c}={short_value(runs[c].iloc[0])}" for c in others)
             color = ("black" if not others else
                      colors(k if len(series) <= 10 else k / max(len(series) - 1, 1)))
@@ -173,16 +189,21 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
             ax.errorbar(stats["_x"], stats["mean"], yerr=stats["std"].fillna(0.0), color=color,
                         marker="_", markersize=14,
                         # Seeds are labels, not a scale: no line implying a trend across them.
-                        linestyle="-" if numeric and field != "seed" else "none",
+                        linestyle="none" if labelled else "-",
                         capsize=4, label="mean ± std" if not others else named)
         if len(unfinished):  # where runs diverged or failed: crosses on the x axis
-            ax.scatter(unfinished[field] if numeric else unfinished[field].astype(str),
+            ax.scatter(unfinished[field].astype(str).map(place) if labelled
+                       else unfinished[field],
                        [0.0] * len(unfinished), transform=ax.get_xaxis_transform(),
                        marker="x", color="tab:red", clip_on=False, zorder=3,
                        label="diverged or unfinished")
         if field in by:  # the config the best line names, where it lies
             at = table.at[best.name, field]
-            ax.plot([at if numeric else str(at)], [best["mean"]], "*", color="gold",
+            if labelled:  # on its own line's side of the label's place
+                own = tuple(str(table.at[best.name, c]) for c in others)
+                at = place[str(at)] + shift(next(
+                    (k for k, (key, _) in enumerate(series) if tuple(key) == own), 0))
+            ax.plot([at], [best["mean"]], "*", color="gold",
                     markeredgecolor="black", markersize=15, zorder=4, label="best")
         if len(series) <= 10 and others:
             # A line per combination of the other fields: labels too long to sit over the
@@ -191,10 +212,10 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         elif len(series) <= 10:
             ax.legend(fontsize=8)
         # A grid spanning ≥ 8× (lr 0.01…0.08) is usually geometric: read it on a log axis.
-        if numeric and jobs[field].nunique() > 2 and (jobs[field] > 0).all() and \
+        if not labelled and jobs[field].nunique() > 2 and (jobs[field] > 0).all() and \
                 jobs[field].max() / jobs[field].min() >= 8:
             ax.set_xscale("log")
-        if numeric and len(unfinished) and jobs[field].nunique() > 1:
+        if not labelled and len(unfinished) and jobs[field].nunique() > 1:
             # The crosses do not widen the axis as points do: leave every value a margin.
             lo, hi = jobs[field].min(), jobs[field].max()
             if ax.get_xscale() == "log":
@@ -202,16 +223,17 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                 ax.set_xlim(lo / pad, hi * pad)
             else:
                 ax.set_xlim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
-        grid = sorted(jobs[field].unique())
+        grid = sorted(jobs[field].unique()) if not labelled else []
         # A typed grid (0.01, 0.02, 3e-4: few short values) is ticked at its values; values
         # a sampler drew (Optuna's 0.0366735...) keep matplotlib's own ticks.
-        if numeric and len(grid) <= 12 and all(float(f"{v:.3g}") == v for v in grid):
+        if labelled:
+            ax.set_xticks(range(len(values)), [short_value(v) for v in values])
+            ax.set_xlim(-0.5, len(values) - 0.5)
+        elif len(grid) <= 12 and all(float(f"{v:.3g}") == v for v in grid):
             _tick_at_values(ax.xaxis, grid)
         ax.set_xlabel(field)
         ax.set_ylabel(label)
         _within_bounds(ax, name)
-        if field == "seed":
-            ax.margins(x=0.15)
         per = ("one colour per {}" if field == "seed" else "one line per {}, mean ± std").format(
             ", ".join(others))
         ax.set_title(f"{label} vs {field}" + (f"\n{textwrap.fill(per, 60)}"

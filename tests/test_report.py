@@ -603,6 +603,33 @@ def test_a_field_plot_draws_one_line_per_value_of_the_other_swept_fields(tmp_pat
     assert len(seeds.containers) == 4  # one per config
 
 
+def test_named_values_and_seeds_place_each_lines_points_side_by_side(tmp_path, figures):
+    """model=mlp,lenet5 × lr 0.03,0.1: against the model, both lrs' bars and points were drawn
+    at the model's one x, lr 0.03's hidden under lr 0.1's. Each label (a model, a seed) now
+    has its place, ticked by name in the command line's order, and the lines sit side by side
+    within it, the best config's star on its own line's side."""
+    values = {("mlp", 0.03): [0.97, 0.98], ("mlp", 0.1): [0.97, 0.97],
+              ("lenet5", 0.03): [0.95, 0.96], ("lenet5", 0.1): [0.09, 0.94]}
+    for n, ((model, lr), per_seed) in enumerate(values.items()):
+        for seed, value in enumerate(per_seed):
+            _job(tmp_path, f"{n}{seed}", lr, seed, "val/accuracy", value,
+                 config={"model.name": model})
+    report(tmp_path, print_table=False)
+    by_field = {fig.axes[0].get_xlabel(): fig.axes[0] for fig in figures if fig.axes}
+    ax = by_field["model.name"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["mlp", "lenet5"]
+    xs = {c.get_label(): list(c.lines[0].get_xdata()) for c in ax.containers}
+    low, high = xs["optim.lr=0.03"], xs["optim.lr=0.1"]
+    assert all(a < b for a, b in zip(low, high, strict=True)), xs
+    assert [round((a + b) / 2, 6) for a, b in zip(low, high, strict=True)] == [0, 1]
+    star = next(line for line in ax.get_lines() if line.get_marker() == "*")
+    assert list(star.get_xdata()) == [low[0]]  # mlp at lr 0.03: 0.975
+    seeds = by_field["seed"]
+    assert [t.get_text() for t in seeds.get_xticklabels()] == ["0", "1"]
+    at = sorted({round(x, 6) for c in seeds.containers for x in c.lines[0].get_xdata()})
+    assert len(at) == 8 and all(abs(x - round(x)) < 0.5 for x in at), at
+
+
 def test_seeds_are_drawn_as_labels_without_a_trend_line(tmp_path, figures):
     """Against the seed, each config's runs are points: a line joining seed 0 to seed 1 would
     read as a trend. Against the lr, each seed-averaged config is joined as usual."""
