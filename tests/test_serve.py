@@ -286,3 +286,51 @@ def test_class_probabilities_from_python_the_cli_and_the_server(trained, tmp_pat
     refused = InProcess(create_app(regression)).post(
         "/predict", json={"rows": x[:1].tolist(), "probabilities": True})
     assert refused.status_code == 422 and "does regression" in refused.json()["detail"]
+
+
+def test_the_load_client_sends_rows_any_model_takes(tmp_path, monkeypatch, capsys):
+    """scripts/bench_serve.py drew its rows from a normal distribution: an image model refuses
+    pixels outside [0, 1], so every request against one failed, and the client still exited
+    0 with only `"errors": N` to show for it. Its rows now lie in [0, 1), and a failed request
+    makes it exit non-zero with the server's answer."""
+    from lepton_jax.serve import create_app
+    from scripts import bench_serve
+
+    image = Model.mlp(hidden=[8])
+    Trainer(image, Dataset.digits(), workdir=tmp_path / "digits", progress="off").train(epochs=1)
+    app = {"app": create_app(image)}
+
+    class Client(InProcess):  # bench_serve's httpx.Client, answered by the app in-process
+        def __init__(self, base_url, headers, **kwargs):
+            super().__init__(app["app"])
+            self.headers = headers
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def _request(self, method, path, **kwargs):
+            return super()._request(method, path, headers=self.headers, **kwargs)
+
+    monkeypatch.setattr(bench_serve.httpx, "Client", Client)
+    monkeypatch.setattr(sys, "argv", ["bench_serve.py", "--n", "5"])
+    capsys.readouterr()  # the training's lines
+    bench_serve.main()
+    assert json.loads(capsys.readouterr().out)["errors"] == 0
+    app["app"] = create_app(image, token=TOKEN)  # asked without the token: 401 at once
+    with pytest.raises(SystemExit, match=r"^GET /health answered HTTP 401: .* needs --token"):
+        bench_serve.main()
+    app["app"] = create_app(image)
+
+    class Short(Client):  # rows one value short: the server's 422 is the exit message
+        def _request(self, method, path, **kwargs):
+            if "json" in kwargs:
+                kwargs["json"] = {"rows": [row[:-1] for row in kwargs["json"]["rows"]]}
+            return super()._request(method, path, **kwargs)
+
+    monkeypatch.setattr(bench_serve.httpx, "Client", Short)
+    with pytest.raises(SystemExit, match=r"^5 of 5 requests failed; the first: HTTP 422: "
+                                         r".*row 0 has 783 values; the model takes 784"):
+        bench_serve.main()
