@@ -116,7 +116,7 @@ class Dataset:
 
     def describe(self):
         """One row per split: examples, input shape, task, and the classes and their
-        counts, or the targets' mean and std (a pandas DataFrame)."""
+        counts (`{class: count}`), or the targets' mean and std (a pandas DataFrame)."""
         import pandas as pd
 
         s = self.splits()
@@ -127,7 +127,11 @@ class Dataset:
                    "task": s.task}
             if s.task == "classification":
                 row["classes"] = s.num_classes
-                row["class_counts"] = np.bincount(y, minlength=s.num_classes).tolist()
+                # By class, as predictions name them: a bare list said nothing of which
+                # count was setosa's.
+                counts = np.bincount(y, minlength=s.num_classes).tolist()
+                row["class_counts"] = dict(zip(s.class_values or range(s.num_classes), counts,
+                                               strict=True))
             else:  # per target column: a number for one target, a list for several
                 values = s.target_units(y).reshape(len(y), s.num_outputs)
                 for stat, f in (("target_mean", np.mean), ("target_std", np.std)):

@@ -236,6 +236,12 @@ def test_dataset_describe_and_split():
     assert repr(resplit) == ("Dataset(digits, 1797 examples, task=classification, input_shape="
                              "(28, 28, 1), val_fraction=0.2, test_fraction=0.3, split_seed=5)")
     assert resplit.describe()["examples"].tolist() == [899, 359, 539]
+    # Class counts by class: a list of ten numbers had said nothing of which was which.
+    counts = resplit.describe().loc["test", "class_counts"]
+    assert counts == {c: int((resplit.splits().y_test == c).sum()) for c in range(10)}
+    words = Dataset.from_arrays(np.arange(40.0)[:, None], ["cat"] * 30 + ["dog"] * 10,
+                                val_fraction=0.0, test_fraction=0.0)
+    assert words.describe().loc["train", "class_counts"] == {"cat": 30, "dog": 10}
     assert (resplit.config.split_seed, resplit.config.normalize) == (5, False)
     np.testing.assert_array_equal(resplit.splits().y_test, set_up.splits().y_test)
 
