@@ -117,6 +117,27 @@ def test_the_command_line_check_passes_what_hydra_takes(tmp_path):
     assert proc.stdout == "ok\n", proc.stderr
 
 
+def test_a_sweep_value_listed_twice_is_warned_of(tmp_path):
+    """`optim.lr=0.1,0.10` (a slip for 0.01?) ran the same job twice without a word; the
+    check now warns, once per override, and the sweep goes on."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from lepton_jax.hydra_app import check_overrides; "
+            "check_overrides(sys.argv[1:]); print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code, "optim.lr=0.1,0.10,0.2,0.2,0.2",
+                           "model=mlp,mlp", "model.hidden=[8],[8]", "seed=0,1", "trainer.epochs=2"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.stdout == "ok\n", proc.stderr
+    assert proc.stderr.splitlines() == [
+        "warning: optim.lr=0.1,0.10,0.2,0.2,0.2 lists 0.1 twice, 0.2 3 times: the sweep trains "
+        "those values' jobs more than once",
+        "warning: model=mlp,mlp lists mlp twice: the sweep trains that value's jobs more than "
+        "once",
+        "warning: model.hidden=[8],[8] lists [8] twice: the sweep trains that value's jobs more "
+        "than once"], proc.stderr
+
+
 def test_a_bad_override_is_one_line_from_either_command(tmp_path):
     """`python -m lepton_jax.train` and `lepton-jax train` check the command line before
     Hydra composes it: one line, exit 2, no run dir made."""
