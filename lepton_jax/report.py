@@ -174,12 +174,12 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                                                  sort=True))
                   if others else [((), done.assign(_x=x))])
 
-        def shift(k: int) -> float:  # where series k sits within a label's place
-            return (k - (len(series) - 1) / 2) * 0.6 / len(series) if labelled else 0.0
-
+        # Where series k sits within a label's place.
+        shift = [(k - (len(series) - 1) / 2) * 0.6 / len(series) if labelled else 0.0
+                 for k in range(len(series))]
         colors = plt.get_cmap("tab10" if len(series) <= 10 else "viridis")
         for k, (_, runs) in enumerate(series):
-            runs = runs.assign(_x=runs["_x"] + shift(k)) if labelled else runs
+            runs = runs.assign(_x=runs["_x"] + shift[k]) if labelled else runs
             named = ", ".join(f"{c}={short_value(runs[c].iloc[0])}" for c in others)
             color = ("black" if not others else
                      colors(k if len(series) <= 10 else k / max(len(series) - 1, 1)))
@@ -201,8 +201,8 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
             at = table.at[best.name, field]
             if labelled:  # on its own line's side of the label's place
                 own = tuple(str(table.at[best.name, c]) for c in others)
-                at = place[str(at)] + shift(next(
-                    (k for k, (key, _) in enumerate(series) if tuple(key) == own), 0))
+                at = place[str(at)] + shift[next(
+                    (k for k, (key, _) in enumerate(series) if tuple(key) == own), 0)]
             ax.plot([at], [best["mean"]], "*", color="gold",
                     markeredgecolor="black", markersize=15, zorder=4, label="best")
         if len(series) <= 10 and others:
