@@ -7,6 +7,7 @@ definition time, and the request model is defined inside `create_app`.
 
 import os
 import secrets
+import sys
 from typing import Dict, List, Optional, Union
 
 from lepton_jax.api import Model
@@ -103,7 +104,26 @@ def serve(path: str, host: str = "127.0.0.1", port: int = 8000,
     port = sock.getsockname()[1]  # the one the system chose for --port 0
     print(f"serving {path} on http://{host}:{port} (POST /predict, GET /health)"
           f"{' with bearer-token access control' if token else ''}", flush=True)
+    exposed = open_to_others(host, token)
+    if exposed:
+        print(exposed, file=sys.stderr, flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+def open_to_others(host: str, token: Optional[str]) -> str:
+    """A warning when the server listens beyond this machine without a token: on --host
+    0.0.0.0 anyone who reaches the port could query the model."""
+    import ipaddress
+
+    if token or host == "localhost":
+        return ""
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return ""
+    except ValueError:
+        pass  # a host name: it may resolve to an outside address
+    return (f"warning: --host {host} without a token: anyone who can reach this port can query "
+            f"the model; set --token or ${TOKEN_ENV} to require one")
 
 
 def _listen(host: str, port: int):

@@ -334,3 +334,17 @@ def test_the_load_client_sends_rows_any_model_takes(tmp_path, monkeypatch, capsy
     with pytest.raises(SystemExit, match=r"^5 of 5 requests failed; the first: HTTP 422: "
                                          r".*row 0 has 783 values; the model takes 784"):
         bench_serve.main()
+
+
+def test_serving_beyond_this_machine_without_a_token_is_warned_of():
+    """`--host 0.0.0.0` without a token answered anyone who reached the port, unremarked.
+    The check is the function `serve` prints: no test binds an outside address."""
+    from lepton_jax.serve import open_to_others
+
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        assert open_to_others(host, None) == "", host
+    for host in ("0.0.0.0", "192.168.1.5", "::", "myhost.example"):
+        assert open_to_others(host, "secret") == ""
+        assert open_to_others(host, None) == (
+            f"warning: --host {host} without a token: anyone who can reach this port can "
+            "query the model; set --token or $LEPTON_JAX_TOKEN to require one")
