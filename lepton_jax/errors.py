@@ -17,6 +17,23 @@ def misspelt(name: str, valid) -> str:
     return f" ({near[0]}, misspelt?)" if near else ""
 
 
+def repeated(said: str, values: list) -> str:
+    """A warning when a sweep lists a value more than once (`optim.lr=0.1,0.10`, a slip for
+    0.01?), whose jobs would train more than once, or "". Values compare with ==, so 0.1 and
+    0.10, or two equal lists, are one value."""
+    seen: list = []
+    for i, value in enumerate(values):
+        if value in values[:i] and value not in seen:
+            seen.append(value)
+    if not seen:
+        return ""
+    times = [sum(v == value for v in values) for value in seen]
+    listed = ", ".join(f"{value} {'twice' if n == 2 else f'{n} times'}"
+                       for value, n in zip(seen, times, strict=True))
+    whose = "that value's" if len(seen) == 1 else "those values'"
+    return f"warning: {said} lists {listed}: the sweep trains {whose} jobs more than once"
+
+
 def os_reason(error: OSError, path) -> str:
     """An OSError as a message's parenthesis: 'Not a directory: /a/file/x'."""
     return f"{error.strerror or type(error).__name__}: {error.filename or path}"

@@ -15,7 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from lepton_jax.config import Config
-from lepton_jax.errors import UserError, misspelt, os_reason
+from lepton_jax.errors import UserError, misspelt, os_reason, repeated
 
 
 def register_configs() -> None:
@@ -312,27 +312,13 @@ def check_overrides(args: list[str]) -> None:
             values = []  # a range, glob or Optuna interval: its sweeper samples it
         else:
             values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
-        _warn_repeated(o.input_line, values)
+        twice = repeated(o.input_line, values)
+        if twice:
+            print(twice, file=sys.stderr)
         if key in _GROUPS:
             _check_choices(key, values)
         elif not o.is_add():  # `+key=value` is refused by `to_config`, with its reason
             _check_field(key, values, o.input_line)
-
-
-def _warn_repeated(line: str, values: list) -> None:
-    """A sweep listing a value twice (`optim.lr=0.1,0.10`, a slip for 0.01?) runs each of its
-    jobs twice over, unremarked by Hydra: one warning line says so, and the sweep goes on."""
-    repeated = []
-    for i, value in enumerate(values):
-        if value in values[:i] and value not in repeated:  # == : 0.1 and 0.10, lists too
-            repeated.append(value)
-    if repeated:
-        times = [sum(v == value for v in values) for value in repeated]
-        said = ", ".join(f"{value} {'twice' if n == 2 else f'{n} times'}"
-                         for value, n in zip(repeated, times, strict=True))
-        whose = "that value's" if len(repeated) == 1 else "those values'"
-        print(f"warning: {line} lists {said}: the sweep trains {whose} jobs more than once",
-              file=sys.stderr)
 
 
 def _preset_plugins(name: str) -> dict:

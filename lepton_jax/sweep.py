@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from lepton_jax.config import Config, check_types, native, native_value, require_config
-from lepton_jax.errors import UserError, misspelt
+from lepton_jax.errors import UserError, misspelt, repeated
 
 
 _handed_out: set[Path] = set()  # default directories given to this process's trainers and sweeps
@@ -39,6 +40,9 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict]:
     for key, column in zip(keys, columns, strict=True):
         if not column:
             raise UserError(f"sweep grid value for {key!r} is empty; give at least one value")
+        twice = repeated(f"sweep grid {{{key!r}: {column}}}", column)
+        if twice:
+            print(twice, file=sys.stderr)
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*columns)]
 
 
@@ -57,6 +61,11 @@ def check_key(config: Config, key: str, source: str = "sweep grid") -> None:
                             f"{fields if where else 'the config has: ' + ', '.join(names)}"
                             f"{misspelt(part, names)}")
         node = getattr(node, part)
+    if dataclasses.is_dataclass(node):  # `model`: a group, which a value would replace whole
+        names = [f.name for f in dataclasses.fields(node)]
+        example = "name" if "name" in names else names[0]
+        raise UserError(f"{source} key {key!r} is a group of fields ({', '.join(names)}); set "
+                        f"one of them, such as {key}.{example}")
 
 
 def with_overrides(config: Config, point: Mapping[str, Any], source: str = "sweep grid") -> Config:

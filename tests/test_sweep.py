@@ -38,12 +38,25 @@ def test_sweep_rows_match_standalone_runs(tmp_path):
     ({"optim.lr": 0.1}, "sweep grid value for 'optim.lr' must be a list of values"),
     ({"optim.lr": [0.1, "fast"]}, "sweep grid value optim.lr='fast' does not fit the config: "
                                   "Value 'fast' of type 'str' could not be converted to Float"),
+    # A group, as `model=mlp,lenet5` on the command line: OmegaConf's "str is not a subclass
+    # of ModelConfig" had said nothing of the fix.
+    ({"model": ["mlp", "lenet5"]}, "sweep grid key 'model' is a group of fields (name, hidden, "
+                                   "activation, dropout); set one of them, such as model.name"),
 ])
 def test_sweep_rejects_bad_grids_before_work(tmp_path, grid, message):
     with pytest.raises(UserError) as info:
         sweep(_base(), {"seed": [0, 1], **grid}, workdir=tmp_path)
     assert message in str(info.value)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_grid_value_listed_twice_is_warned_of(tmp_path, capsys):
+    """{"optim.lr": [0.1, 0.1]} trained the same job twice without a word; as on the command
+    line, a warning line says so, and the sweep goes on."""
+    df = sweep(_base(), {"optim.lr": [0.1, 0.1]}, workdir=tmp_path)
+    assert len(df) == 2
+    assert ("warning: sweep grid {'optim.lr': [0.1, 0.1]} lists 0.1 twice: the sweep trains "
+            "that value's jobs more than once\n") in capsys.readouterr().err
 
 
 def test_trainer_overrides_name_themselves_in_errors():
