@@ -175,6 +175,23 @@ def test_interrupted_sweep_resumes_each_job_once(app):
     assert table[["overrides", "metric"]].equals(ref[["overrides", "metric"]])
 
 
+def test_resume_that_finds_nothing_to_skip_says_why(app):
+    """hydra.launcher.resume=true without hydra.sweep.dir resumed nothing: the multirun went
+    to a new timestamped folder and ran every job again, unremarked. It now says so and names
+    the newest sweep beside it; a sweep dir whose jobs all differ is named as such."""
+    first = app.parent / "multirun" / "day" / "09-00-00"
+    assert run_app(app, "+x=0,1", f"hydra.sweep.dir={first}").returncode == 0
+    fresh = app.parent / "multirun" / "day" / "09-05-00"
+    proc = run_app(app, "+x=0,1", f"hydra.sweep.dir={fresh}", "hydra.launcher.resume=true")
+    assert proc.returncode == 0, proc.stderr
+    assert (f"hydra.launcher.resume=true, but {fresh} holds no finished jobs, so every job runs; "
+            f"to resume a sweep, name its folder with hydra.sweep.dir={first} (the newest sweep "
+            "beside it)") in proc.stdout + proc.stderr
+    proc = run_app(app, "+x=5", f"hydra.sweep.dir={first}", "hydra.launcher.resume=true")
+    assert (f"hydra.launcher.resume=true: {first} holds 2 finished jobs, none with these "
+            "overrides; every job runs") in proc.stdout + proc.stderr
+
+
 def test_interrupt_keeps_jobs_whose_task_had_returned(app):
     """Ctrl-C while two jobs' tasks have returned but their results are still on the way
     back (a slow pickle, 2 x 0.8 s, inside the grace): both are recorded as finished, and

@@ -110,6 +110,23 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
         fail(e)
 
 
+def _nothing_to_resume(sweep_dir: Path, finished: int) -> str:
+    """hydra.launcher.resume=true found no job to skip: most often the sweep dir is a new
+    timestamped one (hydra.sweep.dir left out), and every job ran again unremarked. Names
+    the newest sweep dir beside it that a pool launch recorded jobs in."""
+    if finished:
+        return (f"hydra.launcher.resume=true: {sweep_dir} holds "
+                f"{counted(finished, 'finished job')}, none with these overrides; every job runs")
+    manifests = [m for pattern in ("*/.pool/manifest.jsonl", "*/*/.pool/manifest.jsonl")
+                 for m in (sweep_dir.parent if pattern.count("/") == 2
+                           else sweep_dir.parent.parent).glob(pattern)
+                 if m.parents[1].resolve() != sweep_dir.resolve()]
+    newest = max(manifests, key=lambda m: m.stat().st_mtime, default=None)
+    return (f"hydra.launcher.resume=true, but {sweep_dir} holds no finished jobs, so every job "
+            "runs; to resume a sweep, name its folder with hydra.sweep.dir=" +
+            (f"{newest.parents[1]} (the newest sweep beside it)" if newest else "<its dir>"))
+
+
 def fail(error: PoolError) -> NoReturn:
     """One line naming the bad option, exit status 2, no traceback."""
     print(f"error: {error}", file=sys.stderr, flush=True)
@@ -139,6 +156,8 @@ def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]],
                              "job": num, "overrides": " ".join(overrides)}
         if results:
             log.info(f"Resuming {sweep_dir}: {len(results)} of {len(jobs)} jobs already finished")
+        elif not launcher.launched:
+            log.warning(_nothing_to_resume(sweep_dir, len(finished)))
     elif finished and not launcher.launched:
         log.warning(f"{sweep_dir} already holds {len(finished)} finished jobs; running every job "
                     "again (hydra.launcher.resume=true would skip the finished ones)")
