@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lepton_jax.errors import UserError
+from lepton_jax.errors import UserError, misspelt
 
-USAGE = """usage: lepton-jax COMMAND [ARGS]
+USAGE = """usage: lepton-jax COMMAND [ARGS]   (lepton-jax --version: the versions)
 
 commands:
   train [overrides]              train with Hydra overrides (-m for a sweep); the same as
@@ -109,6 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         print(USAGE)
         return 0
+    if argv[:1] in (["-V"], ["--version"]):
+        from importlib.metadata import PackageNotFoundError, version
+
+        from lepton_jax import __version__
+
+        try:
+            jax = f" (jax {version('jax')})"
+        except PackageNotFoundError:
+            jax = ""
+        print(f"lepton_jax {__version__}{jax}")
+        return 0
     if not argv:  # asked for nothing: the usage, as an error (as argparse does)
         print(f"error: a command is needed\n{USAGE}", file=sys.stderr)
         return 2
@@ -121,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     handlers = {"predict": _predict, "serve": _serve, "report": _report}
     if command not in handlers:
-        print(f"error: unknown command {command!r}; valid: train, predict, serve, report\n{USAGE}",
-              file=sys.stderr)
+        valid = ["train", *handlers]
+        print(f"error: unknown command {command!r}; valid: {', '.join(valid)}"
+              f"{misspelt(command, valid)}\n{USAGE}", file=sys.stderr)
         return 2
     try:
         return handlers[command](rest)

@@ -421,10 +421,17 @@ def test_console_script_without_a_known_command(capsys):
     out = capsys.readouterr()
     assert out.err.startswith("error: a command is needed\nusage: lepton-jax COMMAND") and not out.out
     assert cli(["trian"]) == 2
-    assert "error: unknown command 'trian'; valid: train, predict, serve, report" in \
-        capsys.readouterr().err
+    # A near command is named, as for an override's option.
+    assert "error: unknown command 'trian'; valid: train, predict, serve, report (train, " \
+           "misspelt?)\n" in capsys.readouterr().err
     assert cli(["--help"]) == 0
     assert capsys.readouterr().out.startswith("usage: lepton-jax COMMAND")
+    import jax
+
+    import lepton_jax
+
+    assert cli(["--version"]) == 0  # had been "unknown command '--version'"
+    assert capsys.readouterr().out == f"lepton_jax {lepton_jax.__version__} (jax {jax.__version__})\n"
 
 
 def test_failed_job_on_the_pool_is_named_with_its_error_s_short_name(tmp_path):
