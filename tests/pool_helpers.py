@@ -71,7 +71,7 @@ def main(cfg):
         value = SlowToSend(x * 10)
         value.delay = float(cfg.slow_report)
         return value
-    return x * 10
+    return x * 10 / cfg.divide if cfg.get("divide") else x * 10
 
 if __name__ == "__main__":
     main()

@@ -175,6 +175,17 @@ def test_interrupted_sweep_resumes_each_job_once(app):
     assert table[["overrides", "metric"]].equals(ref[["overrides", "metric"]])
 
 
+def test_the_table_shows_metrics_as_the_report_does(app):
+    """0.333333 and 3.33333 (pandas' 6 digits) on screen; report tables and done lines show 4
+    decimals. The table now does too, and summary.csv keeps every digit."""
+    sweep = app.parent / "sweep"
+    proc = run_app(app, "+x=1,2", "+divide=3", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if "COMPLETED" in line]
+    assert [row[3] for row in rows] == ["3.3333", "6.6667"], proc.stdout
+    assert list(summary(sweep).metric) == [10 / 3, 20 / 3]
+
+
 def test_resume_that_finds_nothing_to_skip_says_why(app):
     """hydra.launcher.resume=true without hydra.sweep.dir resumed nothing: the multirun went
     to a new timestamped folder and ran every job again, unremarked. It now says so and names

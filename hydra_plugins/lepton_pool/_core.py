@@ -497,8 +497,13 @@ class _Run:
         common = set.intersection(*map(set, split)) if len(shown) > 1 else set()
         shown = shown.assign(overrides=[" ".join(o for o in items if o not in common)
                                         for items in split])
-        # Blank, not "None", where a job has no metric or duration.
-        print(shown.astype(object).where(shown.notna(), "").to_string(index=False), flush=True)
+        # Metrics as report tables show them (0.9222, not 0.922222; summary.csv keeps every
+        # digit); blank, not "None", where a job has no metric or duration.
+        from lepton_jax.writers import metric_value
+
+        shown = shown.astype(object).where(shown.notna(), "")
+        shown["metric"] = [metric_value(v) if isinstance(v, float) else v for v in shown.metric]
+        print(shown.to_string(index=False), flush=True)
         if common:
             log.info(f"every job also had: {' '.join(sorted(common))}")
         chance = [str(job) for job, folder in zip(shown.job, frame.loc[shown.index, "dir"],
