@@ -192,7 +192,11 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                         linestyle="none" if labelled else "-",
                         capsize=4, label="mean ± std" if not others else named)
         if len(unfinished):  # where runs diverged or failed: crosses on the x axis
-            ax.scatter(unfinished[field].astype(str).map(place) if labelled
+            # On a label's place, each on its own config's side, as its finished runs are.
+            # (A config none of whose runs finished has no side: the middle.)
+            sides = {tuple(key): shift[k] for k, (key, _) in enumerate(series)}
+            ax.scatter([place[str(row[field])] + sides.get(tuple(str(row[c]) for c in others), 0.0)
+                        for _, row in unfinished.iterrows()] if labelled
                        else unfinished[field],
                        [0.0] * len(unfinished), transform=ax.get_xaxis_transform(),
                        marker="x", color="tab:red", clip_on=False, zorder=3,

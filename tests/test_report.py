@@ -614,18 +614,23 @@ def test_named_values_and_seeds_place_each_lines_points_side_by_side(tmp_path, f
         for seed, value in enumerate(per_seed):
             _job(tmp_path, f"{n}{seed}", lr, seed, "val/accuracy", value,
                  config={"model.name": model})
+    # A third lenet5 run at lr 0.1 diverged: its cross sits on lr 0.1's side too.
+    _job(tmp_path, "32", 0.1, 2, "val/accuracy", 0.5, config={"model.name": "lenet5"})
+    (tmp_path / "32" / "result.json").write_text(json.dumps({"status": "diverged", "step": 3}))
     report(tmp_path, print_table=False)
     by_field = {fig.axes[0].get_xlabel(): fig.axes[0] for fig in figures if fig.axes}
     ax = by_field["model.name"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["mlp", "lenet5"]
+    crosses = next(c for c in ax.collections if c.get_label() == "diverged or unfinished")
     xs = {c.get_label(): list(c.lines[0].get_xdata()) for c in ax.containers}
     low, high = xs["optim.lr=0.03"], xs["optim.lr=0.1"]
     assert all(a < b for a, b in zip(low, high, strict=True)), xs
     assert [round((a + b) / 2, 6) for a, b in zip(low, high, strict=True)] == [0, 1]
     star = next(line for line in ax.get_lines() if line.get_marker() == "*")
     assert list(star.get_xdata()) == [low[0]]  # mlp at lr 0.03: 0.975
+    assert [x for x, _ in crosses.get_offsets()] == [pytest.approx(high[1])]
     seeds = by_field["seed"]
-    assert [t.get_text() for t in seeds.get_xticklabels()] == ["0", "1"]
+    assert [t.get_text() for t in seeds.get_xticklabels()] == ["0", "1", "2"]
     at = sorted({round(x, 6) for c in seeds.containers for x in c.lines[0].get_xdata()})
     assert len(at) == 8 and all(abs(x - round(x)) < 0.5 for x in at), at
 
