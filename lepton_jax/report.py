@@ -195,9 +195,11 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
             # On a label's place, each on its own config's side, as its finished runs are.
             # (A config none of whose runs finished has no side: the middle.)
             sides = {tuple(key): shift[k] for k, (key, _) in enumerate(series)}
-            ax.scatter([place[str(row[field])] + sides.get(tuple(str(row[c]) for c in others), 0.0)
-                        for _, row in unfinished.iterrows()] if labelled
-                       else unfinished[field],
+            configs = list(zip(*(unfinished[c].astype(str) for c in others), strict=True)) \
+                if others else [()] * len(unfinished)
+            ax.scatter([place[value] + sides.get(tuple(config), 0.0) for value, config
+                        in zip(unfinished[field].astype(str), configs, strict=True)]
+                       if labelled else unfinished[field],
                        [0.0] * len(unfinished), transform=ax.get_xaxis_transform(),
                        marker="x", color="tab:red", clip_on=False, zorder=3,
                        label="diverged or unfinished")
