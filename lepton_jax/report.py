@@ -112,16 +112,20 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     config_cols = [c for c in jobs.columns if "." in c or c == "seed"]
     swept = [c for c in config_cols
              if jobs[c].astype(str).nunique() > 1 and not c.startswith("data.root")]
-    by = [c for c in swept if c != "seed"]
     done = jobs[jobs["status"] == "done"]
     if done.empty:
         raise UserError(f"no finished job in {root}; nothing to report")
+    monitors = done.get("trainer.monitor", pd.Series("auto", index=done.index))
+    resolved = [monitor_name(str(m), t, True) if t in ("classification", "regression")
+                else str(m) for m, t in zip(monitors, done["task"], strict=True)]
+    if len(set(resolved)) == 1 and "trainer.monitor" in swept:
+        # `auto` in some jobs and `val/accuracy` in others name one metric: not a swept
+        # field (it had drawn a plot against the two spellings of the same thing).
+        swept.remove("trainer.monitor")
+    by = [c for c in swept if c != "seed"]
     if metric == "monitor":
         # A folder of unlike runs (a classifier's accuracy beside a regression's MSE) would
         # rank numbers that mean different things.
-        monitors = done.get("trainer.monitor", pd.Series("auto", index=done.index))
-        resolved = [monitor_name(str(m), t, True) if t in ("classification", "regression")
-                    else str(m) for m, t in zip(monitors, done["task"], strict=True)]
         kinds = pd.Series(1, index=pd.MultiIndex.from_arrays(
             [done["task"].astype(str).to_numpy(), resolved])).groupby(level=[0, 1]).size()
         if len(kinds) > 1:

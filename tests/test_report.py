@@ -760,3 +760,18 @@ def test_the_curves_legend_writes_sampled_values_as_the_table_does(tmp_path, fig
     curves = next(fig for fig in figures if fig.legends)
     assert [t.get_text() for t in curves.legends[0].get_texts()] == [
         "optim.lr=0.00692192", "optim.lr=0.784531", "optim.momentum=0", "optim.momentum=0.9"]
+
+
+def test_one_metric_spelt_two_ways_is_not_a_swept_field(tmp_path, capsys):
+    """Jobs run with trainer.monitor=auto beside jobs run with val/accuracy (a classifier's
+    auto) monitor one metric: the report had taken trainer.monitor for a swept field, with
+    a column of its spellings and a plot against them."""
+    for n, (lr, monitor) in enumerate([(0.01, "auto"), (0.01, "val/accuracy"),
+                                       (0.1, "auto"), (0.1, "val/accuracy")]):
+        _job(tmp_path, str(n), lr, n % 2, "val/accuracy", 0.9 + lr,
+             config={"trainer.monitor": monitor}, run={"data": {"task": "classification"}})
+    table = report(tmp_path)
+    out = capsys.readouterr().out
+    assert list(table.columns[:1]) == ["optim.lr"] and "trainer.monitor" not in table, table
+    assert "report_val_accuracy_vs_trainer.monitor.png" not in out, out
+    assert not (tmp_path / "report_val_accuracy_vs_trainer.monitor.png").exists()
