@@ -288,8 +288,8 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                      "jobs finished)", [*by, "mean", "std", "count",
                                         *([held_out] if held_out else [])],
                      rows, f"best: {described} — {name} {metric_value(best['mean'])} {spread}\n"
-                     + _unfinished_line(unfinished, by) + _chance_line(done, by)
-                     + _wrote(written))
+                     + _on_test(name, by) + _unfinished_line(unfinished, by)
+                     + _chance_line(done, by) + _wrote(written))
     return table
 
 
@@ -324,6 +324,17 @@ def best_config(table, maximize: bool):
 def _named(row, by: list) -> str:
     """A job's config as the lines under the table name it (`optim.lr=0.36`), or `job 3`."""
     return ", ".join(f"{c}={short_value(row[c])}" for c in by) or f"job {row['job']}"
+
+
+def _on_test(name: str, by: list) -> str:
+    """A line when configs were ranked on the test split (runs with data.val_fraction=0
+    monitor it, or --metric test/...): the best one's score is then no estimate of how it
+    does on new data, which the best line had not said."""
+    if not name.startswith("test/") or not by:
+        return ""
+    return ("note: ranked on the test split, so the best config's test score is biased "
+            "upward; choose on a validation split (data.val_fraction > 0) and quote the "
+            "test score of the config chosen there\n")
 
 
 def _unfinished_line(unfinished, by: list) -> str:

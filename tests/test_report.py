@@ -775,3 +775,23 @@ def test_one_metric_spelt_two_ways_is_not_a_swept_field(tmp_path, capsys):
     assert list(table.columns[:1]) == ["optim.lr"] and "trainer.monitor" not in table, table
     assert "report_val_accuracy_vs_trainer.monitor.png" not in out, out
     assert not (tmp_path / "report_val_accuracy_vs_trainer.monitor.png").exists()
+
+
+def test_ranking_on_the_test_split_is_flagged(tmp_path, capsys):
+    """Runs without a validation split (data.val_fraction=0) monitor the test split, and the
+    report named the best config by its test score without a word on what that means; so
+    did --metric test/accuracy. A note now says the score is biased and what to do."""
+    for n, lr in enumerate((0.01, 0.1)):
+        _job(tmp_path, str(n), lr, 0, "test/accuracy", 0.9 + lr)
+    report(tmp_path)
+    note = ("note: ranked on the test split, so the best config's test score is biased upward; "
+            "choose on a validation split (data.val_fraction > 0) and quote the test score of "
+            "the config chosen there\n")
+    assert note in capsys.readouterr().out
+    for n, lr in enumerate((0.01, 0.1)):
+        _job(tmp_path / "val", str(n), lr, 0, "val/accuracy", 0.9 + lr,
+             result={"test": {"accuracy": 0.8}})
+    report(tmp_path / "val")
+    assert "note: ranked on the test split" not in capsys.readouterr().out
+    report(tmp_path / "val", metric="test/accuracy")
+    assert note in capsys.readouterr().out
