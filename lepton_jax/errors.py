@@ -1,5 +1,7 @@
 """The one exception type for mistakes a user can fix (bad config, bad files)."""
 
+from __future__ import annotations
+
 
 class UserError(Exception):
     """A problem in the user's input: printed as one line, never as a traceback.
@@ -40,17 +42,21 @@ def os_reason(error: OSError, path) -> str:
 
 
 class DivergedError(UserError):
-    """Training produced a non-finite loss; the last good checkpoint is kept."""
+    """Training produced a non-finite loss; the last good checkpoint (`kept`: its step, or
+    None where none had been saved before it) is kept."""
 
-    def __init__(self, step: int, loss: float, hint: str = ""):
+    def __init__(self, step: int, loss: float, hint: str = "", kept: int | None = None):
+        # "The last good checkpoint was kept" had been said of runs that had none yet.
+        saved = (f"the last good checkpoint (step {kept}) was kept" if kept is not None else
+                 "no checkpoint had been saved before it")
         super().__init__(
-            f"training diverged at step {step} (loss={loss}); the last good checkpoint "
-            f"was kept. Lower optim.lr or set optim.clip_norm.{hint and ' ' + hint}"
+            f"training diverged at step {step} (loss={loss}); {saved}. Lower optim.lr or set "
+            f"optim.clip_norm.{hint and ' ' + hint}"
         )
-        self.step, self.loss, self.hint = step, loss, hint
+        self.step, self.loss, self.hint, self.kept = step, loss, hint, kept
 
     def __reduce__(self):  # travels between processes (sweep workers) intact
-        return DivergedError, (self.step, self.loss, self.hint)
+        return DivergedError, (self.step, self.loss, self.hint, self.kept)
 
 
 class Interrupted(KeyboardInterrupt):

@@ -560,7 +560,8 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
                     at, loss = step - len(losses) + int(bad[0]) + 1, float(losses[bad[0]])
                     # Recorded as a population member's is, for reports of the run's sweep.
                     writer.write_scalars(at, {"event": "diverged", "loss": loss})
-                    raise DivergedError(at, loss, divergence_hint(data))
+                    ckpt.wait()
+                    raise DivergedError(at, loss, divergence_hint(data), ckpt.latest_step())
                 if want_eval:
                     record = {"epoch": round(step / steps_per_epoch, 4),
                               "train/loss": float(losses.mean())}

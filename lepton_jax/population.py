@@ -399,7 +399,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                 at, loss = diverged[i]
                 hint = divergence_hint(data)  # the error says what a standalone run's says
                 result = {"status": "diverged", "step": at, "loss": loss, "hint": hint,
-                          "error": str(DivergedError(at, loss, hint))}
+                          "error": str(DivergedError(at, loss, hint, ckpts[i].latest_step()))}
             else:
                 at, metrics = halted.get(i, (step, {s: finals[s][i] for s in finals}))
                 result = {"status": "done", "steps": at, "epochs": t.epochs,

@@ -146,9 +146,10 @@ def test_diverging_member_does_not_disturb_others(tmp_path, capsys):
     assert results[0]["status"] == "done"
     assert results[1]["status"] == "diverged" and results[1]["step"] >= 1
     # Its error reads as its standalone run's (a sweep's DataFrame shows it).
+    # (It diverged in its first epoch, before the first checkpoint, five epochs in.)
     assert results[1]["error"] == (f"training diverged at step {results[1]['step']} (loss="
-                                   f"{results[1]['loss']}); the last good checkpoint was kept. "
-                                   "Lower optim.lr or set optim.clip_norm.")
+                                   f"{results[1]['loss']}); no checkpoint had been saved "
+                                   "before it. Lower optim.lr or set optim.clip_norm.")
     # Reported when it happens; each evaluation line then counts the live members and names
     # the best one with the score its metrics.jsonl records.
     out = capsys.readouterr().out

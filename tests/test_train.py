@@ -250,6 +250,11 @@ def test_divergence_stops_with_step_and_keeps_good_checkpoint(tmp_path):
         fit(config, tmp_path)
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert all(s < info.value.step for s in steps)
+    # The message names the checkpoint kept, or says there was none yet (it had said "the
+    # last good checkpoint was kept" of runs that had none).
+    assert info.value.kept == (steps[-1] if steps else None)
+    assert (f"the last good checkpoint (step {steps[-1]}) was kept" if steps else
+            "no checkpoint had been saved before it") in str(info.value)
     # metrics.jsonl says so last, as a population member's does (reports read it).
     last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["event"] == "diverged" and last["step"] == info.value.step
