@@ -379,16 +379,30 @@ class Model:
         from lepton_jax.checkpoint import Checkpointer
 
         ckpt = Checkpointer(run_dir / "checkpoints", keep=1)
-        if ckpt.latest_step() is None:
-            raise UserError(f"run directory {run_dir} has no checkpoint yet")
         step = ckpt.latest_step()
+        # A run that diverged (its last record; a member's result.json says so too) has
+        # only the parameters of a checkpoint before it: say so, rather than load them as
+        # the run's or call it unfinished.
+        from lepton_jax.writers import read_records
+
+        records = read_records(run_dir)
+        diverged = records[-1] if records and records[-1].get("event") == "diverged" else None
+        if step is None:
+            raise UserError(
+                f"run directory {run_dir} diverged at step {diverged['step']} before any "
+                "checkpoint was saved, so it has no parameters to load; rerun it with a lower "
+                "optim.lr or with optim.clip_norm" if diverged else
+                f"run directory {run_dir} has no checkpoint yet")
         # trainer.restore_best: the best evaluation's parameters, kept with the checkpoint.
         best = ckpt.best(step) or {}
         if best.get("params") is not None:
             params, which = best["params"], f"the best parameters so far (step {best['step']})"
         else:
             params, which = ckpt.restore_arrays(step)["params"], f"its checkpoint at step {step}"
-        if not (run_dir / "result.json").exists():  # stopped, killed or still training
+        if diverged:
+            print(f"note: {run_dir} diverged at step {diverged['step']}; using {which}, the "
+                  "last before it", file=sys.stderr, flush=True)
+        elif not (run_dir / "result.json").exists():  # stopped, killed or still training
             trainer = run["config"]["trainer"]
             total = run["data"]["sizes"]["train"] // trainer["batch_size"] * trainer["epochs"]
             print(f"note: {run_dir} has not finished training (step {step} of {total}); "

@@ -243,7 +243,7 @@ def test_logistic_is_the_linear_model_held_to_classes(tmp_path):
     assert results[0]["val"]["accuracy"] > 0.8
 
 
-def test_divergence_stops_with_step_and_keeps_good_checkpoint(tmp_path):
+def test_divergence_stops_with_step_and_keeps_good_checkpoint(tmp_path, capsys):
     config = _small(checkpoint_every_steps=5, eval_every_steps=5)
     config.optim = OptimConfig(lr=5e4, momentum=0.9, schedule="constant")
     with pytest.raises(DivergedError, match=r"diverged at step \d+") as info:
@@ -259,6 +259,19 @@ def test_divergence_stops_with_step_and_keeps_good_checkpoint(tmp_path):
     last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["event"] == "diverged" and last["step"] == info.value.step
     assert not np.isfinite(last["loss"])
+    # Loading the run says whose parameters it gets; without a checkpoint, why there are none
+    # (it had loaded them as an unfinished run's, or said "has no checkpoint yet").
+    capsys.readouterr()
+    if steps:
+        Model.load(tmp_path)
+        assert (f"note: {tmp_path} diverged at step {info.value.step}; using its checkpoint at "
+                f"step {steps[-1]}, the last before it") in capsys.readouterr().err
+    config.trainer.checkpoint_every_steps = 0
+    with pytest.raises(DivergedError):
+        fit(config, tmp_path / "none")
+    with pytest.raises(UserError, match=r"diverged at step \d+ before any checkpoint was saved, "
+                                        "so it has no parameters to load"):
+        Model.load(tmp_path / "none")
 
 
 def test_regression_targets_train_standardized_and_report_in_their_own_units(tmp_path):
