@@ -81,8 +81,10 @@ def _predict(argv: list[str]) -> int:
 def _serve(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="lepton-jax serve")
     p.add_argument("model", help="a model file (Model.save) or a run directory")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on (default %(default)s: this machine only)")
+    p.add_argument("--port", type=int, default=8000,
+                   help="default %(default)s; 0: any free port (printed)")
     p.add_argument("--token", default=None, help="bearer token (or $LEPTON_JAX_TOKEN)")
     args = p.parse_args(argv)
     from lepton_jax.serve import serve
