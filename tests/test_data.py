@@ -179,7 +179,8 @@ def test_a_column_of_words_gets_the_fix_that_suits_it(tmp_path):
                                         r"or free text: drop the column"):
         load_dataset(DataConfig(name="csv", root=str(path)))
     path.write_text("city,x,y\n" + "".join(f"{'PLN'[i % 3]}city,{i},{i % 2}\n" for i in rows))
-    with pytest.raises(UserError, match=r"\(or name the column in data.categorical to one-hot"):
+    with pytest.raises(UserError, match=r"\(or one-hot encode it: data.categorical=\[city\], or "
+                                        r"categorical=\['city'\] from Python\)"):
         load_dataset(DataConfig(name="csv", root=str(path)))
 
 

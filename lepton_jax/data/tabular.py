@@ -113,7 +113,9 @@ def _text_column_fix(values: pd.Series) -> str:
         return (f"(it holds {distinct:,} distinct values in {len(values):,} rows, like an id or "
                 "free text: drop the column; one-hot encoding it would give most rows a "
                 "column of their own)")
-    return "(or name the column in data.categorical to one-hot encode it)"
+    # Named as each face takes it: the command line's list, and load_csv's keyword.
+    return (f"(or one-hot encode it: data.categorical=[{values.name}], or "
+            f"categorical=[{str(values.name)!r}] from Python)")
 
 
 def _numeric(frame: pd.DataFrame, column: str, path: str, what: str) -> np.ndarray:
