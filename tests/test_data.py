@@ -4,6 +4,7 @@ import os
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lepton_jax.config import DataConfig
@@ -231,6 +232,11 @@ def test_arrays_with_nan_or_infinite_values_are_refused_naming_the_first():
      r"^arrays: the features must be an array of numbers, one row per example, all rows of one "
      r"length \(could not convert string to float"),
     ([[1, 2], [3]] * 5, [0, 1] * 5, {}, r"all rows of one length \(setting an array element"),
+    # A DataFrame's column of words is named, with its fix (numpy's "could not convert string
+    # to float: 'Nice'" named no column).
+    (pd.DataFrame({"size": [50.0, 70.0] * 5, "city": ["Paris", "Nice"] * 5}), [0, 1] * 5, {},
+     r"^arrays: column 'city' holds words \('Paris'\); name it in categorical=\['city'\] to "
+     r"one-hot encode it, or encode it as numbers first$"),
     (np.ones((10, 2)), np.ones((10, 3)), {},
      r"^arrays: class labels must be one column, but the target has shape \(10, 3\)"),
     (np.ones((10, 2)), [None, *range(9)], {}, r"^arrays: the target holds None \(at row 0\)"),

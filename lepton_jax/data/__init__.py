@@ -80,6 +80,21 @@ def _digits_cached() -> dict[str, np.ndarray]:
     return arrays
 
 
+def _words(x, feature_names: tuple) -> Optional[tuple[str, object]]:
+    """The first named column holding a cell that is not a number, and that cell, or None
+    (unnamed features, or rows of different lengths)."""
+    table = np.asarray(x, dtype=object) if feature_names else None
+    if table is None or table.ndim != 2 or table.shape[1] != len(feature_names):
+        return None
+    for j, name in enumerate(feature_names):
+        for value in table[:, j]:
+            try:
+                float(value)
+            except (ValueError, TypeError):
+                return name, value
+    return None
+
+
 def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: tuple = (),
             source: str = "arrays", encoding: Optional[dict] = None) -> RawData:
     """Feature rows and targets: the task inferred from `y` unless given; labels encoded."""
@@ -89,6 +104,12 @@ def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: 
         with np.errstate(over="ignore"):  # beyond float32: inf, refused by check_finite below
             x = np.asarray(x, np.float32)
     except (ValueError, TypeError) as e:  # text cells, or rows of different lengths
+        words = _words(x, feature_names)
+        if words:  # a DataFrame's column of words: named, with the fix for it
+            name, value = words
+            raise UserError(f"{source}: column {name!r} holds words ({value!r}); name it in "
+                            f"categorical=[{name!r}] to one-hot encode it, or encode it as "
+                            "numbers first") from None
         raise UserError(f"{source}: the features must be an array of numbers, one row per "
                         f"example, all rows of one length ({str(e).split('. ')[0]}); encode "
                         "text columns as numbers first, or name them in categorical= (of "
