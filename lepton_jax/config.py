@@ -76,7 +76,8 @@ class TrainerConfig:
     checkpoint_every_steps: int = 0
     keep_checkpoints: int = 3
     resume: bool = True
-    # auto (rich bar on a terminal, plain lines otherwise), rich, plain, off.
+    # auto (a rich bar on a terminal or in Jupyter, nothing otherwise), rich, plain (a line
+    # every 30 s, for logs), off.
     progress: str = "auto"
     # auto, single, jit, pmap.
     parallel: str = "auto"

@@ -1,5 +1,6 @@
-"""Progress display: a rich bar on a terminal (or Jupyter), nothing when output is a log;
-and, in a pool launcher's worker, the steps done in the file it names."""
+"""Progress display: a rich bar on a terminal (or Jupyter), a plain line every half minute
+with `plain` (for logs), nothing otherwise; and, in a pool launcher's worker, the steps
+done in the file it names."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 # "total": steps}`, from which the launcher's progress line shows running jobs' progress.
 PROGRESS_FILE_ENV = "LEPTON_POOL_PROGRESS_FILE"
 _FILE_EVERY_S = 0.5  # the launcher redraws every 0.1 s; a file per device call would be waste
+_PLAIN_EVERY_S = 30.0  # `plain`: a line per half minute; runs shorter than that print none
 
 
 class StepProgress:
@@ -24,6 +26,11 @@ class StepProgress:
         self._written = -float("inf")
         self._write_file()
         use_rich = mode == "rich" or (mode == "auto" and is_interactive())
+        # `plain` had drawn nothing at all: lines for logs, where a bar cannot redraw.
+        self._plain = mode == "plain"
+        self._description = description
+        self._started = self._said = time.monotonic()
+        self._first, self._lines = completed, 0
         self._bar = None
         if use_rich:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -43,10 +50,28 @@ class StepProgress:
             self._write_file()
         if self._bar is not None:
             self._bar.update(self._task, advance=steps, info=info)
+        if self._plain and time.monotonic() - self._said >= _PLAIN_EVERY_S:
+            self._say(info)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+        if self._plain and self._lines and self._done >= self._total:
+            self._say("")  # the end, after lines that left it part-way
+
+    def _say(self, info: str) -> None:
+        """`train 445/890 steps (50%) · 0:30 elapsed · 0:30 left · epoch 1.00` on stderr:
+        the time left from the rate of the steps done in this process (a resumed run starts
+        part-way)."""
+        now = time.monotonic()
+        self._said, self._lines = now, self._lines + 1
+        elapsed, moved = now - self._started, self._done - self._first
+        left = (self._total - self._done) * elapsed / moved if moved > 0 else None
+        share = self._done / self._total if self._total else 1.0
+        print(f"{self._description} {self._done:,}/{self._total:,} steps ({share:.0%}) · "
+              f"{_clock(elapsed)} elapsed" + (f" · {_clock(left)} left" if left is not None
+                                              and self._done < self._total else "")
+              + (f" · {info}" if info else ""), file=sys.stderr, flush=True)
 
     def _write_file(self) -> None:
         if not self._file:
@@ -59,6 +84,13 @@ class StepProgress:
             os.replace(tmp, self._file)
         except OSError:  # only the launcher's progress line would miss it; training goes on
             pass
+
+
+def _clock(seconds: float) -> str:
+    """0:05, 12:30, 1:02:03."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def is_interactive() -> bool:
