@@ -224,7 +224,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         # A grid spanning ≥ 8× (lr 0.01…0.08) is usually geometric: read it on a log axis.
         if not labelled and jobs[field].nunique() > 2 and (jobs[field] > 0).all() and \
                 jobs[field].max() / jobs[field].min() >= 8:
-            ax.set_xscale("log")
+            log_axis(ax, "x")
         if not labelled and len(unfinished) and jobs[field].nunique() > 1:
             # The crosses do not widen the axis as points do: leave every value a margin.
             lo, hi = jobs[field].min(), jobs[field].max()
@@ -397,10 +397,10 @@ def epoch_axis(ax, longest: int) -> None:
                 line.set_marker(".")
 
 
-def log_axis(ax) -> None:
-    """A log y axis whose ticks read as plain numbers (0.4, 0.5, 1, 0.01): within a decade,
-    where matplotlib labels the ticks between powers of ten, it had written 4×10⁻¹ or, for
-    a loss from 0.50 to 0.45, 5e-01 on each of six ticks."""
+def log_axis(ax, which: str = "y") -> None:
+    """A log axis (y, or x) whose ticks read as plain numbers (0.4, 0.5, 1, 0.01): within a
+    decade, where matplotlib labels the ticks between powers of ten, it had written 4×10⁻¹
+    or, for a loss from 0.50 to 0.45, 5e-01 on each of six ticks."""
     from matplotlib import ticker
 
     class Plain(ticker.LogFormatterSciNotation):  # its choice of ticks to label, as numbers
@@ -409,9 +409,10 @@ def log_axis(ax) -> None:
                 return ""
             return re.sub(r"e\+?(-?)0*(?=\d)", r"e\1", f"{x:.3g}")  # 1e+08 as 1e8, 1e-05 as 1e-5
 
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(Plain())
-    ax.yaxis.set_minor_formatter(Plain(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_formatter(Plain())
+    axis.set_minor_formatter(Plain(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def error_axis(ax, key: str, values: Optional[list] = None) -> None:

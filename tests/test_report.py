@@ -747,6 +747,13 @@ def test_a_log_axis_reads_as_plain_numbers(values, expected):
     labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True)
               if 0.45 <= t.get_position()[1] <= 0.5 and t.get_text()]
     assert len(set(labels)) == len(labels) >= 3 and all(0.45 <= float(v) <= 0.5 for v in labels)
+    # The x axis of a plot against sampled learning rates (Optuna's) read 10⁻², 10⁻¹, 10⁰.
+    fig, ax = plt.subplots()
+    ax.plot([0.0069, 0.035, 0.78], [0.9, 0.95, 0.1])
+    log_axis(ax, "x")
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()
+            if 0.0069 <= t.get_position()[0] <= 0.78] == ["0.01", "0.1"]
     plt.close("all")
 
 
