@@ -312,7 +312,9 @@ def check_overrides(args: list[str]) -> None:
             values = []  # a range, glob or Optuna interval: its sweeper samples it
         else:
             values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
-        twice = repeated(o.input_line, values)
+        # (A sampling sweeper such as Optuna's draws from a choice: a repeat trains no job twice.)
+        twice = repeated(o.input_line, values) if plugins.get("hydra/sweeper", "basic") == \
+            "basic" else ""
         if twice:
             print(twice, file=sys.stderr)
         if key in _GROUPS:

@@ -136,6 +136,11 @@ def test_a_sweep_value_listed_twice_is_warned_of(tmp_path):
         "once",
         "warning: model.hidden=[8],[8] lists [8] twice: the sweep trains that value's jobs more "
         "than once"], proc.stderr
+    # Optuna samples from a choice: a repeat there weights it, and trains nothing twice.
+    proc = subprocess.run([sys.executable, "-c", code, "hydra/sweeper=optuna",
+                           "optim.lr=choice(0.1,0.1,0.2)"], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.stdout == "ok\n" and proc.stderr == "", proc.stderr
 
 
 def test_a_bad_override_is_one_line_from_either_command(tmp_path):
