@@ -86,12 +86,13 @@ def _words(x, feature_names: tuple) -> Optional[tuple[str, object]]:
     table = np.asarray(x, dtype=object) if feature_names else None
     if table is None or table.ndim != 2 or table.shape[1] != len(feature_names):
         return None
-    for j, name in enumerate(feature_names):
-        for value in table[:, j]:
-            try:
-                float(value)
-            except (ValueError, TypeError):
-                return name, value
+    import pandas as pd
+
+    for j, name in enumerate(feature_names):  # a column at a time, vectorized
+        column = pd.Series(table[:, j])
+        failed = pd.to_numeric(column, errors="coerce").isna() & column.notna()
+        if failed.any():
+            return name, column[failed.idxmax()]
     return None
 
 
