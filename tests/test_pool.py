@@ -201,6 +201,14 @@ def test_resume_that_finds_nothing_to_skip_says_why(app):
     proc = run_app(app, "+x=5", f"hydra.sweep.dir={first}", "hydra.launcher.resume=true")
     assert (f"hydra.launcher.resume=true: {first} holds 2 finished jobs, none with these "
             "overrides; every job runs") in proc.stdout + proc.stderr
+    # Hydra's default multirun/<date>/<time>: yesterday's sweep is beside it too (a sweep dir
+    # elsewhere searches only its siblings, not the filesystem above them).
+    yesterday = app.parent / "multirun" / "2026-11-28" / "23-59-00"
+    assert run_app(app, "+x=0", f"hydra.sweep.dir={yesterday}").returncode == 0
+    today = app.parent / "multirun" / "2026-11-29" / "00-01-00"
+    proc = run_app(app, "+x=0", f"hydra.sweep.dir={today}", "hydra.launcher.resume=true")
+    assert f"hydra.sweep.dir={yesterday} (the newest sweep beside it)" in \
+        proc.stdout + proc.stderr
 
 
 def test_interrupt_keeps_jobs_whose_task_had_returned(app):

@@ -117,11 +117,17 @@ def _nothing_to_resume(sweep_dir: Path, finished: int) -> str:
     if finished:
         return (f"hydra.launcher.resume=true: {sweep_dir} holds "
                 f"{counted(finished, 'finished job')}, none with these overrides; every job runs")
-    manifests = [m for pattern in ("*/.pool/manifest.jsonl", "*/*/.pool/manifest.jsonl")
-                 for m in (sweep_dir.parent if pattern.count("/") == 2
-                           else sweep_dir.parent.parent).glob(pattern)
-                 if m.parents[1].resolve() != sweep_dir.resolve()]
-    newest = max(manifests, key=lambda m: m.stat().st_mtime, default=None)
+    # Its siblings; under Hydra's default multirun/<date>/<time>, the other dates' too (a
+    # sweep dir such as /tmp/x must not send the search through the whole filesystem).
+    places = [(sweep_dir.parent, "*/.pool/manifest.jsonl")]
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", sweep_dir.parent.name):
+        places.append((sweep_dir.parent.parent, "*/*/.pool/manifest.jsonl"))
+    try:
+        manifests = [m for folder, pattern in places for m in folder.glob(pattern)
+                     if m.parents[1].resolve() != sweep_dir.resolve()]
+        newest = max(manifests, key=lambda m: m.stat().st_mtime, default=None)
+    except OSError:  # a folder beside it it may not read: no name to give
+        newest = None
     return (f"hydra.launcher.resume=true, but {sweep_dir} holds no finished jobs, so every job "
             "runs; to resume a sweep, name its folder with hydra.sweep.dir=" +
             (f"{newest.parents[1]} (the newest sweep beside it)" if newest else "<its dir>"))
