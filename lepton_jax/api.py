@@ -533,9 +533,11 @@ class Trainer:
         ax_loss.set_ylabel(f"loss ({kind})")
         log_axis(ax_loss)
         ax_loss.legend()
-        # The run's trainer.monitor first, as `lepton-jax report` on its run dir draws it.
-        metric = next((m for m in (self.config.trainer.monitor, "val/accuracy", "val/r2",
-                                   "val/mse") if m in h), None)
+        # The run's trainer.monitor first, then what `auto` monitors (val accuracy, or a
+        # regression's val MSE), as `lepton-jax report` on its run dir draws it (a regression
+        # with `auto` had drawn val/r2 here and val/mse there).
+        metric = next((m for m in (self.config.trainer.monitor, "val/accuracy", "val/mse",
+                                   "val/loss") if m in h), None)
         if metric:
             ax_metric.plot(h["epoch"], h[metric], marker="o", color="tab:green")
             ax_metric.set_ylabel(metric)
