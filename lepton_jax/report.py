@@ -178,9 +178,10 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                                                  sort=True))
                   if others else [((), done.assign(_x=x))])
 
-        # Where series k sits within a label's place.
+        # Where each series (by its key: the other fields' values) sits within a label's place.
         shift = [(k - (len(series) - 1) / 2) * 0.6 / len(series) if labelled else 0.0
                  for k in range(len(series))]
+        sides = {tuple(key): shift[k] for k, (key, _) in enumerate(series)}
         colors = plt.get_cmap("tab10" if len(series) <= 10 else "viridis")
         for k, (_, runs) in enumerate(series):
             runs = runs.assign(_x=runs["_x"] + shift[k]) if labelled else runs
@@ -198,7 +199,6 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         if len(unfinished):  # where runs diverged or failed: crosses on the x axis
             # On a label's place, each on its own config's side, as its finished runs are.
             # (A config none of whose runs finished has no side: the middle.)
-            sides = {tuple(key): shift[k] for k, (key, _) in enumerate(series)}
             configs = list(zip(*(unfinished[c].astype(str) for c in others), strict=True)) \
                 if others else [()] * len(unfinished)
             ax.scatter([place[value] + sides.get(tuple(config), 0.0) for value, config
@@ -210,9 +210,8 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         if field in by:  # the config the best line names, where it lies
             at = table.at[best.name, field]
             if labelled:  # on its own line's side of the label's place
-                own = tuple(str(table.at[best.name, c]) for c in others)
-                at = place[str(at)] + shift[next(
-                    (k for k, (key, _) in enumerate(series) if tuple(key) == own), 0)]
+                at = place[str(at)] + sides.get(
+                    tuple(str(table.at[best.name, c]) for c in others), 0.0)
             ax.plot([at], [best["mean"]], "*", color="gold",
                     markeredgecolor="black", markersize=15, zorder=4, label="best")
         if len(series) <= 10 and others:
