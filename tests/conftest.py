@@ -76,3 +76,14 @@ class InProcess:
 
     def post(self, path: str, **kwargs):
         return self._request("POST", path, **kwargs)
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures report() draws, kept as it closes each one."""
+    import matplotlib.pyplot as plt
+
+    kept = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (kept.append(fig), close(fig)))
+    return kept

@@ -110,11 +110,9 @@ def test_plot_names_the_loss_and_draws_the_monitored_metric(tmp_path):
     assert raw.plot().axes[0].get_ylabel() == "loss (MSE)"
 
 
-def test_plot_and_the_run_s_report_draw_the_same_metric(tmp_path, monkeypatch):
+def test_plot_and_the_run_s_report_draw_the_same_metric(tmp_path, figures):
     """A regression with trainer.monitor=auto (val MSE): `Trainer.plot` drew val/r2 while
     `lepton-jax report` on the same run dir drew val/mse. Both now draw what auto monitors."""
-    import matplotlib.pyplot as plt
-
     from lepton_jax import report
 
     rng = np.random.default_rng(0)
@@ -123,11 +121,8 @@ def test_plot_and_the_run_s_report_draw_the_same_metric(tmp_path, monkeypatch):
                       workdir=tmp_path / "run", progress="off")
     trainer.train(epochs=3)
     assert trainer.plot().axes[1].get_ylabel() == "val/mse"
-    kept = []
-    close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: (kept.append(fig), close(fig)))
     report(tmp_path / "run", print_table=False)
-    assert kept[0].axes[1].get_ylabel() == "val/mse"
+    assert figures[0].axes[1].get_ylabel() == "val/mse"
 
 
 def test_trainer_patience_and_restore_best_are_the_config_s(tmp_path):

@@ -31,17 +31,6 @@ def _job(root, name, lr, seed, monitor, value, config=None, run=None, result=Non
                                                    monitor: value}) + "\n")
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """The figures report() draws, kept as it closes each one."""
-    import matplotlib.pyplot as plt
-
-    kept = []
-    close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: (kept.append(fig), close(fig)))
-    return kept
-
-
 @pytest.mark.parametrize("monitor,best_lr", [("val/loss", 0.1), ("val/f1", 0.01)])
 def test_best_config_follows_the_monitored_metric_direction(tmp_path, capsys, monitor, best_lr,
                                                            figures):
