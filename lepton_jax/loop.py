@@ -240,6 +240,13 @@ def monitor_value(result: dict, monitor: str, task: str) -> float:
     return float(result[split][name])
 
 
+def monitored(result: dict, monitor: str, task: str) -> dict:
+    """result.json's `monitor` (the value a sweeper optimizes) and `monitored` (its name, which
+    the pool launcher's summary table heads its metric column with)."""
+    return {"monitor": monitor_value(result, monitor, task),
+            "monitored": config_lib.monitor_name(monitor, task, "val" in result)}
+
+
 # Settings that change how a run is shown or where its caches live, not what it computes.
 _NOT_COMPARED = ("trainer.progress", "trainer.resume", "trainer.compilation_cache", "logger.")
 
@@ -591,7 +598,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
                 final_params, final_step = dp.replicate(best_params), best.step
         for split in evaluate.splits():
             result[split] = evaluate(final_params, split, with_confusion=True, step=final_step)
-        result["monitor"] = monitor_value(result, t.monitor, data.task)
+        result.update(monitored(result, t.monitor, data.task))
         result["seconds"] = round(time.perf_counter() - started, 3)
         writer.write_scalars(step, {f"final/{s}/{k_}": v for s in evaluate.splits()
                                     for k_, v in result[s].items() if k_ != "confusion"})

@@ -20,7 +20,7 @@ from lepton_jax.data import load_dataset
 from lepton_jax.errors import DivergedError, Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _read_run, _write_json, best_payload,
                              changes_since, chance_warning, check_monitor, data_info,
-                             describe_changes, divergence_hint, drive, monitor_value,
+                             describe_changes, divergence_hint, drive, monitored,
                              resolve_steps_per_call, restore_naming_changes, resume_best,
                              resumes_with_changes, run_header, start_lines, summary_line,
                              wandb_writer)
@@ -410,7 +410,7 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
                     result["stopped_early"] = early[i].summary(at)
                 if keeps[i] is not None and keeps[i].step is not None:
                     result["best"] = keeps[i].summary()  # the parameters the metrics describe
-                result["monitor"] = monitor_value(result, t.monitor, data.task)
+                result.update(monitored(result, t.monitor, data.task))
                 writers[i].write_scalars(at, {f"final/{s}/{key}": v for s in metrics
                                               for key, v in metrics[s].items()
                                               if key != "confusion"})

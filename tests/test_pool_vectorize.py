@@ -4,6 +4,7 @@ launcher, with outputs that match the same sweep run job by job."""
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -154,9 +155,12 @@ def test_optuna_drives_populations_batch_by_batch(tmp_path):
     assert proc.stdout.count("launching 3 jobs as 1 population") == 2, proc.stdout
     table = summary(sweep)
     assert list(table.index) == list(range(6)) and set(table.status) == {"COMPLETED"}
+    # On screen the metric column is headed by the metric's name (summary.csv keeps `metric`).
+    assert re.search(r"^job +overrides +status +val/accuracy +duration_s", proc.stdout, re.M)
     for job in range(6):
         result = json.loads((sweep / str(job) / "result.json").read_text())
         assert result["strategy"] == "population" and result["population"] == 3
+        assert result["monitored"] == "val/accuracy"
         assert result["monitor"] == pytest.approx(float(table.metric[job]))
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(table.metric.astype(float)))

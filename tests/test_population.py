@@ -236,6 +236,7 @@ def test_members_keep_their_best_parameters_as_their_standalone_runs_do(tmp_path
         assert results[i]["best"] == {**alone["best"],
                                       "value": pytest.approx(alone["best"]["value"], rel=1e-5)}
         assert results[i]["monitor"] == pytest.approx(alone["monitor"], rel=1e-5)
+        assert results[i]["monitored"] == alone["monitored"] == "val/loss"
         _assert_member_equals_standalone(tmp_path / "pop" / str(i), tmp_path / "alone" / str(i),
                                          results[i], alone)
         # Model.load(job dir) predicts with the best parameters, as for the standalone run.

@@ -478,7 +478,8 @@ def test_hydra_job_returns_monitored_metric(tmp_path):
         del cfg["hydra"]
     value = train_app.main(cfg)
     result = json.loads((tmp_path / "result.json").read_text())
-    assert value == result["val"]["accuracy"]
+    assert value == result["val"]["accuracy"] == result["monitor"]
+    assert result["monitored"] == "val/accuracy"
 
 
 @pytest.mark.slow
@@ -753,7 +754,7 @@ def test_restore_best_ends_with_the_best_evaluations_parameters(tmp_path):
     short = fit(_best(epochs=int(best["epoch"]), restore_best=False), tmp_path / "short")
     assert short["steps"] == best["step"]
     assert result["val"] == short["val"] and result["test"] == short["test"]
-    assert result["monitor"] == best["val/loss"]
+    assert result["monitor"] == best["val/loss"] and result["monitored"] == "val/loss"
     # Model.load(run dir) predicts with them; the checkpoints keep the last step's state.
     _same_params(Model.load(tmp_path / "run").params, Model.load(tmp_path / "short").params)
     assert Checkpointer(tmp_path / "run" / "checkpoints", 3).latest_step() == result["steps"]

@@ -509,6 +509,11 @@ class _Run:
 
         shown = shown.astype(object).where(shown.notna(), "")
         shown["metric"] = [metric_value(v) if isinstance(v, float) else v for v in shown.metric]
+        # Headed by the metric's name where the jobs' result.json files agree on one (val/mse).
+        names = {_result(folder).get("monitored") for folder in frame.loc[shown.index, "dir"]}
+        names.discard(None)
+        if len(names) == 1:
+            shown = shown.rename(columns={"metric": names.pop()})
         print(shown.to_string(index=False), flush=True)
         if common:
             log.info(f"every job also had: {' '.join(sorted(common))}")
@@ -522,10 +527,16 @@ class _Run:
         log.info(f"summary: {self.book.summary}")
 
 
-def _warned(folder: Any) -> bool:
-    """Whether the job dir's result.json carries a warning (lepton_jax's run at chance). A
-    job of another app, or a dir on another machine of a Ray cluster, has none here."""
+def _result(folder: Any) -> dict:
+    """The job dir's result.json ({} for a job of another app, one that failed, or a dir on
+    another machine of a Ray cluster)."""
     try:
-        return bool(json.loads((Path(str(folder)) / "result.json").read_text()).get("warnings"))
-    except (OSError, ValueError, AttributeError):
-        return False
+        result = json.loads((Path(str(folder)) / "result.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return result if isinstance(result, dict) else {}
+
+
+def _warned(folder: Any) -> bool:
+    """Whether the job dir's result.json carries a warning (lepton_jax's run at chance)."""
+    return bool(_result(folder).get("warnings"))
