@@ -169,8 +169,10 @@ def _check_pixels(x: np.ndarray, pixels: Optional[str], shape: tuple) -> np.ndar
 
         return digits_images(x)
     if x.min() < 0 or x.max() > 1:
-        fix = ("divide MNIST's 0-255 pixels by 255" if pixels == "mnist"
-               else "give rows as Dataset.digits().splits(normalized=False) holds them")
+        # Below 0: standardized already, as Dataset.splits() gives them by default.
+        fix = ("divide MNIST's 0-255 pixels by 255" if pixels == "mnist" and x.min() >= 0
+               else f"give rows as Dataset.{pixels}().splits(normalized=False) holds them, or "
+                    "pass the Dataset itself (model.predict(dataset, split='test'))")
         raise UserError(f"predict got values from {x.min():g} to {x.max():g}; this model was "
                         f"trained on data={pixels}'s pixels scaled to [0, 1] (the recorded "
                         f"standardization is applied after); {fix}")
@@ -250,13 +252,35 @@ class Model:
             x = (x - np.asarray(info["mean"], np.float32)) / np.asarray(info["std"], np.float32)
         return x.astype(np.float32)
 
-    def outputs(self, x) -> np.ndarray:
-        """Model outputs for raw input rows: logits, or regression values in the target's
-        own units."""
+    def _split_rows(self, dataset: Dataset, split: str, caller: str) -> tuple:
+        """A split's raw inputs, in the model's column order, and its targets."""
+        if split not in SPLITS:
+            raise UserError(f"{caller}(split={split!r}): use 'train', 'val' or 'test'")
+        raw = dataset.splits(normalized=False)
+        x, y = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")
+        if len(y) == 0:
+            raise UserError(f"{caller}(split={split!r}): this dataset's {split} split is empty")
+        info = self._trained()
+        ours, theirs = list(info.get("feature_names") or ()), list(raw.feature_names)
+        if ours and theirs and ours != theirs:
+            if sorted(ours) != sorted(theirs):
+                raise UserError(f"{caller}: the dataset's features ({', '.join(theirs)}) are "
+                                f"not the model's ({', '.join(ours)})")
+            x = x[:, [theirs.index(name) for name in ours]]  # the model's column order
+        return x, y
+
+    def outputs(self, x, split: str = "test") -> np.ndarray:
+        """Model outputs for raw input rows (or a Dataset's `split`): logits, or regression
+        values in the target's own units."""
         import jax
 
         from lepton_jax.parallel import compiler_options
 
+        if isinstance(x, Dataset):
+            x, _ = self._split_rows(x, split, "predict")
+        elif split != "test":
+            raise UserError(f"predict(split={split!r}) picks a Dataset's split; these rows "
+                            f"are a {_type_name(x)}, predicted as they are")
         if getattr(self, "_apply", None) is None:
             module = self._module()
             self._apply = jax.jit(lambda p, v: module.apply({"params": p}, v),
@@ -274,9 +298,11 @@ class Model:
             out = to_target_units(out, info["target_mean"], info["target_std"]).astype(np.float32)
         return out
 
-    def predict(self, x) -> np.ndarray:
-        """Class labels (original values) or regression values for raw input rows."""
-        out = self.outputs(x)
+    def predict(self, x, split: str = "test") -> np.ndarray:
+        """Class labels (original values) or regression values for raw input rows: an array,
+        a list or a DataFrame, as the data holds them (the recorded standardization is applied
+        here); or a Dataset, whose `split` rows it predicts."""
+        out = self.outputs(x, split)
         if self._trained()["task"] == "classification":
             return self._most_probable(out)
         return out[:, 0] if out.shape[1] == 1 else out
@@ -296,14 +322,15 @@ class Model:
         values = info["class_values"] or range(info["num_classes"])
         return [v.item() if isinstance(v, np.generic) else v for v in values]  # plain Python
 
-    def predict_proba(self, x) -> np.ndarray:
+    def predict_proba(self, x, split: str = "test") -> np.ndarray:
         """A classifier's probability of each class (columns in `classes` order; float64,
-        each row summing to 1) for raw input rows: the softmax of the outputs, whose mean
-        log-loss over a split is the split's reported loss."""
+        each row summing to 1) for raw input rows or a Dataset's `split`, as `predict` takes
+        them: the softmax of the outputs, whose mean log-loss over a split is the split's
+        reported loss."""
         if self._trained()["task"] != "classification":
             raise UserError("predict_proba is for classifiers; this model does regression, "
                             "use predict")
-        logits = self.outputs(x).astype(np.float64)
+        logits = self.outputs(x, split).astype(np.float64)
         exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
         return exp / exp.sum(axis=-1, keepdims=True)
 
@@ -316,17 +343,8 @@ class Model:
         if not isinstance(dataset, Dataset):  # arrays raised AttributeError ('splits')
             raise UserError(f"evaluate's dataset is a {_type_name(dataset)}; pass a Dataset "
                             "(Dataset.from_arrays(x, y) for arrays)")
-        raw = dataset.splits(normalized=False)
-        x, y = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")
-        if len(y) == 0:
-            raise UserError(f"evaluate(split={split!r}): this dataset's {split} split is empty")
+        x, y = self._split_rows(dataset, split, "evaluate")
         info = self._trained()
-        ours, theirs = list(info.get("feature_names") or ()), list(raw.feature_names)
-        if ours and theirs and ours != theirs:
-            if sorted(ours) != sorted(theirs):
-                raise UserError(f"evaluate: the dataset's features ({', '.join(theirs)}) are not "
-                                f"the model's ({', '.join(ours)})")
-            x = x[:, [theirs.index(name) for name in ours]]  # the model's column order
         outputs = self.outputs(x)
         metrics = compute_metrics(info["task"], y, outputs, info["num_classes"])
         metrics["loss"] = self._loss(y, outputs)

@@ -524,6 +524,30 @@ def test_a_model_trained_on_a_data_frame_predicts_data_frames_by_column_name(tmp
             in capsys.readouterr().err)
 
 
+def test_predict_takes_a_dataset_s_split(tmp_path):
+    """`model.predict(dataset, split)` predicts the split's rows as the data holds them, as
+    evaluate scores them; the standardized rows `splits()` gives by default are refused with
+    that way out (the message had said only to take them unstandardized)."""
+    dataset = Dataset.digits()
+    model = Model.mlp([32])
+    Trainer(model=model, dataset=dataset, workdir=tmp_path, progress="off").train(epochs=2)
+    raw = dataset.splits(normalized=False)
+    predicted = model.predict(dataset)
+    np.testing.assert_array_equal(predicted, model.predict(raw.x_test))
+    assert (predicted == raw.y_test).mean() == model.evaluate(dataset)["accuracy"]
+    np.testing.assert_array_equal(model.predict_proba(dataset, split="val"),
+                                  model.predict_proba(raw.x_val))
+    with pytest.raises(UserError, match=re.escape(
+            "give rows as Dataset.digits().splits(normalized=False) holds them, or pass the "
+            "Dataset itself (model.predict(dataset, split='test'))")):
+        model.predict(dataset.splits().x_test)
+    with pytest.raises(UserError, match=re.escape("predict(split='tst'): use 'train', 'val'")):
+        model.predict(dataset, split="tst")
+    with pytest.raises(UserError, match=re.escape("predict(split='val') picks a Dataset's "
+                                                  "split; these rows are a numpy.ndarray")):
+        model.predict(raw.x_val, split="val")
+
+
 def test_evaluate_reads_a_dataset_s_features_in_the_model_s_order(tmp_path):
     """A dataset whose columns come in another order is evaluated as the model's own (before,
     positionally: wrong metrics without a word); other features are refused."""
