@@ -597,16 +597,15 @@ def _check_arguments(model, dataset) -> None:
 def _sweep_hint(folder: Path) -> str:
     """For a sweep directory given where a run's is wanted: its best finished job, by the
     metric the jobs were ranked on, to pass instead."""
-    from lepton_jax.config import maximized, monitor_name
+    from lepton_jax.config import maximized, monitored_name
 
     scores = []
     for result_file in folder.glob("*/result.json"):
         try:
             result = json.loads(result_file.read_text())
-            config = json.loads((result_file.parent / "run.json").read_text())["config"]
-            name = monitor_name(config["trainer"]["monitor"],
-                                "classification" if "accuracy" in result.get("test", result.get(
-                                    "val", {})) else "regression", "val" in result)
+            run = json.loads((result_file.parent / "run.json").read_text())
+            name = monitored_name(result, run["config"]["trainer"]["monitor"],
+                                  run.get("data", {}).get("task"))
             scores.append((float(result["monitor"]), name, result_file.parent))
         except (OSError, ValueError, KeyError, TypeError):
             continue  # unfinished or diverged

@@ -383,6 +383,18 @@ def monitor_name(monitor: str, task: str, has_val: bool) -> str:
     return f"{split}/accuracy" if task == "classification" else f"{split}/mse"
 
 
+def monitored_name(result: dict, monitor: str, task: Optional[str]) -> Optional[str]:
+    """The name of the metric a finished job's `monitor` holds: result.json's `monitored`;
+    for a run from before it was recorded, `trainer.monitor` resolved as training did
+    (`monitor_name`), on the splits the run reported."""
+    if "monitored" in result or "monitor" not in result:
+        return result.get("monitored")
+    if task not in ("classification", "regression"):  # run.json without it: as reported
+        scores = [name for split in ("val", "test") for name in result.get(split, {})]
+        task = "classification" if "accuracy" in scores else "regression"
+    return monitor_name(monitor, task, has_val="val" in result)
+
+
 def steps_per_call(trainer: TrainerConfig) -> "int | str":
     """Parses trainer.steps_per_call: a positive int, or "epoch"/"auto" (resolved by the loop)."""
     value = str(trainer.steps_per_call).strip()

@@ -11,18 +11,10 @@ import textwrap
 from pathlib import Path
 from typing import Optional
 
-from lepton_jax.config import flat_dict, maximized, monitor_name
+from lepton_jax.config import flat_dict, maximized, monitored_name
 from lepton_jax.errors import UserError, misspelt
 from lepton_jax.writers import (at_chance_reason, diverged_at, metric_value, read_records,
                                 short_value)
-
-
-def _monitored_name(done) -> str:
-    """The metric the jobs' `monitor` holds: `trainer.monitor`, resolved as training did
-    (`config.monitor_name`), with the task and splits read off the reported metrics."""
-    monitor = str(done["trainer.monitor"].iloc[0]) if "trainer.monitor" in done else "auto"
-    task = "classification" if any(c.endswith("/accuracy") for c in done) else "regression"
-    return monitor_name(monitor, task, has_val=any(c.startswith("val/") for c in done))
 
 
 def load_jobs(sweep_dir: Path):
@@ -52,6 +44,8 @@ def load_jobs(sweep_dir: Path):
         row["status"] = result.get("status", "done" if "monitor" in result else
                                    "diverged" if diverged_at(records) else "unfinished")
         row["monitor"] = result.get("monitor")
+        row["monitored"] = monitored_name(result, str(row.get("trainer.monitor", "auto")),
+                                          row["task"])
         row["best_step"] = result.get("best", {}).get("step")  # trainer.restore_best
         row["at_chance"] = bool(result.get("warnings"))  # `loop.chance_warning`
         for split in ("val", "test"):
@@ -105,7 +99,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     if (root / "run.json").exists():
         return _report_run(root, curves.get(root.name, []), print_table, plt, metric)
     metric = metric or "monitor"
-    if metric not in jobs:
+    if metric not in jobs or (metric != "monitor" and "/" not in metric):
         known = [c for c in jobs.columns if "/" in c]
         raise UserError(f"metric {metric!r} is not in the results; try one of "
                         f"{', '.join(known)}{misspelt(metric, known)}")
@@ -115,9 +109,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     done = jobs[jobs["status"] == "done"]
     if done.empty:
         raise UserError(f"no finished job in {root}; nothing to report")
-    monitors = done.get("trainer.monitor", pd.Series("auto", index=done.index))
-    resolved = [monitor_name(str(m), t, True) if t in ("classification", "regression")
-                else str(m) for m, t in zip(monitors, done["task"], strict=True)]
+    resolved = done["monitored"].astype(str).tolist()
     if len(set(resolved)) == 1 and "trainer.monitor" in swept:
         # `auto` in some jobs and `val/accuracy` in others name one metric: not a swept
         # field (it had drawn a plot against the two spellings of the same thing).
@@ -126,10 +118,13 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     if metric == "monitor":
         # A folder of unlike runs (a classifier's accuracy beside a regression's MSE) would
         # rank numbers that mean different things.
+        # (pandas drops a group keyed by None: a task run.json does not record is "".)
+        tasks = [t if isinstance(t, str) else "" for t in done["task"]]
         kinds = pd.Series(1, index=pd.MultiIndex.from_arrays(
-            [done["task"].astype(str).to_numpy(), resolved])).groupby(level=[0, 1]).size()
+            [tasks, resolved])).groupby(level=[0, 1]).size()
         if len(kinds) > 1:
-            said = "; ".join(f"{monitor} of {count} {task} run{'s' * (count != 1)}"
+            said = "; ".join(f"{monitor} of {count} {task + ' ' * bool(task)}run"
+                             f"{'s' * (count != 1)}"
                              for (task, monitor), count in kinds.items())
             raise UserError(f"the runs in {root} monitor unlike metrics ({said}); report a "
                             "folder of like runs, or rank them all by one metric with --metric")
@@ -138,7 +133,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         table = keyed.groupby(by)[metric].agg(["mean", "std", "count"]).reset_index()
     else:
         table = done[[metric]].agg(["mean", "std", "count"]).T.reset_index(drop=True)
-    name = _monitored_name(done) if metric == "monitor" else metric
+    name = resolved[0] if metric == "monitor" else metric
     label = f"{name} (monitored)" if metric == "monitor" else metric
     # Configs are chosen on validation; the score to quote for the chosen one is its test
     # split's, which the table carries beside the ranked metric.

@@ -414,6 +414,21 @@ def test_auto_monitor_without_a_validation_split_is_the_test_accuracy(tmp_path, 
     assert "best: optim.lr=0.1 — test/accuracy 0.9000" in out
 
 
+def test_runs_monitoring_the_test_split_beside_validation_runs_are_not_ranked_together(
+        tmp_path, capsys):
+    """`auto` is val/accuracy with a validation split and test/accuracy without one; a sweep
+    over data.val_fraction=0,0.1 ranked both as one metric (the report resolved `auto` as if
+    every run had a validation split). It reads each run's `monitored` from result.json."""
+    for n, (fraction, split) in enumerate([(0.0, "test"), (0.1, "val")]):
+        _job(tmp_path, str(n), 0.1, 0, f"{split}/accuracy", 0.9,
+             config={"data.val_fraction": fraction, "trainer.monitor": "auto"},
+             result={"monitored": f"{split}/accuracy", "test": {"accuracy": 0.9}})
+    with pytest.raises(UserError, match=re.escape(
+            "monitor unlike metrics (test/accuracy of 1 run; val/accuracy of 1 run)")):
+        report(tmp_path)
+    assert report(tmp_path, metric="test/accuracy") is not None
+
+
 def test_learning_curves_are_coloured_by_the_swept_value_and_mark_divergence(tmp_path,
                                                                              figures):
     """report_curves.png: a config's seeds share one colour, configs get distinct colours in
