@@ -19,7 +19,9 @@ TOKEN_ENV = "LEPTON_JAX_TOKEN"
 def create_app(model: Model, token: Optional[str] = None):
     """The app; with `token`, every request needs `Authorization: Bearer <token>` (else 401)."""
     from fastapi import Depends, FastAPI, HTTPException, Request
-    from pydantic import BaseModel
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel, ConfigDict
 
     info = model._trained()
     features = 1
@@ -30,6 +32,9 @@ def create_app(model: Model, token: Optional[str] = None):
     named = list((info.get("encoding") or {}).get("columns") or info.get("feature_names") or [])
 
     class PredictRequest(BaseModel):
+        # A misspelt field ("probabilites") is refused, not ignored.
+        model_config = ConfigDict(extra="forbid")
+
         # A row: the model's features as numbers, in order; or an object of its columns by
         # name (a categorical column's value as its category, e.g. "Paris").
         rows: List[Union[List[Union[float, int]], Dict[str, Union[float, int, str, bool]]]]
@@ -47,6 +52,13 @@ def create_app(model: Model, token: Optional[str] = None):
                                 headers={"WWW-Authenticate": "Bearer"})
 
     app = FastAPI(title="lepton_jax model server", dependencies=[Depends(authorize)])
+
+    @app.exception_handler(RequestValidationError)
+    def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # One sentence, as the other 4xx answers give, instead of pydantic's error list.
+        status, detail = request_error(request.headers.get("content-type", ""), exc.errors(),
+                                       exc.body)
+        return JSONResponse(status_code=status, content={"detail": detail})
 
     @app.get("/health")
     def health() -> dict:
@@ -75,8 +87,9 @@ def create_app(model: Model, token: Optional[str] = None):
         else:
             bad = next((i for i, r in enumerate(body.rows) if len(r) != features), None)
             if bad is not None:
-                raise HTTPException(status_code=422, detail=f"row {bad} has "
-                                    f"{len(body.rows[bad])} values; the model takes "
+                count = len(body.rows[bad])
+                raise HTTPException(status_code=422, detail=f"row {bad} has {count} "
+                                    f"value{'s' * (count != 1)}; the model takes "
                                     f"{features} features per row")
             rows = body.rows
         try:
@@ -89,6 +102,61 @@ def create_app(model: Model, token: Optional[str] = None):
                 "probabilities": proba.tolist(), "classes": model.classes}
 
     return app
+
+
+EXAMPLE = '{"rows": [[0.1, 2.0, 3.5]]}'
+
+
+def request_error(content_type: str, errors: list, body) -> tuple:
+    """The status and one-line message for a /predict body the request model refused
+    (`errors`: pydantic's, for `body`, the parsed JSON)."""
+    if "json" not in content_type.lower():
+        # curl -d sends form encoding, which the body is then read as.
+        return 415, (f"the body must be JSON, sent with the header content-type: "
+                     f"application/json (curl: -H 'content-type: application/json'), "
+                     f"e.g. {EXAMPLE}")
+    error = errors[0]
+    kind, loc = error["type"], list(error["loc"][1:])  # loc[0] is "body"
+    if kind == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error", "")
+        return 422, f"the body is not valid JSON ({reason}); send e.g. {EXAMPLE}"
+    if not loc:
+        return 422, f"the body must be a JSON object with rows, e.g. {EXAMPLE}"
+    field = loc[0]
+    if kind == "missing":
+        return 422, f"the body has no {field}; send e.g. {EXAMPLE}"
+    if kind == "extra_forbidden":
+        return 422, (f"the body's field {field!r} is not known; it takes rows (and "
+                     "probabilities: true for a classifier's class probabilities)")
+    if field == "probabilities":
+        return 422, f"probabilities is {_json(error['input'])}; send true or false"
+    rows = body.get("rows") if isinstance(body, dict) else None
+    if len(loc) == 1 or not isinstance(rows, list):
+        return 422, ("rows must be a list of rows, each a list of numbers or an object of "
+                     f"columns by name, e.g. {EXAMPLE}")
+    i = loc[1]
+    row = rows[i]
+    if isinstance(row, list):
+        j = next((j for j, v in enumerate(row)
+                  if isinstance(v, bool) or not isinstance(v, (int, float))), None)
+        if j is not None:
+            return 422, f"rows[{i}][{j}] is {_json(row[j])}; a list row holds numbers"
+    elif isinstance(row, dict):
+        key = next((k for k, v in row.items() if not isinstance(v, (int, float, str, bool))),
+                   None)
+        if key is not None:
+            return 422, (f"rows[{i}][{_json(key)}] is {_json(row[key])}; a column's value "
+                         "is a number, or a category's name")
+    return 422, (f"rows[{i}] is {_json(row)}; a row is a list of numbers or an object of "
+                 "columns by name")
+
+
+def _json(value) -> str:
+    """A value of the request as JSON writes it (null, not None), cut short if long."""
+    import json
+
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def serve(path: str, host: str = "127.0.0.1", port: int = 8000,

@@ -223,6 +223,33 @@ def test_rows_may_name_their_columns_and_categories(tmp_path):
             ([{"city": "Nice", "size": 1}, [1, 0, 0, 50]], "rows mix lists and objects")):
         bad = client.post("/predict", json={"rows": rows})
         assert bad.status_code == 422 and detail in bad.json()["detail"], bad.text
+    # A body the request model refuses: one sentence naming the problem, as above, not
+    # pydantic's list of errors (curl -d, which sends form encoding, got "Input should be a
+    # valid dictionary or object to extract fields from").
+    example = 'e.g. {"rows": [[0.1, 2.0, 3.5]]}'
+    for body, status, detail in (
+            ('{"rows": [[1, 2]]}', 415, "the body must be JSON, sent with the header "
+             "content-type: application/json (curl: -H 'content-type: application/json')"),
+            ("{not json", 422, "the body is not valid JSON (Expecting property name enclosed "
+             f"in double quotes); send {example}"),
+            ("[1, 2]", 422, f"the body must be a JSON object with rows, {example}"),
+            ('{"row": [[1, 2]]}', 422, f"the body has no rows; send {example}"),
+            ('{"rows": [[1, 2]], "probabilites": true}', 422, "the body's field "
+             "'probabilites' is not known; it takes rows (and probabilities: true"),
+            ('{"rows": [[1, 2]], "probabilities": "maybe"}', 422,
+             'probabilities is "maybe"; send true or false'),
+            ('{"rows": "abc"}', 422, "rows must be a list of rows, each a list of numbers or "
+             "an object of columns by name"),
+            ('{"rows": [[1, 2], [3, null]]}', 422, "rows[1][1] is null; a list row holds "
+             "numbers"),
+            ('{"rows": [{"city": ["Nice"], "size": 1}]}', 422, 'rows[0]["city"] is ["Nice"]; '
+             "a column's value is a number, or a category's name"),
+            ('{"rows": ["abc"]}', 422, 'rows[0] is "abc"; a row is a list of numbers or an '
+             "object of columns by name")):
+        json_type = {"content-type": "application/json" if status != 415 else
+                     "application/x-www-form-urlencoded"}
+        bad = client.post("/predict", content=body.encode(), headers=json_type)
+        assert bad.status_code == status and bad.json()["detail"].startswith(detail), bad.text
     image = Model.mlp(hidden=[8])
     Trainer(image, Dataset.digits(), workdir=tmp_path / "digits", progress="off").train(epochs=1)
     refused = InProcess(create_app(image)).post("/predict", json={"rows": [{"a": 1.0}]})
