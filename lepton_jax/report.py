@@ -718,6 +718,7 @@ def _plot_predictions(root: Path, run: dict, split: str, plt) -> tuple[Optional[
     predicted = model.predict(x).reshape(len(y), -1)
     y = np.asarray(y, np.float64).reshape(len(y), -1)
     shown = min(y.shape[1], 4)
+    column = _target_column(data) if y.shape[1] == 1 else None
     fig, axes = plt.subplots(1, shown, figsize=(4.2 * shown, 4), squeeze=False)
     for i, ax in enumerate(axes[0]):
         true, guess = y[:, i], predicted[:, i]
@@ -725,13 +726,27 @@ def _plot_predictions(root: Path, run: dict, split: str, plt) -> tuple[Optional[
         lo, hi = min(true.min(), guess.min()), max(true.max(), guess.max())
         ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1, label="predicted = true")
         r2 = regression_metrics(true, guess)["r2"]
-        ax.set_title(f"target {i}: R² {r2:.4f}" if y.shape[1] > 1 else f"R² {r2:.4f}",
-                     fontsize=10)
-        ax.set_xlabel(f"true ({split})")
-        ax.set_ylabel("predicted")
+        name = f"target {i}" if y.shape[1] > 1 else column
+        ax.set_title(f"{name}: R² {r2:.4f}" if name else f"R² {r2:.4f}", fontsize=10)
+        ax.set_xlabel(f"true {column + ' ' if column else ''}({split})")
+        ax.set_ylabel(f"predicted {column}" if column else "predicted")
         ax.legend(fontsize=8)
     fig.suptitle(f"{root.name}: {split} predictions against the true targets")
     return _save(fig, root / "report_predictions.png", plt, bbox_inches="tight"), ""
+
+
+def _target_column(data: dict) -> Optional[str]:
+    """A CSV run's target column: `data.target`, or the file's last column."""
+    if data.get("name") != "csv":
+        return None
+    if data.get("target"):
+        return str(data["target"])
+    import pandas as pd
+
+    try:
+        return str(pd.read_csv(data["root"], nrows=0).columns[-1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _launch_dir(run_dir: Path) -> Optional[Path]:

@@ -712,8 +712,12 @@ def test_a_regression_runs_predictions_are_drawn_against_the_true_targets(tmp_pa
     report(run)
     assert "report_predictions.png" in capsys.readouterr().out
     assert (run / "report_predictions.png").read_bytes()[:4] == b"\x89PNG"
-    true, predicted = figures[-1].axes[0].collections[0].get_offsets().T
+    axes = figures[-1].axes[0]
+    true, predicted = axes.collections[0].get_offsets().T
     assert len(true) == 30  # the test split
+    # Named by the target column (the CSV's last, as data.target is unset).
+    assert (axes.get_xlabel(), axes.get_ylabel()) == ("true price (test)", "predicted price")
+    assert axes.get_title().startswith("price: R² ")
     assert np.mean((true - predicted) ** 2) == pytest.approx(result["test"]["mse"], rel=1e-4)
     (tmp_path / "prices.csv").rename(tmp_path / "moved.csv")
     report(run)
