@@ -21,7 +21,7 @@ def create_app(model: Model, token: Optional[str] = None):
     from fastapi import Depends, FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, ConfigDict
+    from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt
 
     info = model._trained()
     features = 1
@@ -37,7 +37,9 @@ def create_app(model: Model, token: Optional[str] = None):
 
         # A row: the model's features as numbers, in order; or an object of its columns by
         # name (a categorical column's value as its category, e.g. "Paris").
-        rows: List[Union[List[Union[float, int]], Dict[str, Union[float, int, str, bool]]]]
+        # (Strict numbers in a list row: pydantic took true as 1.0 and "2" as 2.0.)
+        rows: List[Union[List[Union[StrictFloat, StrictInt]],
+                         Dict[str, Union[float, int, str, bool]]]]
         # A classifier's probability of each class as well (in /health's `classes` order).
         probabilities: bool = False
 

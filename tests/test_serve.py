@@ -242,6 +242,8 @@ def test_rows_may_name_their_columns_and_categories(tmp_path):
              "an object of columns by name"),
             ('{"rows": [[1, 2], [3, null]]}', 422, "rows[1][1] is null; a list row holds "
              "numbers"),
+            ('{"rows": [[1, true]]}', 422, "rows[0][1] is true; a list row holds numbers"),
+            ('{"rows": [["2", 1]]}', 422, 'rows[0][0] is "2"; a list row holds numbers'),
             ('{"rows": [{"city": ["Nice"], "size": 1}]}', 422, 'rows[0]["city"] is ["Nice"]; '
              "a column's value is a number, or a category's name"),
             ('{"rows": ["abc"]}', 422, 'rows[0] is "abc"; a row is a list of numbers or an '
