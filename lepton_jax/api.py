@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from lepton_jax.config import (MAX_SEED, Config, DataConfig, ModelConfig, OptimConfig,
-                               TrainerConfig, validate_data)
+                               TrainerConfig, validate, validate_data)
 from lepton_jax.data import DataSplits, RawData, check_finite, from_table, load_raw, make_splits
 from lepton_jax.data.splits import inputs_label, target_label, to_target_units
 from lepton_jax.errors import UserError
@@ -484,11 +484,14 @@ class Trainer:
             optim=OptimConfig(name=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
                               weight_decay=weight_decay, schedule=schedule,
                               warmup_epochs=warmup_epochs),
-            trainer=TrainerConfig(batch_size=batch_size or _default_batch(n_train),
+            trainer=TrainerConfig(batch_size=(_default_batch(n_train) if batch_size is None
+                                              else batch_size),
                                   progress=progress, patience=patience,
                                   restore_best=restore_best),
             seed=seed)
-        self.config = _apply_overrides(self.config, overrides)
+        # Checked here, where a notebook's bad value was typed (lr="fast", batch_size=0),
+        # not only when train() is called.
+        self.config = validate(_apply_overrides(self.config, overrides), data_given=True)
         if workdir:
             self.workdir = Path(workdir)
         else:

@@ -366,13 +366,16 @@ def test_wrong_types_from_python_are_refused_naming_the_field(tmp_path):
         Dataset.digits(limit=2.5)
     with pytest.raises(UserError, match="root=3 is not a string or None"):
         Dataset(digits.raw, DataConfig(root=3))
-    trainer = Trainer(model=Model.mlp(hidden=[16]), dataset=digits, lr="0.1",
-                      workdir=tmp_path / "run")
+    # Refused where the Trainer is made (they had been refused only by train()).
     with pytest.raises(UserError, match="optim.lr='0.1' is not a number; pass a number"):
-        trainer.train(epochs=1)
+        Trainer(model=Model.mlp(hidden=[16]), dataset=digits, lr="0.1", workdir=tmp_path / "run")
+    with pytest.raises(UserError, match=re.escape("trainer.batch_size (0) must be > 0")):
+        Trainer(model=Model.mlp(hidden=[16]), dataset=digits, batch_size=0)  # had trained, at 64
     with pytest.raises(UserError, match=r"model.hidden=\['16'\] is not a list of integers"):
-        Trainer(model=Model.mlp(hidden=["16"]), dataset=digits,
-                workdir=tmp_path / "run").train(epochs=1)
+        Trainer(model=Model.mlp(hidden=["16"]), dataset=digits, workdir=tmp_path / "run")
+    with pytest.raises(UserError, match="trainer.epochs=2.5 is not an integer"):
+        Trainer(model=Model.mlp(hidden=[16]), dataset=digits,
+                workdir=tmp_path / "run").train(epochs=2.5)
     with pytest.raises(UserError, match="trainer.epochs=2.5 is not an integer"):
         fit(Config(trainer=TrainerConfig(epochs=2.5)), tmp_path / "run")
     assert not (tmp_path / "run").exists()
