@@ -62,7 +62,16 @@ class Dataset:
         """Feature rows `x` and targets `y`; integer targets with few values are classes.
         A DataFrame's column names are the feature names unless `feature_names` are given;
         its `categorical` columns are one-hot encoded as `load_csv` encodes a CSV's (and
-        `Model.predict` of a DataFrame of raw columns repeats it)."""
+        `Model.predict` of a DataFrame of raw columns repeats it). `y` may name the target
+        column(s) of a DataFrame `x` instead (`from_arrays(frame, "price")`): the other
+        columns are the features."""
+        if isinstance(y, str) or (isinstance(y, (list, tuple)) and y
+                                  and all(isinstance(v, str) for v in y)):
+            x, y = _target_columns(x, y)
+        if np.ndim(y) == 0:  # a number: len() had failed deep in the split
+            raise UserError(f"from_arrays' y is a single value ({y!r}); pass one target per "
+                            "row of x (an array, a list, a Series), or a DataFrame x's target "
+                            "column name")
         if not feature_names and hasattr(x, "columns"):
             feature_names = [str(c) for c in x.columns]
         encoding = None
@@ -619,6 +628,25 @@ def _sweep_hint(folder: Path) -> str:
         (s for s in scores if s[1] == name), key=lambda s: s[0])
     return (f"; it holds {len(scores)} finished runs (a sweep's jobs?): pass one of them, such "
             f"as the best by {name}, {best} ({value:.4g})")
+
+
+def _target_columns(x, names):
+    """A DataFrame's features and its target column(s) `names`, for from_arrays(frame, "y")."""
+    from lepton_jax.errors import misspelt
+
+    if not hasattr(x, "columns"):
+        raise UserError(f"from_arrays(x, {names!r}) names the target column of a DataFrame, "
+                        f"but x is a {_type_name(x)}; pass a DataFrame, or y as an array")
+    wanted = [names] if isinstance(names, str) else list(names)
+    columns = [str(c) for c in x.columns]
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise UserError(f"from_arrays: x has no column {missing[0]!r} to take the target from"
+                        f"{misspelt(missing[0], columns)}; its columns: {', '.join(columns)}")
+    frame = x.rename(columns=str)
+    if len(wanted) == len(columns):
+        raise UserError(f"from_arrays(x, {names!r}) leaves x no feature column")
+    return frame.drop(columns=wanted), frame[names]
 
 
 def _type_name(value) -> str:

@@ -551,6 +551,39 @@ def test_predict_takes_a_dataset_s_split(tmp_path):
         model.predict(raw.x_val, split="val")
 
 
+def test_from_arrays_takes_the_target_by_its_column_name():
+    """`from_arrays(frame, "price")` takes the target column off a DataFrame (it had failed
+    with a TypeError, len() of unsized object): the same dataset as passing the columns
+    apart; several names are several targets; a misspelt name, a name with arrays, a
+    single number as y, and a frame of nothing but the target are refused."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"size": rng.uniform(20, 200, 100),
+                          "city": rng.choice(["Paris", "Nice"], 100)})
+    frame["price"] = frame["size"] * 3 + (frame.city == "Paris") * 50
+    frame["rent"] = frame["price"] / 10
+    named = Dataset.from_arrays(frame.drop(columns="rent"), "price", categorical=["city"])
+    apart = Dataset.from_arrays(frame[["size", "city"]], frame["price"], categorical=["city"])
+    assert named.splits().feature_names == apart.splits().feature_names == (
+        "size", "city=Nice", "city=Paris")
+    for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(named.splits(), field),
+                                      getattr(apart.splits(), field))
+    both = Dataset.from_arrays(frame, ["price", "rent"], categorical=["city"])
+    assert both.splits().y_train.shape == (80, 2) and both.task == "regression"
+    for x, y, message in (
+            (frame, "prise", "x has no column 'prise' to take the target from (price, "
+                             "misspelt?); its columns: size, city, price, rent"),
+            (frame.to_numpy(), "price", "names the target column of a DataFrame, but x is a "
+                                        "numpy.ndarray"),
+            (frame[["size"]], 3, "from_arrays' y is a single value (3); pass one target per "
+                                 "row of x"),
+            (frame[["price"]], "price", "from_arrays(x, 'price') leaves x no feature column")):
+        with pytest.raises(UserError, match=re.escape(message)):
+            Dataset.from_arrays(x, y)
+
+
 def test_evaluate_reads_a_dataset_s_features_in_the_model_s_order(tmp_path):
     """A dataset whose columns come in another order is evaluated as the model's own (before,
     positionally: wrong metrics without a word); other features are refused."""
