@@ -15,7 +15,7 @@ from lepton_jax.config import (MAX_SEED, Config, DataConfig, ModelConfig, OptimC
                                TrainerConfig, validate, validate_data)
 from lepton_jax.data import DataSplits, RawData, check_finite, from_table, load_raw, make_splits
 from lepton_jax.data.splits import inputs_label, target_label, to_target_units
-from lepton_jax.errors import UserError
+from lepton_jax.errors import UserError, as_path
 from lepton_jax.modelfile import jsonable
 
 SPLITS = ("train", "val", "test")  # a dataset's splits, as DataSplits names them (x_train, ...)
@@ -209,6 +209,11 @@ class Model:
     @classmethod
     def mlp(cls, hidden: Sequence[int] = (256, 128), activation: str = "relu",
             dropout: float = 0.0) -> "Model":
+        if np.ndim(hidden) != 1:  # mlp(hidden=64) had failed on iterating an int
+            raise UserError(f"Model.mlp(hidden={hidden!r}): hidden is the list of hidden "
+                            f"layer widths, e.g. hidden=[{hidden!r}] for one layer"
+                            if np.ndim(hidden) == 0 else
+                            "Model.mlp(hidden=...) takes a flat list of widths, e.g. [256, 128]")
         return cls(ModelConfig(name="mlp", hidden=list(hidden), activation=activation,
                                dropout=dropout))
 
@@ -386,7 +391,7 @@ class Model:
 
         Pickles are refused without being opened as pickles: nothing in the file runs.
         """
-        path = Path(path)
+        path = as_path(path, "Model.load's path")
         if path.is_dir():
             return cls._from_run(path)
         from lepton_jax.modelfile import load_model
@@ -502,7 +507,7 @@ class Trainer:
         # not only when train() is called.
         self.config = validate(_apply_overrides(self.config, overrides), data_given=True)
         if workdir:
-            self.workdir = Path(workdir)
+            self.workdir = as_path(workdir, "Trainer's workdir")
         else:
             from lepton_jax.sweep import fresh_dir
 
@@ -667,6 +672,9 @@ def _apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
     """Hydra-style `key=value` overrides, type-checked against the schema."""
     if not overrides:
         return config
+    if isinstance(overrides, str):  # its characters had been read as overrides ('o', ...)
+        raise UserError(f"overrides={overrides!r} is a string; pass a list of them, "
+                        f"overrides=[{overrides!r}]")
     from lepton_jax.sweep import with_overrides
 
     pairs = {}

@@ -36,6 +36,18 @@ def repeated(said: str, values: list) -> str:
     return f"warning: {said} lists {listed}: the sweep trains {whose} jobs more than once"
 
 
+def as_path(value, what: str):
+    """`value` as a pathlib.Path; anything but a str or os.PathLike (a number, None) is
+    one UserError naming `what`, not os.fspath's TypeError."""
+    import os
+    from pathlib import Path
+
+    if not isinstance(value, (str, os.PathLike)):
+        raise UserError(f"{what} is {value!r} ({type(value).__name__}); pass a path (a str or "
+                        "pathlib.Path)")
+    return Path(value)
+
+
 def os_reason(error: OSError, path) -> str:
     """An OSError as a message's parenthesis: 'Not a directory: /a/file/x'."""
     return f"{error.strerror or type(error).__name__}: {error.filename or path}"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from flax import serialization
 
-from lepton_jax.errors import UserError, os_reason
+from lepton_jax.errors import UserError, as_path, os_reason
 
 MAGIC = b"LEPTONJAX-MODEL\x00"
 VERSION = 1
@@ -25,7 +25,7 @@ def save_model(path: str | os.PathLike, params, config: dict, data: dict) -> Pat
         "meta": json.dumps({"config": config, "data": data}, default=jsonable),
         "params": serialization.to_state_dict(_to_numpy(params)),
     }
-    path = Path(path)
+    path = as_path(path, "Model.save's path")
     if path.is_dir():
         raise UserError(f"{path} is a folder; name a model file, e.g. {path / 'model.msgpack'}")
     if path.exists():

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from lepton_jax.config import flat_dict, maximized, monitored_name
-from lepton_jax.errors import UserError, misspelt
+from lepton_jax.errors import UserError, as_path, misspelt
 from lepton_jax.writers import (at_chance_reason, diverged_at, metric_value, read_records,
                                 short_value)
 
@@ -94,7 +94,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    root = Path(sweep_dir)
+    root = as_path(sweep_dir, "report's sweep_dir")
     jobs, curves = load_jobs(root)
     if (root / "run.json").exists():
         return _report_run(root, curves.get(root.name, []), print_table, plt, metric)

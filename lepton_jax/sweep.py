@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from lepton_jax.config import Config, check_types, native, native_value, require_config
-from lepton_jax.errors import UserError, misspelt, repeated
+from lepton_jax.errors import UserError, as_path, misspelt, repeated
 
 
 _handed_out: set[Path] = set()  # default directories given to this process's trainers and sweeps
@@ -135,7 +135,7 @@ def sweep(config: Config, grid: Mapping[str, Sequence[Any]],
         raise UserError(f"sweep's grid is a {type(grid).__name__}; pass a dict of dotted keys "
                         "to lists of values, e.g. {\"optim.lr\": [0.01, 0.1]}")
     points = grid_points(grid)
-    root = Path(workdir) if workdir else fresh_dir("lepton_sweeps")
+    root = as_path(workdir, "sweep's workdir") if workdir else fresh_dir("lepton_sweeps")
     configs = [with_overrides(config, p) for p in points]  # every key and type checked first
     if launcher is not None:
         from lepton_jax.launch import launch_pool

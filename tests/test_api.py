@@ -584,6 +584,31 @@ def test_from_arrays_takes_the_target_by_its_column_name():
             Dataset.from_arrays(x, y)
 
 
+def test_python_arguments_of_the_wrong_kind_are_one_error_naming_them():
+    """Each of these had ended in a TypeError or IndexError from deep inside (an int is not
+    iterable, expected str, bytes or os.PathLike, tuple index out of range), or, for a
+    string of overrides, in an error about its first character."""
+    from lepton_jax import Config, report, sweep
+
+    digits = Dataset.digits()
+    for call, message in (
+            (lambda: Model.mlp(hidden=64), "Model.mlp(hidden=64): hidden is the list of hidden "
+                                           "layer widths, e.g. hidden=[64] for one layer"),
+            (lambda: Model.load(123), "Model.load's path is 123 (int); pass a path"),
+            (lambda: Trainer(Model.mlp(), digits, workdir=5),
+             "Trainer's workdir is 5 (int); pass a path"),
+            (lambda: report(None), "report's sweep_dir is None (NoneType); pass a path"),
+            (lambda: sweep(Config(), {"seed": [0]}, workdir=1.5),
+             "sweep's workdir is 1.5 (float); pass a path"),
+            (lambda: Dataset.from_arrays(np.zeros((0, 2)), np.zeros(0)),
+             "arrays: no examples (0 rows)"),
+            (lambda: Trainer(Model.mlp(), digits, overrides="optim.clip_norm=1.0"),
+             "overrides='optim.clip_norm=1.0' is a string; pass a list of them, "
+             "overrides=['optim.clip_norm=1.0']")):
+        with pytest.raises(UserError, match=re.escape(message)):
+            call()
+
+
 def test_evaluate_reads_a_dataset_s_features_in_the_model_s_order(tmp_path):
     """A dataset whose columns come in another order is evaluated as the model's own (before,
     positionally: wrong metrics without a word); other features are refused."""

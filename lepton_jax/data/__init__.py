@@ -135,6 +135,9 @@ def from_table(x: np.ndarray, y: np.ndarray, task: str = "auto", feature_names: 
         y = y.astype(np.float64)
     if len(x) != len(y):
         raise UserError(f"{source}: {len(x)} feature rows but {len(y)} targets; they must match")
+    if not len(x):  # had failed with an IndexError further on
+        raise UserError(f"{source}: no examples (0 rows); pass at least a few rows of features "
+                        "and their targets")
     # A CSV's messages number rows by file line, the header being line 1.
     where, first_line = (f"CSV file {source!r}", 2) if encoding is not None else (source, None)
     check_finite(x, where, feature_names, first_line)
