@@ -65,8 +65,11 @@ class Dataset:
         `Model.predict` of a DataFrame of raw columns repeats it). `y` may name the target
         column(s) of a DataFrame `x` instead (`from_arrays(frame, "price")`): the other
         columns are the features."""
-        if isinstance(y, str) or (isinstance(y, (list, tuple)) and y
-                                  and all(isinstance(v, str) for v in y)):
+        # A list of strings is several target columns only where each one names a column of
+        # x (once); otherwise it is a list of class labels.
+        if isinstance(y, str) or (
+                isinstance(y, (list, tuple)) and hasattr(x, "columns") and y
+                and len(set(y)) == len(y) and set(map(str, y)) <= set(map(str, x.columns))):
             x, y = _target_columns(x, y)
         if np.ndim(y) == 0:  # a number: len() had failed deep in the split
             raise UserError(f"from_arrays' y is a single value ({y!r}); pass one target per "

@@ -572,6 +572,9 @@ def test_from_arrays_takes_the_target_by_its_column_name():
                                       getattr(apart.splits(), field))
     both = Dataset.from_arrays(frame, ["price", "rent"], categorical=["city"])
     assert both.splits().y_train.shape == (80, 2) and both.task == "regression"
+    # A list of words that are not its columns is a list of class labels, as before.
+    labels = ["small" if s < 100 else "large" for s in frame["size"]]
+    assert Dataset.from_arrays(frame[["size"]], labels).raw.class_values == ("large", "small")
     for x, y, message in (
             (frame, "prise", "x has no column 'prise' to take the target from (price, "
                              "misspelt?); its columns: size, city, price, rent"),
