@@ -78,12 +78,24 @@ def _predict(argv: list[str]) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    """--port: 0 to 65535 (99999 had ended in bind()'s OverflowError traceback)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: use 1 to 65535, or 0 for any "
+                                         "free one")
+    return port
+
+
 def _serve(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="lepton-jax serve")
     p.add_argument("model", help="a model file (Model.save) or a run directory")
     p.add_argument("--host", default="127.0.0.1",
                    help="the address to listen on (default %(default)s: this machine only)")
-    p.add_argument("--port", type=int, default=8000,
+    p.add_argument("--port", type=_port, default=8000,
                    help="default %(default)s; 0: any free port (printed)")
     p.add_argument("--token", default=None, help="bearer token (or $LEPTON_JAX_TOKEN)")
     args = p.parse_args(argv)

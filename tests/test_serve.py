@@ -172,7 +172,7 @@ def test_server_answers_validates_and_serves_load(trained):
             assert TOKEN.encode() not in f.read_bytes(), f
 
 
-def test_serve_on_a_taken_port_is_one_clear_error(trained):
+def test_serve_on_a_taken_port_is_one_clear_error(trained, capsys):
     """The port is bound before the server announces itself: a taken one is one message
     naming it and the fix, exit 2, no 'serving ...' line and no uvicorn traceback."""
     root, _, _ = trained
@@ -185,6 +185,13 @@ def test_serve_on_a_taken_port_is_one_clear_error(trained):
     assert f"error: cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert "pick another port with --port" in proc.stderr
     assert "serving" not in proc.stdout and "Traceback" not in proc.stderr
+    # A port beyond 65535 had ended in bind()'s OverflowError traceback.
+    from lepton_jax.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["serve", str(root / "model.bin"), "--port", "99999"])
+    assert stop.value.code == 2
+    assert "argument --port: 99999 is not a port: use 1 to 65535" in capsys.readouterr().err
 
 
 def test_rows_may_name_their_columns_and_categories(tmp_path):
