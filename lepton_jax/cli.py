@@ -37,6 +37,7 @@ def _predict(argv: list[str]) -> int:
     import os
     from pathlib import Path
 
+    import numpy as np
     import pandas as pd
 
     from lepton_jax.api import Model
@@ -59,7 +60,11 @@ def _predict(argv: list[str]) -> int:
     if args.proba and model.classes is None:
         raise UserError(f"--proba: {args.model} holds a regression model, which has no class "
                         "probabilities; drop --proba")
-    features = read_features(args.input, info.get("encoding"), info.get("feature_names") or ())
+    width = int(np.prod(info["input_shape"]))
+    # A digits model also takes scikit-learn's own 8x8 rows (`api._check_pixels`).
+    widths = (width, 64) if info.get("pixels") == "digits" and width == 784 else (width,)
+    features = read_features(args.input, info.get("encoding"), info.get("feature_names") or (),
+                             widths)
     # With --proba the model runs once: the prediction is the most probable class.
     proba = model.predict_proba(features) if args.proba else None
     predicted = model.predict(features) if proba is None else model._most_probable(proba)

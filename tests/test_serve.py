@@ -87,7 +87,9 @@ def test_predict_from_an_unfinished_run_says_which_checkpoint_it_uses(trained, t
     # were taken in order): the missing ones are named.
     ("a,b\n1,2\n", "input CSV '{bad}' lacks column(s) ['c']; expected a, b, c"),
     ("c,a,x\n1,2,3\n", "input CSV '{bad}' lacks column(s) ['b']; expected a, b, c"),
-    ("x,y\n1,2\n", "predict got 2 features per row; this model was trained on 3"),
+    ("x,y\n1,2\n", "input CSV '{bad}' has 2 columns; this model takes 3 features per row"),
+    # A file meant for another model: its width is named before any cell of words in it.
+    ("p,q,r,s\n1,2,cat,4\n", "has 4 columns; this model takes 3 features per row"),
     ("a,b,c\n1,zz,3\n", "non-numeric value 'zz' at row 2, column 'b'"),
     ("", "is empty"),
     ("a,b,c\n1,2,3\n4,inf,6\n", "infinite value 'inf' at row 3, column 'b'"),

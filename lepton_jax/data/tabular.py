@@ -257,12 +257,14 @@ def encode_labels(y: np.ndarray, path: str) -> tuple[np.ndarray, tuple]:
 
 
 def read_features(path: str, encoding: Optional[dict] = None,
-                  feature_names: Sequence[str] = ()) -> np.ndarray:
+                  feature_names: Sequence[str] = (), widths: Sequence[int] = ()) -> np.ndarray:
     """Feature rows of a CSV for prediction. With the training `encoding`, its columns are
     picked by name (extra columns such as the target are ignored) and categorical ones
     one-hot encoded the same way; without one, a header row that holds every one of the
     model's `feature_names` picks them by name (one naming only some of them is refused,
-    naming the others), and otherwise every column is taken as a number, in order."""
+    naming the others), and otherwise every column is taken as a number, in order: then a
+    CSV of another count of columns than `widths` (the ones the model takes) is refused
+    first, rather than for a cell of words in a file meant for another model."""
     frame = _read_frame(path, "input CSV", stdin_ok=True, header_optional=not encoding)
     if not encoding and feature_names and "first_line" not in frame.attrs \
             and set(feature_names) & set(frame.columns):  # a header naming (some of) them
@@ -275,6 +277,9 @@ def read_features(path: str, encoding: Optional[dict] = None,
     if encoding and (encoding["categories"] or set(encoding["columns"]) & set(frame.columns)):
         x, names = encode_features(frame, encoding, path, "input CSV"), encoded_names(encoding)
     else:
+        if widths and len(frame.columns) not in widths:
+            raise UserError(f"input CSV {path!r} has {len(frame.columns)} columns; this model "
+                            f"takes {' or '.join(map(str, widths))} features per row")
         x = np.column_stack([_numeric(frame, c, path, "input CSV") for c in frame.columns]
                             ).astype(np.float32)
         names = tuple(frame.columns)
