@@ -29,6 +29,14 @@ def test_cpu_slots_and_counts():
     assert make_slots("auto", 0, 1, 1, gpus=[0], cpus=[0])[0].env(True)["CUDA_VISIBLE_DEVICES"] == ""
     assert [s.gpus for s in make_slots(3, None, 1, 1, gpus=[0, 1, 2, 3, 4, 5], cpus=[0])] == \
         [[0, 1], [2, 3], [4, 5]]
+    # A list as Hydra hands it over from the command line (hydra.launcher.slots=[{cpus: [0]},
+    # {cpus: [1]}]): an OmegaConf ListConfig, which had been refused as "must be auto, a
+    # number of slots, or a list".
+    from omegaconf import OmegaConf
+
+    listed = make_slots(OmegaConf.create([{"cpus": [1]}, {"gpus": [0], "cpus": [0]}]), None, 1,
+                        1, gpus=[0], cpus=[0, 1])
+    assert [(s.gpus, s.cpus) for s in listed] == [([], [1]), ([0], [0])]
 
 
 @pytest.mark.parametrize("spec, gpus_per_job, message", [

@@ -60,6 +60,10 @@ def usable_cpus() -> list[int]:
 def make_slots(spec: Any, gpus_per_job: Optional[int], jobs_per_gpu: int, cpus_per_job: int,
                gpus: Optional[list[int]] = None, cpus: Optional[list[int]] = None) -> list[Slot]:
     """Slots from `hydra.launcher.slots` (auto, a count, or a list of {gpus, cpus})."""
+    from omegaconf import Container, OmegaConf
+
+    if isinstance(spec, Container):  # a list from the command line arrives as a ListConfig
+        spec = OmegaConf.to_container(spec, resolve=True)
     gpus = visible_gpus() if gpus is None else gpus
     cpus = usable_cpus() if cpus is None else cpus
     if jobs_per_gpu < 1:
