@@ -9,6 +9,19 @@ class UserError(Exception):
     The message names the field, file or value, the constraint, and the fix.
     """
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython and Jupyter show instead of the traceback: the caller's own lines (a
+        notebook cell's) and the message, without the frames inside lepton_jax, whose wall
+        had buried the one line that says what to fix."""
+        import traceback
+        from pathlib import Path
+
+        inside = (str(Path(__file__).parent), str(Path(__file__).parent.parent / "hydra_plugins"))
+        frames = [f for f in traceback.extract_tb(self.__traceback__)
+                  if not f.filename.startswith(inside) and "IPython" not in Path(f.filename).parts]
+        lines = "".join(traceback.format_list(frames)).splitlines()
+        return [*lines, f"{type(self).__name__}: {self}"]
+
 
 def misspelt(name: str, valid) -> str:
     """A message's tail naming the valid name closest to a mistyped one (` (lr,

@@ -27,3 +27,21 @@ def test_quickstart_notebook_executes(tmp_path):
         o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in report_cell.outputs))
     assert "best: optim.lr=" in printed and "report_curves.png in" in printed, printed
     assert any("image/png" in o.get("data", {}) for o in report_cell.outputs)
+
+
+def test_a_user_error_in_a_notebook_shows_the_cell_line_and_the_message(tmp_path):
+    """In Jupyter a UserError had shown the whole traceback through lepton_jax's frames, the
+    line saying what to fix at its bottom; it now shows the cell's own line and the message
+    (`UserError._render_traceback_`, which IPython and ipykernel use)."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(
+        "from lepton_jax import Dataset, Model, Trainer\n"
+        "trainer = Trainer(Model.mlp(), Dataset.digits(), lr='fast')")]
+    NotebookClient(notebook, timeout=300, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    [error] = [o for o in notebook.cells[0].outputs if o["output_type"] == "error"]
+    shown = "\n".join(error["traceback"])
+    assert error["ename"] == "UserError"
+    assert shown.endswith("UserError: optim.lr='fast' is not a number; pass a number")
+    assert "trainer = Trainer(Model.mlp(), Dataset.digits(), lr='fast')" in shown
+    assert "lepton_jax" not in shown.replace("from lepton_jax import", "")
