@@ -239,8 +239,23 @@ class Model:
         return self.data_info
 
     def _prepare(self, x) -> np.ndarray:
+        import pandas as pd
+
         info = self._trained()
         encoding = info.get("encoding")
+        if x is None or isinstance(x, (str, bytes)):
+            raise UserError(f"predict got {x!r}; pass rows: an array or a list of rows, a "
+                            "DataFrame, or a Dataset")
+        # One row by name: a dict of columns, a list of them, or a DataFrame's row (a Series).
+        rows = [x] if isinstance(x, dict) else x
+        if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+            if not (encoding or info.get("feature_names")):
+                raise UserError("predict got rows by column name, but this model's features "
+                                "have no names; pass each row as a list of "
+                                f"{int(np.prod(info['input_shape']))} numbers")
+            x = pd.DataFrame(rows)
+        elif isinstance(x, pd.Series) and (encoding or info.get("feature_names")):
+            x = x.to_frame().T.infer_objects()  # df.iloc[0]: one row, its index the columns
         if encoding and hasattr(x, "columns"):  # a DataFrame of raw columns: encode as trained
             from lepton_jax.data.tabular import encode_features
 
@@ -254,16 +269,22 @@ class Model:
             x = x.rename(columns=str)  # feature names are strings; a frame's may be numbers
             require_columns(x, info["feature_names"], source, "input")
             x = x[list(info["feature_names"])]
-        with np.errstate(over="ignore"):  # beyond float32: inf, refused by check_finite
-            x = np.asarray(x.to_numpy() if hasattr(x, "to_numpy") else x, np.float32)
+        try:
+            with np.errstate(over="ignore"):  # beyond float32: inf, refused by check_finite
+                x = np.asarray(x.to_numpy() if hasattr(x, "to_numpy") else x, np.float32)
+        except (ValueError, TypeError) as e:  # words, or rows of different lengths
+            raise UserError(f"predict input must be rows of numbers, all of one length "
+                            f"({str(e).split('. ')[0]})") from None
         shape = tuple(info["input_shape"])
-        if x.ndim == 1:
-            x = x[None]
+        if x.ndim == 1 or x.shape == shape or (x.shape == shape[:-1] and shape[-1] == 1):
+            x = x[None]  # one example: a flat row, or one image (28x28 read as 28 rows of 28)
         check_finite(x, "predict input", tuple(info.get("feature_names") or ()))
+        width, got = int(np.prod(shape)), int(np.prod(x.shape[1:]))
+        # (A digits model also takes scikit-learn's own 8x8 rows, resized by _check_pixels.)
+        if got != width and not (info.get("pixels") == "digits" and (width, got) == (784, 64)):
+            raise UserError(f"predict got {got} features per row; this model was trained on "
+                            f"{width} (input shape {shape})")
         x = _check_pixels(x, info.get("pixels"), shape)
-        if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
-            raise UserError(f"predict got {int(np.prod(x.shape[1:]))} features per row; this "
-                            f"model was trained on {int(np.prod(shape))} (input shape {shape})")
         x = x.reshape((len(x), *shape))
         if info.get("mean") is not None:
             x = (x - np.asarray(info["mean"], np.float32)) / np.asarray(info["std"], np.float32)

@@ -612,6 +612,44 @@ def test_python_arguments_of_the_wrong_kind_are_one_error_naming_them():
             call()
 
 
+def test_predict_takes_one_row_as_a_notebook_holds_it(tmp_path):
+    """A tabular model predicts a dict of columns, a list of them, and a DataFrame's row
+    (`frame.iloc[0]`, a Series) as the one-row frame they are; an image model one 28x28
+    image. These had ended in TypeError or ValueError tracebacks (or, for the image,
+    "predict got 28 features per row"); words, None and another model's width are one
+    UserError each, the width named before the pixel range."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"size": rng.uniform(20, 200, 200),
+                          "city": rng.choice(["Paris", "Nice"], 200)})
+    frame["price"] = frame["size"] * 3 + (frame.city == "Paris") * 50
+    houses = Dataset.from_arrays(frame, "price", categorical=["city"])
+    model = Model.linear_regression()
+    Trainer(model, houses, workdir=tmp_path / "houses", progress="off").train(epochs=2)
+    rows = frame[["size", "city"]]
+    expected = model.predict(rows.iloc[:2])
+    assert model.predict(rows.iloc[0]) == pytest.approx(expected[:1])
+    assert model.predict({"city": rows.city[0], "size": rows["size"][0]}) == \
+        pytest.approx(expected[:1])
+    assert model.predict(rows.iloc[:2].to_dict("records")) == pytest.approx(expected)
+    digits = Dataset.digits()
+    image = Model.mlp([16])
+    Trainer(image, digits, workdir=tmp_path / "digits", progress="off").train(epochs=1)
+    pictures = digits.splits(normalized=False).x_test[:3, ..., 0]  # (3, 28, 28)
+    assert image.predict(pictures[0]) == image.predict(pictures)[:1]
+    for call, message in (
+            (lambda: model.predict(None), "predict got None; pass rows"),
+            (lambda: image.predict([["a"] * 784]), "predict input must be rows of numbers, "
+                                                   "all of one length (could not convert"),
+            (lambda: image.predict({"a": 1.0}), "predict got rows by column name, but this "
+                                                "model's features have no names"),
+            (lambda: image.evaluate(houses), "predict got 3 features per row; this model was "
+                                             "trained on 784")):
+        with pytest.raises(UserError, match=re.escape(message)):
+            call()
+
+
 def test_evaluate_reads_a_dataset_s_features_in_the_model_s_order(tmp_path):
     """A dataset whose columns come in another order is evaluated as the model's own (before,
     positionally: wrong metrics without a word); other features are refused."""
