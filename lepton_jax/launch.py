@@ -27,6 +27,15 @@ def launch_pool(config: Config, grid: Mapping[str, Sequence[Any]], root: Path, v
     import pandas as pd
     from omegaconf import OmegaConf
 
+    from hydra_plugins.lepton_pool.config import PoolLauncherConf
+
+    from lepton_jax.errors import misspelt
+
+    known = [f for f in PoolLauncherConf.__dataclass_fields__ if not f.startswith("_")]
+    for key in options:  # before any file is written (Hydra's refusal came after)
+        if key not in known:
+            raise UserError(f"launcher_options key {key!r} is not a pool launcher option"
+                            f"{misspelt(key, known)}; options: {', '.join(known)}")
     root = root.absolute()
     if (root / "summary.csv").exists() and not options.get("resume"):
         raise UserError(f"{root} already holds a sweep; pass launcher_options={{'resume': True}} "

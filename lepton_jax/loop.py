@@ -362,6 +362,22 @@ def _read_run(run_dir: Path) -> dict:
         return {}
 
 
+def make_run_dir(workdir) -> Path:
+    """The run directory, created; a path that is a file (or under one), or that cannot be
+    created, is one UserError naming it (fit(config, "data.csv") had raised
+    FileExistsError)."""
+    from lepton_jax.errors import as_path, os_reason
+
+    run_dir = as_path(workdir, "the run directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        what = "is a file" if run_dir.is_file() else f"cannot be created ({os_reason(e, run_dir)})"
+        raise UserError(f"run directory {run_dir} {what}; choose a folder for the run's files") \
+            from None
+    return run_dir
+
+
 def _write_json(path: Path, payload: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=jsonable), encoding="utf-8")
@@ -498,8 +514,7 @@ def fit_with_state(config: Config, workdir: str | os.PathLike,
     tx = make_optimizer(config.optim, total_steps, steps_per_epoch)
     state = dp.replicate(create_state(model, tx, data.input_shape, config.seed))
 
-    run_dir = Path(workdir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = make_run_dir(workdir)
     ckpt = Checkpointer(run_dir / "checkpoints", t.keep_checkpoints)
     earlier = _read_run(run_dir)
     changed: dict = {}

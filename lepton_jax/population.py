@@ -20,7 +20,7 @@ from lepton_jax.data import load_dataset
 from lepton_jax.errors import DivergedError, Interrupted, UserError
 from lepton_jax.loop import (Cadence, Evaluator, _read_run, _write_json, best_payload,
                              changes_since, chance_warning, check_monitor, data_info,
-                             describe_changes, divergence_hint, drive, monitored,
+                             describe_changes, divergence_hint, drive, make_run_dir, monitored,
                              resolve_steps_per_call, restore_naming_changes, resume_best,
                              resumes_with_changes, run_header, start_lines, summary_line,
                              wandb_writer)
@@ -178,10 +178,9 @@ def fit_population(configs: Sequence[Config], workdirs: Sequence[str | os.PathLi
         return state.replace(opt_state=state.opt_state._replace(hyperparams=hyper))
 
     singles = [member_state(c) for c in configs]
-    dirs = [Path(d) for d in workdirs]
+    dirs = [make_run_dir(d) for d in workdirs]
     ckpts = []
     for d in dirs:
-        d.mkdir(parents=True, exist_ok=True)
         ckpts.append(Checkpointer(d / "checkpoints", t.keep_checkpoints, asynchronous=True))
     evaluate = Evaluator(model, data, t.eval_batch_size, dp.replicate, population=mode,
                          compiler_options=dp.compiler_options)

@@ -134,6 +134,10 @@ def sweep(config: Config, grid: Mapping[str, Sequence[Any]],
     if not isinstance(grid, Mapping):
         raise UserError(f"sweep's grid is a {type(grid).__name__}; pass a dict of dotted keys "
                         "to lists of values, e.g. {\"optim.lr\": [0.01, 0.1]}")
+    if isinstance(max_population, bool) or not isinstance(max_population, int) \
+            or max_population < 0:  # -1 had failed after training, with a KeyError
+        raise UserError(f"sweep(max_population={max_population!r}): use 0 (no limit) or a "
+                        "positive number of members")
     points = grid_points(grid)
     root = as_path(workdir, "sweep's workdir") if workdir else fresh_dir("lepton_sweeps")
     configs = [with_overrides(config, p) for p in points]  # every key and type checked first

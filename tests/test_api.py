@@ -587,13 +587,16 @@ def test_from_arrays_takes_the_target_by_its_column_name():
             Dataset.from_arrays(x, y)
 
 
-def test_python_arguments_of_the_wrong_kind_are_one_error_naming_them():
-    """Each of these had ended in a TypeError or IndexError from deep inside (an int is not
-    iterable, expected str, bytes or os.PathLike, tuple index out of range), or, for a
-    string of overrides, in an error about its first character."""
-    from lepton_jax import Config, report, sweep
+def test_python_arguments_of_the_wrong_kind_are_one_error_naming_them(tmp_path):
+    """Each of these had ended in a TypeError, IndexError, KeyError or FileExistsError from
+    deep inside (an int is not iterable, expected str, bytes or os.PathLike, tuple index out
+    of range), in an error about a string of overrides' first character, or in Hydra's
+    refusal of a misspelt launcher option after the sweep's files were written."""
+    from lepton_jax import Config, TrainerConfig, fit, report, sweep
 
     digits = Dataset.digits()
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    one_epoch = Config(trainer=TrainerConfig(epochs=1, progress="off"))
     for call, message in (
             (lambda: Model.mlp(hidden=64), "Model.mlp(hidden=64): hidden is the list of hidden "
                                            "layer widths, e.g. hidden=[64] for one layer"),
@@ -607,9 +610,17 @@ def test_python_arguments_of_the_wrong_kind_are_one_error_naming_them():
              "arrays: no examples (0 rows)"),
             (lambda: Trainer(Model.mlp(), digits, overrides="optim.clip_norm=1.0"),
              "overrides='optim.clip_norm=1.0' is a string; pass a list of them, "
-             "overrides=['optim.clip_norm=1.0']")):
+             "overrides=['optim.clip_norm=1.0']"),
+            (lambda: sweep(one_epoch, {"seed": [0, 1]}, vectorize=True, max_population=-1),
+             "sweep(max_population=-1): use 0 (no limit) or a positive number of members"),
+            (lambda: fit(one_epoch, tmp_path / "data.csv"),
+             f"run directory {tmp_path / 'data.csv'} is a file; choose a folder"),
+            (lambda: sweep(one_epoch, {"seed": [0]}, launcher="pool", workdir=tmp_path / "s",
+                           launcher_options={"slotz": 1}),
+             "launcher_options key 'slotz' is not a pool launcher option (slots, misspelt?)")):
         with pytest.raises(UserError, match=re.escape(message)):
             call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]  # nothing written
 
 
 def test_predict_takes_one_row_as_a_notebook_holds_it(tmp_path):
