@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from lepton_jax.errors import Interrupted, UserError
 from lepton_jax.hydra_app import (check_overrides, discard_refused_run, fail,
@@ -75,9 +77,27 @@ def resume_command(hydra_cfg) -> str:
 
 
 def run() -> None:
-    """The command line: its overrides checked (`check_overrides`), then Hydra's `main`."""
+    """The command line: its overrides checked (`check_overrides`), then Hydra's `main`.
+
+    Hydra ends every error it reports with "Set the environment variable HYDRA_FULL_ERROR=1
+    for a complete stack trace", also after a failed job's one-line message (a compact
+    error, which has no stack trace worth reading). Such errors are said here instead, with
+    HYDRA_FULL_ERROR set so that Hydra hands them over; an unexpected exception keeps its
+    whole traceback. A user who set HYDRA_FULL_ERROR gets Hydra's behaviour."""
     check_overrides(sys.argv[1:])
-    main()
+    if os.environ.get("HYDRA_FULL_ERROR"):
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except CompactHydraException as e:
+        print(e, file=sys.stderr, flush=True)
+        if isinstance(e.__cause__, OmegaConfBaseException):  # as Hydra prints it
+            print(e.__cause__, file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
 if __name__ == "__main__":

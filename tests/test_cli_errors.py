@@ -16,6 +16,8 @@ def _check_error(proc, message):
     assert proc.returncode != 0, out
     assert message in out, out
     assert "Traceback" not in out, out
+    # Hydra's trailer, which it also wrote after a failed job's one-line message.
+    assert "HYDRA_FULL_ERROR" not in out, out
 
 
 @pytest.mark.parametrize("args,message", [
