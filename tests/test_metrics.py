@@ -64,15 +64,19 @@ def test_evaluator_chunks_predict_every_row_once(chunk):
 
 def test_metric_values_keep_their_digits_at_any_scale():
     """Done lines and report tables show 4 decimals, which printed an MSE in squared dollars
-    as 107641980.9250 and a near-perfect fit's as 0.0000; those get 4 significant digits."""
+    as 107641980.9250 and a near-perfect fit's as 0.0000; those, and values from 10 on, get 4
+    significant digits."""
     from pathlib import Path
 
     from lepton_jax.loop import summary_line
     from lepton_jax.writers import metric_value
 
-    assert [metric_value(v) for v in (0.97222, 0.0, 1.0, 8064.0882, 107641980.925, 3.497e-14,
-                                      -2.5e5, float("nan"))] == \
-        ["0.9722", "0.0000", "1.0000", "8064.0882", "1.076e+08", "3.497e-14", "-2.5e+05", "nan"]
+    # From 10 on, 4 significant digits too: an MAE of 8064.0882 beside an MSE of 1.076e+08
+    # had shown eight.
+    assert [metric_value(v) for v in (0.97222, 0.0, 1.0, 2.30259, 12.3456, 8064.0882,
+                                      107641980.925, 3.497e-14, -2.5e5, float("nan"))] == \
+        ["0.9722", "0.0000", "1.0000", "2.3026", "12.35", "8064", "1.076e+08", "3.497e-14",
+         "-2.5e+05", "nan"]
     result = {"test": {"mse": 105230863.894}, "val": {"mse": 3.497e-14}, "steps": 500,
               "seconds": 1.3, "devices": 1}
     assert summary_line(result, "regression", Path("run")).startswith(
