@@ -244,6 +244,11 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                                                if others else ""), fontsize=10 if others else None)
         written.append(_save(fig, root / f"report_{name.replace('/', '_')}_vs_{field}.png",
                              plt, bbox_inches="tight"))
+    cells = jobs[by[0]].astype(str).nunique() * jobs[by[1]].astype(str).nunique() \
+        if len(by) == 2 else 0
+    if cells and len(jobs.groupby([jobs[c].astype(str) for c in by])) > cells / 2:
+        # A grid (Optuna's sampled points would leave most cells empty).
+        written.append(_plot_grid(root, jobs, table, by, best, name, label, plt))
     written.append(_plot_curves(root, jobs, curves, swept, by, plt, name))
 
     if print_table:
@@ -285,6 +290,87 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
                      + _on_test(name, by) + _unfinished_line(unfinished, by)
                      + _chance_line(done, by) + _wrote(written))
     return table
+
+
+def _plot_grid(root: Path, jobs, table, by: list, best, name: str, label: str, plt) -> Path:
+    """`report_<metric>_grid.png` for a sweep over two fields (besides the seed), such as
+    lr x momentum: a cell per config, coloured by its mean over seeds (brighter is better,
+    also for a loss), written in it with its std; the best config outlined in gold. A config
+    none of whose runs finished is a grey cell saying how its runs ended."""
+    import numpy as np
+    from matplotlib.colors import Normalize
+
+    axes = []
+    for field in by:  # each field's values in order: numbers by size, names as swept
+        values = list(dict.fromkeys(jobs[field]))
+        if all(isinstance(v, (int, float)) for v in values):
+            values.sort()
+        axes.append([str(v) for v in values])
+    (xs, ys), (x_field, y_field) = axes, by
+    means = np.full((len(ys), len(xs)), np.nan)
+    text = [[""] * len(xs) for _ in ys]
+    for config in table.index:  # by label: a row as a Series turns an int field to floats
+        row = table.loc[config]
+        i = ys.index(str(table.at[config, y_field]))
+        j = xs.index(str(table.at[config, x_field]))
+        means[i, j] = row["mean"]
+        text[i][j] = metric_value(row["mean"]) + (
+            f"\n± {metric_value(row['std'])}" if row["count"] > 1 else "")
+    for (y, x), runs in jobs[jobs["status"] != "done"].groupby(
+            [jobs[y_field].astype(str), jobs[x_field].astype(str)]):
+        i, j = ys.index(y), xs.index(x)
+        if np.isnan(means[i, j]):  # none of its runs finished: how they ended
+            text[i][j] = "\n".join(f"{n} {status}" for status, n
+                                   in runs["status"].value_counts().items())
+    maximize = maximized(name)
+    cmap = plt.get_cmap("viridis" if maximize else "viridis_r").with_extremes(bad="lightgrey")
+    finite = means[np.isfinite(means)]
+    # Colours span the configs' usual range (Tukey's fences): one collapsed config (0.52
+    # among 0.91-0.98) had left every other cell the same yellow. Those beyond keep the end
+    # colours, the colour bar's arrows say so, and their numbers are written in them.
+    q1, q3 = np.percentile(finite, [25, 75]) if finite.size else (0.0, 1.0)
+    lo, hi = (max(finite.min(), q1 - 1.5 * (q3 - q1)), min(finite.max(), q3 + 1.5 * (q3 - q1))
+              ) if finite.size else (0.0, 1.0)
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    norm = Normalize(lo, hi)
+    extend = {(False, False): "neither", (True, False): "min", (False, True): "max",
+              (True, True): "both"}[(bool(finite.size and finite.min() < lo),
+                                     bool(finite.size and finite.max() > hi))]
+    fig, ax = plt.subplots(figsize=(1.1 * len(xs) + 2.6, 0.7 * len(ys) + 1.8))
+    # Row 0 at the bottom: the second field's values rise up the axis, as on a plot.
+    image = ax.imshow(np.ma.masked_invalid(means), cmap=cmap, norm=norm, aspect="auto",
+                      origin="lower")
+    if len(xs) * len(ys) <= 150:  # beyond, too small to read: the colours say it
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                shade = cmap(norm(means[i, j])) if np.isfinite(means[i, j]) else (0.83,) * 3
+                dark = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] < 0.5
+                ax.text(j, i, text[i][j], ha="center", va="center",
+                        fontsize=8 if len(xs) * len(ys) <= 36 else 6,
+                        color="white" if dark else "black")
+    i, j = ys.index(str(table.at[best.name, y_field])), xs.index(str(table.at[best.name, x_field]))
+    for color, width in (("black", 5), ("gold", 2.5)):  # gold edged in black, as the star
+        ax.add_patch(plt.Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, fill=False, edgecolor=color,
+                                   linewidth=width))
+    ax.set_xticks(range(len(xs)), [short_value(v) for v in _typed(jobs[x_field], xs)])
+    ax.set_yticks(range(len(ys)), [short_value(v) for v in _typed(jobs[y_field], ys)])
+    ax.set_xlabel(x_field)
+    ax.set_ylabel(y_field)
+    bar = fig.colorbar(image, ax=ax, extend=extend)
+    over = ", mean over seeds" if (table["count"] > 1).any() else ""
+    bar.set_label(f"{label}{over}" + ("" if maximize else " (lower is better)"), fontsize=8)
+    if not maximize:
+        bar.ax.invert_yaxis()  # better at the top, as for a score
+    ax.set_title(f"{label}: {x_field} × {y_field}", fontsize=10)
+    return _save(fig, root / f"report_{name.replace('/', '_')}_grid.png", plt,
+                 bbox_inches="tight")
+
+
+def _typed(column, texts: list) -> list:
+    """A column's values in the order of their `texts` (the values as strings)."""
+    by_text = {str(v): v for v in column}
+    return [by_text[t] for t in texts]
 
 
 def _within_bounds(ax, metric: str) -> None:

@@ -1,8 +1,9 @@
 """`lepton-jax report` on sweep directories written by hand (no training)."""
 
-import json
 import itertools
+import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -427,6 +428,46 @@ def test_runs_monitoring_the_test_split_beside_validation_runs_are_not_ranked_to
             "monitor unlike metrics (test/accuracy of 1 run; val/accuracy of 1 run)")):
         report(tmp_path)
     assert report(tmp_path, metric="test/accuracy") is not None
+
+
+def test_a_sweep_over_two_fields_is_drawn_as_a_grid(tmp_path, capsys, figures):
+    """lr x momentum, two seeds: report_val_loss_grid.png has a cell per config holding its
+    mean over seeds (rows: momentum rising up the axis), its text the mean ± std, a config
+    whose runs all diverged a grey cell saying so, and the best config framed. Points a
+    sampler drew (no grid: most cells would be empty) get no such plot."""
+    values = {(0.01, 0.0): [0.8, 0.6], (0.1, 0.0): [0.3, 0.5], (0.01, 0.9): [0.2, 0.2],
+              (0.1, 0.9): None}
+    n = 0
+    for (lr, momentum), losses in values.items():
+        for seed in (0, 1):
+            _job(tmp_path, str(n), lr, seed, "val/loss", 0.0 if losses is None else losses[seed],
+                 config={"optim.momentum": momentum})
+            if losses is None:
+                (tmp_path / str(n) / "result.json").write_text(json.dumps({"status": "diverged"}))
+            n += 1
+    report(tmp_path)
+    assert "report_val_loss_grid.png" in capsys.readouterr().out
+    [grid] = [f for f in figures if f.axes[0].get_title().startswith("val/loss (monitored): ")]
+    ax = grid.axes[0]
+    assert ax.get_title() == "val/loss (monitored): optim.lr × optim.momentum"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.01", "0.1"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "0.9"]
+    cells = ax.get_images()[0].get_array()
+    np.testing.assert_allclose(cells.data[0], [0.7, 0.4])  # momentum 0: lr 0.01, lr 0.1
+    assert cells[1, 0] == pytest.approx(0.2) and cells.mask[1, 1]
+    texts = {(round(t.get_position()[0]), round(t.get_position()[1])): t.get_text()
+             for t in ax.texts}
+    assert texts == {(0, 0): "0.7000\n± 0.1414", (1, 0): "0.4000\n± 0.1414",
+                     (0, 1): "0.2000\n± 0.0000", (1, 1): "2 diverged"}
+    framed = {tuple(round(v, 2) for v in p.get_xy()) for p in ax.patches}
+    assert framed == {(-0.45, 0.55)}  # lr 0.01, momentum 0.9: the lowest loss
+    for path in tmp_path.glob("*/"):
+        if path.is_dir():
+            shutil.rmtree(path)
+    for n, (lr, momentum) in enumerate([(0.013, 0.51), (0.031, 0.77), (0.07, 0.12)]):
+        _job(tmp_path, str(n), lr, 0, "val/loss", 0.5, config={"optim.momentum": momentum})
+    report(tmp_path)
+    assert "_grid.png" not in capsys.readouterr().out
 
 
 def test_learning_curves_are_coloured_by_the_swept_value_and_mark_divergence(tmp_path,
