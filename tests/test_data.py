@@ -183,6 +183,15 @@ def test_a_column_of_words_gets_the_fix_that_suits_it(tmp_path):
     with pytest.raises(UserError, match=r"\(or one-hot encode it: data.categorical=\[city\], or "
                                         r"categorical=\['city'\] from Python\)"):
         load_dataset(DataConfig(name="csv", root=str(path)))
+    # Numbers written with a comma had been called dates ("1,5" parsed as one).
+    path.write_text("w,x,y\n" + "".join(f'"{i},5",{i},{i % 2}\n' for i in rows))
+    with pytest.raises(UserError, match=r"\(its numbers are written with a decimal comma, such "
+                                        r"as '0,5': save them with a decimal point, 1.5\)"):
+        load_dataset(DataConfig(name="csv", root=str(path)))
+    path.write_text("w,x,y\n" + "".join(f'"{i + 1},{i:03d}",{i},{i % 2}\n' for i in rows))
+    with pytest.raises(UserError, match=r"\(its numbers are written with thousands separators, "
+                                        r"such as '1,000': save them without the commas\)"):
+        load_dataset(DataConfig(name="csv", root=str(path)))
 
 
 @pytest.mark.parametrize("text,message", [

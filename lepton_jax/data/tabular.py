@@ -102,6 +102,14 @@ def _text_column_fix(values: pd.Series) -> str:
 
     # A thousand are enough to tell, and parsing mixed date formats is slow.
     words = values[pd.to_numeric(values, errors="coerce").isna()].astype(str).head(1000)
+    # Numbers written with a comma, which pandas' date parser had taken for dates ("1,5").
+    stripped = words.str.strip()
+    if len(words) and stripped.str.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?").mean() >= 0.9:
+        return ("(its numbers are written with thousands separators, such as "
+                f"{stripped.iloc[0]!r}: save them without the commas)")
+    if len(words) and stripped.str.fullmatch(r"[-+]?\d*,\d+").mean() >= 0.9:
+        return (f"(its numbers are written with a decimal comma, such as {stripped.iloc[0]!r}: "
+                "save them with a decimal point, 1.5)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dates = pd.to_datetime(words, errors="coerce", format="mixed").notna().mean()
