@@ -188,6 +188,16 @@ def test_a_column_of_words_gets_the_fix_that_suits_it(tmp_path):
     with pytest.raises(UserError, match=r"\(its numbers are written with a decimal comma, such "
                                         r"as '0,5': save them with a decimal point, 1.5\)"):
         load_dataset(DataConfig(name="csv", root=str(path)))
+    path.write_text("w,x,y\n" + "".join(f"{i}%,{i},{i % 2}\n" for i in rows))
+    with pytest.raises(UserError, match=r"\(its numbers carry a unit or symbol, such as '0%': "
+                                        r"save them as plain numbers\)"):
+        load_dataset(DataConfig(name="csv", root=str(path)))
+    # "?" where UCI datasets leave a value out: one-hot encoding had been offered.
+    path.write_text("w,x,y\n" + "".join(f"{'?' if i % 7 == 3 else i},{i},{i % 2}\n"
+                                        for i in rows))
+    with pytest.raises(UserError, match=r"\(it holds numbers, and '\?' in 9 of 60 rows: marks of "
+                                        r"missing values\? fill those cells or drop their rows\)"):
+        load_dataset(DataConfig(name="csv", root=str(path)))
     path.write_text("w,x,y\n" + "".join(f'"{i + 1},{i:03d}",{i},{i % 2}\n' for i in rows))
     with pytest.raises(UserError, match=r"\(its numbers are written with thousands separators, "
                                         r"such as '1,000': save them without the commas\)"):

@@ -110,6 +110,16 @@ def _text_column_fix(values: pd.Series) -> str:
     if len(words) and stripped.str.fullmatch(r"[-+]?\d*,\d+").mean() >= 0.9:
         return (f"(its numbers are written with a decimal comma, such as {stripped.iloc[0]!r}: "
                 "save them with a decimal point, 1.5)")
+    if len(words) and stripped.str.fullmatch(r"[$€£¥]\s*[-+]?[\d.]+|[-+]?[\d.]+\s*[%$€£¥]"
+                                             ).mean() >= 0.9:
+        return (f"(its numbers carry a unit or symbol, such as {stripped.iloc[0]!r}: save them "
+                "as plain numbers)")
+    markers = sorted(set(stripped))
+    if len(markers) <= 3 and len(words) <= len(values) // 2:
+        # Mostly numbers, and a few words among them: "?" as UCI datasets mark missing values.
+        return (f"(it holds numbers, and {', '.join(map(repr, markers))} in {len(words)} of "
+                f"{len(values)} rows: marks of missing values? fill those cells or drop their "
+                "rows)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dates = pd.to_datetime(words, errors="coerce", format="mixed").notna().mean()
