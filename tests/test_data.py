@@ -166,41 +166,31 @@ def test_mnist_missing_root():
         load_mnist("/nonexistent/mnist")
 
 
-def test_a_column_of_words_gets_the_fix_that_suits_it(tmp_path):
+@pytest.mark.parametrize("column,cell,fix", [
+    ("day", lambda i: f"2024-01-{1 + i % 28:02d}",
+     "column 'day'; every cell must be a number (it holds dates: convert them to numbers"),
+    ("name", lambda i: f"user{i}",
+     "(it holds 60 distinct values in 60 rows, like an id or free text: drop the column"),
+    ("city", lambda i: f"{'PLN'[i % 3]}city",
+     "(or one-hot encode it: data.categorical=[city], or categorical=['city'] from Python)"),
+    # Numbers written as text: "1,5" had been called a date, the others one-hot encodable.
+    ("w", lambda i: f'"{i},5"', "(its numbers are written with a decimal comma, such as '0,5': "
+                                "save them with a decimal point, 1.5)"),
+    ("w", lambda i: f'"{i + 1},{i:03d}"', "(its numbers are written with thousands separators, "
+                                          "such as '1,000': save them without the commas)"),
+    ("w", lambda i: f"{i}%", "(its numbers carry a unit or symbol, such as '0%': save them as "
+                             "plain numbers)"),
+    # "?" where UCI datasets leave a value out.
+    ("w", lambda i: "?" if i % 7 == 3 else str(i),
+     "(it holds numbers, and '?' in 9 of 60 rows: marks of missing values? fill those cells or "
+     "drop their rows)"),
+])
+def test_a_column_of_words_gets_the_fix_that_suits_it(tmp_path, column, cell, fix):
     """One-hot encoding was the fix offered for every column of words: for dates it would
-    make a column per day, for ids one per row."""
+    make a column per day, for ids one per row, and numbers written as text need none."""
     path = tmp_path / "d.csv"
-    rows = range(60)
-    path.write_text("day,x,y\n" + "".join(f"2024-01-{1 + i % 28:02d},{i},{i % 2}\n" for i in rows))
-    with pytest.raises(UserError, match=r"column 'day'; every cell must be a number \(it holds "
-                                        r"dates: convert them to numbers"):
-        load_dataset(DataConfig(name="csv", root=str(path)))
-    path.write_text("name,x,y\n" + "".join(f"user{i},{i},{i % 2}\n" for i in rows))
-    with pytest.raises(UserError, match=r"\(it holds 60 distinct values in 60 rows, like an id "
-                                        r"or free text: drop the column"):
-        load_dataset(DataConfig(name="csv", root=str(path)))
-    path.write_text("city,x,y\n" + "".join(f"{'PLN'[i % 3]}city,{i},{i % 2}\n" for i in rows))
-    with pytest.raises(UserError, match=r"\(or one-hot encode it: data.categorical=\[city\], or "
-                                        r"categorical=\['city'\] from Python\)"):
-        load_dataset(DataConfig(name="csv", root=str(path)))
-    # Numbers written with a comma had been called dates ("1,5" parsed as one).
-    path.write_text("w,x,y\n" + "".join(f'"{i},5",{i},{i % 2}\n' for i in rows))
-    with pytest.raises(UserError, match=r"\(its numbers are written with a decimal comma, such "
-                                        r"as '0,5': save them with a decimal point, 1.5\)"):
-        load_dataset(DataConfig(name="csv", root=str(path)))
-    path.write_text("w,x,y\n" + "".join(f"{i}%,{i},{i % 2}\n" for i in rows))
-    with pytest.raises(UserError, match=r"\(its numbers carry a unit or symbol, such as '0%': "
-                                        r"save them as plain numbers\)"):
-        load_dataset(DataConfig(name="csv", root=str(path)))
-    # "?" where UCI datasets leave a value out: one-hot encoding had been offered.
-    path.write_text("w,x,y\n" + "".join(f"{'?' if i % 7 == 3 else i},{i},{i % 2}\n"
-                                        for i in rows))
-    with pytest.raises(UserError, match=r"\(it holds numbers, and '\?' in 9 of 60 rows: marks of "
-                                        r"missing values\? fill those cells or drop their rows\)"):
-        load_dataset(DataConfig(name="csv", root=str(path)))
-    path.write_text("w,x,y\n" + "".join(f'"{i + 1},{i:03d}",{i},{i % 2}\n' for i in rows))
-    with pytest.raises(UserError, match=r"\(its numbers are written with thousands separators, "
-                                        r"such as '1,000': save them without the commas\)"):
+    path.write_text(f"{column},x,y\n" + "".join(f"{cell(i)},{i},{i % 2}\n" for i in range(60)))
+    with pytest.raises(UserError, match=re.escape(fix)):
         load_dataset(DataConfig(name="csv", root=str(path)))
 
 
