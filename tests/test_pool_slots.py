@@ -39,6 +39,22 @@ def test_cpu_slots_and_counts():
     assert [(s.gpus, s.cpus) for s in listed] == [([], [1]), ([0], [0])]
 
 
+def test_settings_that_change_nothing_here_are_said(caplog):
+    """jobs_per_gpu on a machine without GPUs, and more cores per job than there are, had
+    been ignored without a word."""
+    caplog.set_level("WARNING")
+    assert len(make_slots("auto", None, 2, 1, gpus=[], cpus=[0, 1])) == 2
+    assert "hydra.launcher.jobs_per_gpu=2 has no effect: the jobs use no GPU (0 visible)" in \
+        caplog.text
+    caplog.clear()
+    assert [s.cpus for s in make_slots("auto", None, 1, 5, gpus=[], cpus=[0, 1])] == [[0, 1]]
+    assert "hydra.launcher.cpus_per_job=5 but 2 cores are usable here: one slot of all 2" in \
+        caplog.text
+    caplog.clear()
+    make_slots("auto", None, 2, 1, gpus=[0], cpus=[0, 1])  # shared GPU: as asked
+    assert not caplog.text
+
+
 @pytest.mark.parametrize("spec, gpus_per_job, message", [
     ("auto", 3, "gpus_per_job=3 but this machine has 2 GPUs visible; use at most 2"),
     ([{"gpus": [5]}], None, "slots[0] asks for GPU 5; visible GPUs: [0, 1]"),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+
+
+log = logging.getLogger(__name__)
 
 
 class PoolError(Exception):
@@ -78,6 +82,13 @@ def make_slots(spec: Any, gpus_per_job: Optional[int], jobs_per_gpu: int, cpus_p
                         f"{len(gpus)} GPU{'s' * (len(gpus) != 1)} visible; use at most "
                         f"{len(gpus)} (or gpus_per_job=0 for CPU jobs)")
     share = round(0.9 / jobs_per_gpu, 3) if jobs_per_gpu > 1 else None
+    # Settings that would change nothing here (they had been ignored without a word).
+    if jobs_per_gpu > 1 and not per_job:
+        log.warning(f"hydra.launcher.jobs_per_gpu={jobs_per_gpu} has no effect: the jobs use "
+                    f"no GPU ({len(gpus)} visible); slots follow cpus_per_job")
+    if not per_job and spec == "auto" and cpus_per_job > len(cpus):
+        log.warning(f"hydra.launcher.cpus_per_job={cpus_per_job} but {len(cpus)} cores are "
+                    f"usable here: one slot of all {len(cpus)}")
     if isinstance(spec, str) and spec == "auto":
         if per_job:
             groups = [gpus[i:i + per_job] for i in range(0, len(gpus) // per_job * per_job, per_job)]
