@@ -215,7 +215,7 @@ def check_monitor(monitor: str, data: DataSplits, fractions: tuple = (0.0, 0.0))
     validation or test example, which leaves nothing to report (`fractions`: the config's
     val and test fractions, to say why)."""
     splits = [s for s in ("val", "test") if len(getattr(data, f"x_{s}"))]
-    if not splits:  # it had trained, then failed on `monitor_value` with a KeyError
+    if not splits:  # it had trained, then failed on reading the monitored value (KeyError)
         val, test = fractions
         rows = len(data.x_train)
         why = ("data.val_fraction=0 and data.test_fraction=0 leave" if not val and not test else
@@ -232,19 +232,13 @@ def check_monitor(monitor: str, data: DataSplits, fractions: tuple = (0.0, 0.0))
                         f"reports; use auto or one of {', '.join(known)}")
 
 
-def monitor_value(result: dict, monitor: str, task: str) -> float:
-    """The metric a sweeper optimizes (`config.monitor_name`; `check_monitor` refused a name
-    the run does not report before it trained)."""
-    monitor = config_lib.monitor_name(monitor, task, "val" in result)
-    split, _, name = monitor.partition("/")
-    return float(result[split][name])
-
-
 def monitored(result: dict, monitor: str, task: str) -> dict:
-    """result.json's `monitor` (the value a sweeper optimizes) and `monitored` (its name, which
-    the pool launcher's summary table heads its metric column with)."""
-    return {"monitor": monitor_value(result, monitor, task),
-            "monitored": config_lib.monitor_name(monitor, task, "val" in result)}
+    """result.json's `monitor`, the value a sweeper optimizes, and `monitored`, its name
+    (`config.monitor_name`), which the pool launcher's summary table heads its metric column
+    with (`check_monitor` refused a name the run does not report before it trained)."""
+    name = config_lib.monitor_name(monitor, task, "val" in result)
+    split, _, metric = name.partition("/")
+    return {"monitor": float(result[split][metric]), "monitored": name}
 
 
 # Settings that change how a run is shown or where its caches live, not what it computes.
