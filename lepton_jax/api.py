@@ -164,6 +164,13 @@ class Dataset:
                 f"{test}, split_seed={c.split_seed}{limit})")
 
 
+def input_widths(info: dict) -> tuple:
+    """The features per row a model takes: its input's size, and for a digits image model
+    also scikit-learn's own 8x8 rows (64), which `_check_pixels` resizes."""
+    width = int(np.prod(info["input_shape"]))
+    return (width, 64) if info.get("pixels") == "digits" and width == 784 else (width,)
+
+
 def _check_pixels(x: np.ndarray, pixels: Optional[str], shape: tuple) -> np.ndarray:
     """Raw rows for a model trained on an image dataset (`pixels`: "digits" or "mnist"), whose
     pixels it saw in [0, 1]: scikit-learn's 8x8 digits (0 to 16) are resized as `data=digits`
@@ -279,11 +286,10 @@ class Model:
         if x.ndim == 1 or x.shape == shape or (x.shape == shape[:-1] and shape[-1] == 1):
             x = x[None]  # one example: a flat row, or one image (28x28 read as 28 rows of 28)
         check_finite(x, "predict input", tuple(info.get("feature_names") or ()))
-        width, got = int(np.prod(shape)), int(np.prod(x.shape[1:]))
-        # (A digits model also takes scikit-learn's own 8x8 rows, resized by _check_pixels.)
-        if got != width and not (info.get("pixels") == "digits" and (width, got) == (784, 64)):
+        got = int(np.prod(x.shape[1:]))
+        if got not in input_widths(info):
             raise UserError(f"predict got {got} features per row; this model was trained on "
-                            f"{width} (input shape {shape})")
+                            f"{int(np.prod(shape))} (input shape {shape})")
         x = _check_pixels(x, info.get("pixels"), shape)
         x = x.reshape((len(x), *shape))
         if info.get("mean") is not None:

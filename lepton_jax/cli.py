@@ -40,7 +40,7 @@ def _predict(argv: list[str]) -> int:
     import numpy as np
     import pandas as pd
 
-    from lepton_jax.api import Model
+    from lepton_jax.api import Model, input_widths
     from lepton_jax.data.tabular import read_features
 
     out = None if args.out == "-" else Path(args.out)
@@ -60,11 +60,8 @@ def _predict(argv: list[str]) -> int:
     if args.proba and model.classes is None:
         raise UserError(f"--proba: {args.model} holds a regression model, which has no class "
                         "probabilities; drop --proba")
-    width = int(np.prod(info["input_shape"]))
-    # A digits model also takes scikit-learn's own 8x8 rows (`api._check_pixels`).
-    widths = (width, 64) if info.get("pixels") == "digits" and width == 784 else (width,)
     features = read_features(args.input, info.get("encoding"), info.get("feature_names") or (),
-                             widths)
+                             input_widths(info))
     # With --proba the model runs once: the prediction is the most probable class.
     proba = model.predict_proba(features) if args.proba else None
     predicted = model.predict(features) if proba is None else model._most_probable(proba)
