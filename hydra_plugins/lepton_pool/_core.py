@@ -509,16 +509,18 @@ class _Run:
 
         shown = shown.astype(object).where(shown.notna(), "")
         shown["metric"] = [metric_value(v) if isinstance(v, float) else v for v in shown.metric]
-        # Headed by the metric's name where the jobs' result.json files agree on one (val/mse).
-        names = {_result(folder).get("monitored") for folder in frame.loc[shown.index, "dir"]}
+        # Each shown job's result.json, read once: the metric's name heads the column where
+        # they agree on one (val/mse), and their warnings name the jobs that ended at chance.
+        results = [_result(folder) for folder in frame.loc[shown.index, "dir"]]
+        names = {result.get("monitored") for result in results}
         names.discard(None)
         if len(names) == 1:
             shown = shown.rename(columns={"metric": names.pop()})
         print(shown.to_string(index=False), flush=True)
         if common:
             log.info(f"every job also had: {' '.join(sorted(common))}")
-        chance = [str(job) for job, folder in zip(shown.job, frame.loc[shown.index, "dir"],
-                                                  strict=True) if _warned(folder)]
+        chance = [str(job) for job, result in zip(shown.job, results, strict=True)
+                  if result.get("warnings")]  # lepton_jax's run at chance
         if chance:
             from lepton_jax.writers import at_chance_reason
 
@@ -535,8 +537,3 @@ def _result(folder: Any) -> dict:
     except (OSError, ValueError):
         return {}
     return result if isinstance(result, dict) else {}
-
-
-def _warned(folder: Any) -> bool:
-    """Whether the job dir's result.json carries a warning (lepton_jax's run at chance)."""
-    return bool(_result(folder).get("warnings"))
