@@ -162,9 +162,7 @@ def report(sweep_dir: str | os.PathLike, metric: Optional[str] = None,
         # it (drawn at one x, lr 0.03's bars and points hid under lr 0.1's).
         labelled = not numeric or field == "seed"
         if labelled:
-            values = list(dict.fromkeys(jobs[field]))
-            if numeric:
-                values.sort()
+            values = _in_order(jobs[field])
             place = {str(v): i for i, v in enumerate(values)}
             x = done[field].astype(str).map(place)
         else:
@@ -300,13 +298,8 @@ def _plot_grid(root: Path, jobs, table, by: list, best, name: str, label: str, p
     import numpy as np
     from matplotlib.colors import Normalize
 
-    axes = []
-    for field in by:  # each field's values in order: numbers by size, names as swept
-        values = list(dict.fromkeys(jobs[field]))
-        if all(isinstance(v, (int, float)) for v in values):
-            values.sort()
-        axes.append([str(v) for v in values])
-    (xs, ys), (x_field, y_field) = axes, by
+    (x_values, y_values), (x_field, y_field) = [_in_order(jobs[field]) for field in by], by
+    xs, ys = [str(v) for v in x_values], [str(v) for v in y_values]  # as the table's keys
     means = np.full((len(ys), len(xs)), np.nan)
     text = [[""] * len(xs) for _ in ys]
     for config in table.index:  # by label: a row as a Series turns an int field to floats
@@ -353,8 +346,8 @@ def _plot_grid(root: Path, jobs, table, by: list, best, name: str, label: str, p
     for color, width in (("black", 5), ("gold", 2.5)):  # gold edged in black, as the star
         ax.add_patch(plt.Rectangle((j - 0.45, i - 0.45), 0.9, 0.9, fill=False, edgecolor=color,
                                    linewidth=width))
-    ax.set_xticks(range(len(xs)), [short_value(v) for v in _typed(jobs[x_field], xs)])
-    ax.set_yticks(range(len(ys)), [short_value(v) for v in _typed(jobs[y_field], ys)])
+    ax.set_xticks(range(len(xs)), [short_value(v) for v in x_values])
+    ax.set_yticks(range(len(ys)), [short_value(v) for v in y_values])
     ax.set_xlabel(x_field)
     ax.set_ylabel(y_field)
     bar = fig.colorbar(image, ax=ax, extend=extend)
@@ -367,10 +360,13 @@ def _plot_grid(root: Path, jobs, table, by: list, best, name: str, label: str, p
                  bbox_inches="tight")
 
 
-def _typed(column, texts: list) -> list:
-    """A column's values in the order of their `texts` (the values as strings)."""
-    by_text = {str(v): v for v in column}
-    return [by_text[t] for t in texts]
+def _in_order(column) -> list:
+    """A swept field's distinct values in the order its axis shows them: numbers by size,
+    names as they were swept."""
+    values = list(dict.fromkeys(column))
+    if all(isinstance(v, (int, float)) for v in values):
+        values.sort()
+    return values
 
 
 def _within_bounds(ax, metric: str) -> None:
